@@ -1,0 +1,1 @@
+//! Sentry's encrypted export format. (Being written.)

@@ -1,0 +1,14 @@
+//! relocate: imports relational backup exports (Sentry relocations) through
+//! sandboxed wasm model plugins.
+//!
+//! Dependencies run one way: `cli` → `engine` → {`reader`, `plugin`, `db`},
+//! all of which speak the vocabulary of `model`.
+
+pub mod crypto;
+pub mod model;
+pub mod plugin;
+
+/// The first-party plugins, built from `plugins/` and embedded.
+pub mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+}

@@ -1,0 +1,231 @@
+//! Model plugins: loading sandboxed wasm components and calling them.
+//!
+//! This module is the only one that knows about wasmtime. The engine sees
+//! [`PluginHost`], [`Session`] and the domain types below; everything a plugin
+//! returns is converted and checked structurally before it gets here.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{ImportKind, ModelDesc, ModelName, Pk, Scope, Value};
+
+mod runtime;
+mod state;
+mod v1;
+
+pub use runtime::PluginHost;
+
+/// A plugin failure. Every variant names the plugin; those raised during a
+/// call name the model and, when known, the record.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("plugin {origin}: cannot load: {message}")]
+    Load { origin: String, message: String },
+    #[error("plugin {plugin}: invalid description: {message}")]
+    Describe { plugin: String, message: String },
+    #[error("plugin {plugin} on {model}{at}: trapped: {message}", at = RecordAt(*.ordinal))]
+    Trap { plugin: String, model: ModelName, ordinal: Option<u64>, message: String },
+    #[error("plugin {plugin} on {model}{at}: ran past its time limit of {limit:?}", at = RecordAt(*.ordinal))]
+    Timeout { plugin: String, model: ModelName, ordinal: Option<u64>, limit: Duration },
+    #[error("plugin {plugin} on {model}{at}: ran out of its memory limit of {limit_mib} MiB", at = RecordAt(*.ordinal))]
+    OutOfMemory { plugin: String, model: ModelName, ordinal: Option<u64>, limit_mib: usize },
+    #[error("plugin {plugin} on {model}: gave up: {message}")]
+    Fatal { plugin: String, model: ModelName, message: String },
+    #[error("plugin {plugin} on {model}: broke the contract: {message}")]
+    Protocol { plugin: String, model: ModelName, message: String },
+    #[error("plugin runtime: {0}")]
+    Runtime(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+struct RecordAt(Option<u64>);
+
+impl std::fmt::Display for RecordAt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(ordinal) => write!(f, " record #{ordinal}"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Limits and settings shared by every plugin of one [`PluginHost`].
+#[derive(Clone, Debug)]
+pub struct RuntimeConfig {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Linear-memory cap of one plugin instance, in bytes.
+    pub memory_limit: usize,
+    /// Wall-clock budget of one call into a plugin.
+    pub call_timeout: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: default_cache_dir(),
+            memory_limit: 64 << 20,
+            call_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/relocate` or `~/.cache/relocate`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("relocate").join("components"))
+}
+
+/// Where a plugin's bytes came from; named in every message about it.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    Builtin(&'static str),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Builtin(name) => write!(f, "builtin:{name}"),
+            Origin::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Index of a loaded plugin in its [`PluginHost`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PluginId(pub usize);
+
+/// What a plugin said about itself, validated.
+#[derive(Clone, Debug)]
+pub struct PluginInfo {
+    pub name: String,
+    pub version: String,
+    pub origin: Origin,
+    pub models: Vec<ModelDesc>,
+}
+
+/// In-memory facts a plugin may ask for while it runs.
+pub trait Facts: Send + Sync {
+    fn mapping_of(&self, model: &ModelName, old_pk: Pk) -> Option<Mapping>;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mapping {
+    pub new_pk: Pk,
+    pub kind: ImportKind,
+    pub slug: Option<String>,
+}
+
+/// Sentry's `ImportFlags`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ImportFlags {
+    pub merge_users: bool,
+    pub overwrite_configs: bool,
+    pub hide_organizations: bool,
+}
+
+/// What a session is opened with.
+#[derive(Clone)]
+pub struct SessionConfig {
+    pub model: ModelName,
+    pub scope: Scope,
+    pub flags: ImportFlags,
+    /// ISO 8601 UTC, the only clock plugins see.
+    pub started_at: String,
+    /// Seeds the session's random bytes together with the model name.
+    pub seed: u64,
+    pub facts: Arc<dyn Facts>,
+}
+
+/// A foreign key the host remapped before the plugin sees the record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MappedRef {
+    pub column: usize,
+    pub old_pk: Pk,
+    pub kind: ImportKind,
+}
+
+/// One record handed to `prepare`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputRecord {
+    pub ordinal: u64,
+    pub old_pk: Pk,
+    pub values: Vec<Value>,
+    pub refs: Vec<MappedRef>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldError {
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.field {
+            Some(field) => write!(f, "{field}: {}", self.message),
+            None => f.write_str(&self.message),
+        }
+    }
+}
+
+/// A question about rows already in the database.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Query {
+    /// The pk of a row of `model` whose `columns` (field names) equal `values`.
+    Find { model: ModelName, columns: Vec<String>, values: Vec<Value> },
+    /// Values of text `column` equal to `base` or starting with `base-`, ignoring case.
+    Taken { model: ModelName, column: String, base: String },
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Answer {
+    Found(Option<Pk>),
+    Taken(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Prepared {
+    Ready { scope: Option<Scope>, queries: Vec<Query> },
+    Skip(String),
+    Invalid(Vec<FieldError>),
+}
+
+/// The answers to one ready record's queries.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Answered {
+    /// Index of the record in the batch given to `prepare`.
+    pub index: usize,
+    pub answers: Vec<Answer>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Decision {
+    Insert { values: Vec<Value>, pk: Option<Pk> },
+    Reuse(Pk),
+    Overwrite { pk: Pk, values: Vec<Value> },
+    Skip(String),
+    Invalid(Vec<FieldError>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    pub index: usize,
+    pub decision: Decision,
+}
+
+/// Log levels a plugin may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+pub use runtime::Session;

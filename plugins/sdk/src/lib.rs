@@ -1,0 +1,1 @@
+//! Placeholder; the SDK lands with the first-party plugins.
