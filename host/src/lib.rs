@@ -2,11 +2,15 @@
 //! sandboxed wasm model plugins.
 //!
 //! Dependencies run one way: `cli` → `engine` → {`reader`, `plugin`, `db`},
-//! all of which speak the vocabulary of `model`.
+//! all of which speak the vocabulary of `model`; `reader` uses `crypto`.
 
+pub mod cli;
 pub mod crypto;
+pub mod db;
+pub mod engine;
 pub mod model;
 pub mod plugin;
+pub mod reader;
 
 /// The first-party plugins, built from `plugins/` and embedded.
 pub mod builtin {

@@ -1,3 +1,5 @@
-fn main() {
-    println!("relocate: under construction");
+//! The `relocate` binary; everything lives in the library's `cli` module.
+
+fn main() -> std::process::ExitCode {
+    relocate::cli::main()
 }

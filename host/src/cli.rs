@@ -1,0 +1,473 @@
+//! The `relocate` command line: Sentry's command shape, relocate's engine.
+//!
+//! Raw clap structs are turned into engine options here; errors become the
+//! documented exit codes (see [`exit`]).
+
+use std::collections::BTreeSet;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::engine::{self, Filters, ImportOptions, ModelSummary, Summary};
+use crate::engine::graph::Registry;
+use crate::model::ImportScope;
+use crate::plugin::{self, ImportFlags, Origin, PluginHost, RuntimeConfig};
+use crate::{crypto, db, reader};
+
+/// Exit codes, stable and documented in the README.
+pub mod exit {
+    pub const OK: u8 = 0;
+    /// The import stopped on a bad record or a conflict (see the findings).
+    pub const IMPORT_FAILED: u8 = 1;
+    /// The command line was wrong (clap uses 2 as well).
+    pub const USAGE: u8 = 2;
+    /// The export could not be read: missing file, not JSON, malformed records.
+    pub const BAD_INPUT: u8 = 3;
+    /// Decryption failed: wrong key, mismatched key.pub, tampered tarball.
+    pub const DECRYPTION: u8 = 4;
+    /// A plugin failed to load, trapped, ran out of time or memory, or broke the contract.
+    pub const PLUGIN: u8 = 5;
+    /// The database could not be opened or refused a statement.
+    pub const DATABASE: u8 = 6;
+}
+
+#[derive(Parser)]
+#[command(name = "relocate", version, about = "Import relational backup exports (Sentry relocations) through sandboxed wasm model plugins.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Import an export (plain JSON or an encrypted tarball) into a database.
+    #[command(subcommand)]
+    Import(ImportCommand),
+    /// Decrypt an encrypted export tarball to plain JSON.
+    Decrypt {
+        /// Where to write the JSON.
+        dest: PathBuf,
+        #[arg(long)]
+        src: PathBuf,
+        /// The RSA private key (PEM, PKCS#8 or PKCS#1).
+        #[arg(long)]
+        decrypt_with: PathBuf,
+    },
+    /// Encrypt a JSON export into Sentry's tarball format.
+    Encrypt {
+        /// Where to write the tarball.
+        dest: PathBuf,
+        #[arg(long)]
+        src: PathBuf,
+        /// The RSA public key (PEM, SubjectPublicKeyInfo).
+        #[arg(long)]
+        encrypt_with: PathBuf,
+    },
+    /// Plugins: what is loaded and which models each serves.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+    /// The target database.
+    #[command(subcommand)]
+    Db(DbCommand),
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// Users and their own settings (User scope).
+    Users {
+        #[command(flatten)]
+        common: ImportArgs,
+        /// Reuse existing users with the same username instead of adding suffixed copies.
+        #[arg(long)]
+        merge_users: bool,
+        /// Import only these users (comma-separated usernames).
+        #[arg(long, conflicts_with = "filter_usernames_file")]
+        filter_usernames: Option<String>,
+        /// Import only the users listed in this file (one per line or comma-separated).
+        #[arg(long)]
+        filter_usernames_file: Option<PathBuf>,
+    },
+    /// Organizations, their projects and members (Organization scope).
+    Organizations {
+        #[command(flatten)]
+        common: ImportArgs,
+        #[arg(long)]
+        merge_users: bool,
+        /// Import only these organizations (comma-separated slugs) and their members.
+        #[arg(long)]
+        filter_org_slugs: Option<String>,
+        /// Import organizations hidden, pending approval.
+        #[arg(long)]
+        hide_organizations: bool,
+    },
+    /// Instance configuration and privileged users (Config scope).
+    Config {
+        #[command(flatten)]
+        common: ImportArgs,
+        #[arg(long)]
+        merge_users: bool,
+        /// Replace existing configuration values instead of keeping them.
+        #[arg(long)]
+        overwrite_configs: bool,
+    },
+    /// Everything (Global scope).
+    Global {
+        #[command(flatten)]
+        common: ImportArgs,
+    },
+}
+
+#[derive(Args)]
+struct ImportArgs {
+    /// The export: a JSON file or an encrypted tarball.
+    src: PathBuf,
+    /// The RSA private key for an encrypted tarball (PEM).
+    #[arg(long)]
+    decrypt_with: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArg,
+    /// Identity of the import; rerun with the same one to resume without writing anything twice.
+    #[arg(long)]
+    import_uuid: Option<String>,
+    /// Write Sentry-style findings (JSON) here: `[]` on success.
+    #[arg(long)]
+    findings_file: Option<PathBuf>,
+    /// Never ask for confirmation.
+    #[arg(long)]
+    no_prompt: bool,
+    /// Print nothing but errors.
+    #[arg(long)]
+    silent: bool,
+    /// Records per plugin call and per transaction (rounded up to a multiple of 20).
+    #[arg(long, default_value_t = 1000)]
+    batch_size: usize,
+    /// Seed for generated suffixes, tokens and passwords (makes runs reproducible).
+    #[arg(long)]
+    seed: Option<u64>,
+    #[command(flatten)]
+    plugins: PluginArgs,
+}
+
+#[derive(Args)]
+struct DbArg {
+    /// Target database: sqlite:PATH or postgres://USER@HOST/DB.
+    #[arg(long, env = "RELOCATE_DB", default_value = "sqlite:relocate.db")]
+    db: String,
+}
+
+#[derive(Args)]
+struct PluginArgs {
+    /// An extra plugin (.wasm component); it replaces the built-in plugin for the models it describes.
+    #[arg(long = "plugin")]
+    plugins: Vec<PathBuf>,
+    /// Time limit of one plugin call, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    plugin_timeout: f64,
+    /// Memory limit of one plugin instance, in MiB.
+    #[arg(long, default_value_t = 64)]
+    plugin_memory: usize,
+    /// Where compiled plugins are cached (default: the user cache directory).
+    #[arg(long)]
+    cache_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum PluginsCommand {
+    /// List the plugins and the models each one serves.
+    List {
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum DbCommand {
+    /// Create the tables of every model the plugins describe, and the import-chunk tables.
+    Init {
+        #[command(flatten)]
+        db: DbArg,
+        #[command(flatten)]
+        plugins: PluginArgs,
+    },
+}
+
+/// Runs the command line and turns the outcome into an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { exit::USAGE } else { exit::OK });
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::from(exit::OK),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    for cause in e.chain() {
+        if let Some(e) = cause.downcast_ref::<engine::Error>() {
+            return match e {
+                engine::Error::Reader(r) => reader_code(r),
+                engine::Error::Plugin(_) | engine::Error::Contract { .. } | engine::Error::Graph(_) => exit::PLUGIN,
+                engine::Error::Db(db::Error::UniqueViolation { .. }) => exit::IMPORT_FAILED,
+                engine::Error::Db(_) => exit::DATABASE,
+                engine::Error::Deserialization { .. } | engine::Error::Invalid { .. } | engine::Error::Write { .. } => exit::IMPORT_FAILED,
+            };
+        }
+        if let Some(r) = cause.downcast_ref::<reader::Error>() {
+            return reader_code(r);
+        }
+        if cause.downcast_ref::<crypto::Error>().is_some() {
+            return exit::DECRYPTION;
+        }
+        if cause.downcast_ref::<plugin::Error>().is_some() {
+            return exit::PLUGIN;
+        }
+        if cause.downcast_ref::<db::Error>().is_some() {
+            return exit::DATABASE;
+        }
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return exit::USAGE;
+        }
+    }
+    exit::IMPORT_FAILED
+}
+
+fn reader_code(e: &reader::Error) -> u8 {
+    match e {
+        reader::Error::Crypto { .. } | reader::Error::NeedsKey { .. } => exit::DECRYPTION,
+        _ => exit::BAD_INPUT,
+    }
+}
+
+/// A mistake on the command line found after parsing.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Import(cmd) => import(cmd).await,
+        Command::Decrypt { dest, src, decrypt_with } => {
+            let key = read_key(&decrypt_with)?;
+            let file = std::fs::File::open(&src).with_context(|| format!("cannot open {}", src.display()))?;
+            let tarball = crypto::Tarball::read(std::io::BufReader::new(file)).with_context(|| format!("invalid tarball {}", src.display()))?;
+            let plain = crypto::decrypt(&tarball, &key).with_context(|| format!("invalid tarball {}", src.display()))?;
+            std::fs::write(&dest, plain).with_context(|| format!("cannot write {}", dest.display()))?;
+            Ok(())
+        }
+        Command::Encrypt { dest, src, encrypt_with } => {
+            let json = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
+            serde_json::from_slice::<serde::de::IgnoredAny>(&json).map_err(|e| UsageError(format!("invalid input JSON in {}: {e}", src.display())))?;
+            let pem = std::fs::read(&encrypt_with).with_context(|| format!("cannot read {}", encrypt_with.display()))?;
+            let tarball = crypto::encrypt(&json, &pem, &mut rand::rngs::OsRng).context("cannot encrypt")?;
+            let out = std::fs::File::create(&dest).with_context(|| format!("cannot write {}", dest.display()))?;
+            tarball.write(std::io::BufWriter::new(out)).with_context(|| format!("cannot write {}", dest.display()))?;
+            Ok(())
+        }
+        Command::Plugins(PluginsCommand::List { plugins }) => {
+            let (host, registry) = load_plugins(&plugins)?;
+            let mut out = std::io::stdout().lock();
+            for (id, info) in host.plugins() {
+                writeln!(out, "{} {} ({})", info.name, info.version, info.origin)?;
+                for desc in &info.models {
+                    let serving = registry.get(&desc.name).is_some_and(|(p, _)| *p == id);
+                    let scopes: Vec<&str> = desc.scopes.iter().map(|s| s.as_str()).collect();
+                    let note = if serving { "" } else { "  (replaced by a later plugin)" };
+                    writeln!(out, "  {:<44} {:<40} {}{note}", desc.name.as_str(), desc.table.as_str(), scopes.join(","))?;
+                }
+            }
+            Ok(())
+        }
+        Command::Db(DbCommand::Init { db, plugins }) => {
+            let (_host, registry) = load_plugins(&plugins)?;
+            let mut conn = db::Db::connect(&db.db).await?;
+            let order = registry.order().map_err(engine::Error::from)?;
+            let descs: Vec<_> = order.iter().filter_map(|m| registry.desc(m)).collect();
+            conn.create_schema(&descs).await?;
+            println!("created the tables of {} models in {}", descs.len(), db.db);
+            Ok(())
+        }
+    }
+}
+
+fn read_key(path: &Path) -> anyhow::Result<crypto::PrivateKey> {
+    let pem = std::fs::read(path).with_context(|| format!("cannot read the private key {}", path.display()))?;
+    crypto::PrivateKey::from_pem(&pem).map_err(|e| anyhow::Error::new(e).context(format!("{}", path.display())))
+}
+
+/// Loads the built-in plugins, then the user's (which replace built-ins
+/// model by model).
+fn load_plugins(args: &PluginArgs) -> anyhow::Result<(PluginHost, Registry)> {
+    if !(args.plugin_timeout > 0.0 && args.plugin_timeout <= 3600.0) {
+        bail!(UsageError("--plugin-timeout must be between 0 and 3600 seconds".into()));
+    }
+    if !(1..=4096).contains(&args.plugin_memory) {
+        bail!(UsageError("--plugin-memory must be between 1 and 4096 MiB".into()));
+    }
+    let config = RuntimeConfig {
+        cache_dir: args.cache_dir.clone().or_else(plugin::default_cache_dir),
+        memory_limit: args.plugin_memory << 20,
+        call_timeout: Duration::from_secs_f64(args.plugin_timeout),
+        ..RuntimeConfig::default()
+    };
+    let mut host = PluginHost::new(config)?;
+    for (name, bytes) in crate::builtin::BUILTIN {
+        host.load(Origin::Builtin(name), bytes)?;
+    }
+    for path in &args.plugins {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+        host.load(Origin::File(path.clone()), &bytes)?;
+    }
+    let registry = Registry::new(host.plugins());
+    Ok((host, registry))
+}
+
+fn split_list(s: &str) -> BTreeSet<String> {
+    s.split([',', '\n']).map(str::trim).filter(|x| !x.is_empty()).map(str::to_string).collect()
+}
+
+async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
+    let (scope, common, flags, filters) = match cmd {
+        ImportCommand::Users { common, merge_users, filter_usernames, filter_usernames_file } => {
+            let usernames = match (filter_usernames, filter_usernames_file) {
+                (Some(list), _) => Some(split_list(&list)),
+                (None, Some(path)) => {
+                    Some(split_list(&std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?))
+                }
+                (None, None) => None,
+            };
+            let flags = ImportFlags { merge_users, ..ImportFlags::default() };
+            (ImportScope::Users, common, flags, Filters { usernames, ..Filters::default() })
+        }
+        ImportCommand::Organizations { common, merge_users, filter_org_slugs, hide_organizations } => {
+            let flags = ImportFlags { merge_users, hide_organizations, ..ImportFlags::default() };
+            (ImportScope::Organizations, common, flags, Filters { org_slugs: filter_org_slugs.as_deref().map(split_list), ..Filters::default() })
+        }
+        ImportCommand::Config { common, merge_users, overwrite_configs } => {
+            let flags = ImportFlags { merge_users, overwrite_configs, ..ImportFlags::default() };
+            (ImportScope::Config, common, flags, Filters::default())
+        }
+        ImportCommand::Global { common } => (ImportScope::Global, common, ImportFlags::default(), Filters::default()),
+    };
+    let findings = common.findings_file.clone();
+    let result = run_import(scope, &common, flags, filters).await;
+    if let Some(path) = findings {
+        let json = findings_json(result.as_ref().err());
+        std::fs::write(&path, json).with_context(|| format!("cannot write the findings to {}", path.display()))?;
+    }
+    let summary = result?;
+    if !common.silent {
+        print_summary(&summary);
+    }
+    Ok(())
+}
+
+async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags, filters: Filters) -> anyhow::Result<Summary> {
+    let import_uuid = match &common.import_uuid {
+        Some(u) => uuid::Uuid::parse_str(u).map_err(|e| UsageError(format!("--import-uuid `{u}` is not a UUID: {e}")))?,
+        None => uuid::Uuid::new_v4(),
+    }
+    .hyphenated()
+    .to_string();
+    let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
+    let export = reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?;
+    let (host, registry) = load_plugins(&common.plugins)?;
+    let mut conn = db::Db::connect(&common.db.db).await.map_err(engine::Error::from)?;
+    let opts = ImportOptions {
+        scope,
+        import_uuid: import_uuid.clone(),
+        flags,
+        filters,
+        batch_size: common.batch_size,
+        seed: common.seed.unwrap_or_else(rand::random),
+    };
+    if !common.silent {
+        eprintln!("importing {} ({} records) into {} as import {import_uuid}", common.src.display(), export.total(), common.db.db);
+    }
+    let summary = engine::import(&export, &host, &registry, &mut conn, &opts, &engine::NoopReporter)
+        .await
+        .map_err(|e| anyhow::Error::new(e).context(format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)")))?;
+    Ok(summary)
+}
+
+fn print_summary(summary: &Summary) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8}", "model", "inserted", "existing", "overwritten", "dropped", "skipped", "resumed");
+    let mut total = ModelSummary { model: "total".into(), ..ModelSummary::default() };
+    for m in &summary.models {
+        total.inserted += m.inserted;
+        total.existing += m.existing;
+        total.overwritten += m.overwritten;
+        total.dropped += m.dropped;
+        total.skipped += m.skipped;
+        total.resumed += m.resumed;
+    }
+    for m in summary.models.iter().chain(std::iter::once(&total)) {
+        let _ = writeln!(
+            out,
+            "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8}",
+            m.model, m.inserted, m.existing, m.overwritten, m.dropped, m.skipped, m.resumed
+        );
+    }
+    for (model, count) in &summary.unknown {
+        let _ = writeln!(out, "skipped {count} records of {model}: no plugin describes this model");
+    }
+    let _ = writeln!(out, "import {} done", summary.import_uuid);
+}
+
+/// Sentry's findings JSON (spec §9.2): sorted keys, two-space indent.
+fn findings_json(error: Option<&anyhow::Error>) -> String {
+    let Some(error) = error else { return "[]\n".into() };
+    let engine_error = error.chain().find_map(|c| c.downcast_ref::<engine::Error>());
+    let (kind, on, left_pk) = match engine_error {
+        Some(e) => {
+            let on = e.instance().map(|(m, ordinal, _)| serde_json::json!({"model": m.as_str(), "ordinal": ordinal}));
+            (e.sentry_kind(), on, e.instance().and_then(|(_, _, pk)| pk))
+        }
+        None => ("Unknown", None, None),
+    };
+    // Errors about no single record (a bad key, a lost database) have no `on`.
+    let on = on.unwrap_or(serde_json::Value::Null);
+    let finding = serde_json::json!([{
+        "finding": "RpcImportError",
+        "kind": kind,
+        "left_pk": left_pk,
+        "on": on,
+        "reason": format!("{error:#}"),
+        "right_pk": null,
+    }]);
+    // serde_json's map is insertion-ordered here only with preserve_order;
+    // sort explicitly so the output matches Sentry's sort_keys.
+    let sorted: serde_json::Value = sort_keys(finding);
+    serde_json::to_string_pretty(&sorted).unwrap_or_default() + "\n"
+}
+
+fn sort_keys(v: serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut entries: Vec<_> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(entries.into_iter().map(|(k, v)| (k, sort_keys(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sort_keys).collect()),
+        other => other,
+    }
+}

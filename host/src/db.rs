@@ -1,0 +1,368 @@
+//! The target database: SQLite (the embedded default) or PostgreSQL.
+//!
+//! Everything the engine writes goes through a [`Tx`], in bulk: one statement
+//! per batch for inserts, one per kind of question for lookups. The dialect
+//! modules hold the SQL under the same function names.
+
+use std::collections::BTreeMap;
+
+use crate::model::{ColumnKind, Ident, ModelDesc, ModelName, Pk, Silo, Value};
+
+mod postgres;
+mod sqlite;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot open database {url}: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("`{0}` is not a database URL: use sqlite:PATH or postgres://…")]
+    BadUrl(String),
+    #[error("{context}: {source}")]
+    Query { context: String, source: sqlx::Error },
+    #[error("{context}: a unique constraint was violated: {message}")]
+    UniqueViolation { context: String, message: String },
+    #[error("table {table} (model {model}) does not exist in the target database; run `relocate db init` first")]
+    MissingTable { model: ModelName, table: Ident },
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Wraps a sqlx error with what we were doing, singling out unique violations.
+pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
+    let context = context.into();
+    move |source| match source.as_database_error() {
+        Some(db) if db.is_unique_violation() => Error::UniqueViolation { context, message: db.message().to_string() },
+        _ => Error::Query { context, source },
+    }
+}
+
+/// One open connection to the target.
+pub enum Db {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+/// A transaction; dropped without [`Tx::commit`] it rolls back.
+pub enum Tx<'c> {
+    Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+}
+
+/// Sentry's import-chunk record of one run of up to 20 records (spec §8.1).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chunk {
+    pub silo: Silo,
+    pub import_uuid: String,
+    pub model: ModelName,
+    pub min_ordinal: i64,
+    pub max_ordinal: i64,
+    pub min_source_pk: Pk,
+    pub max_source_pk: Pk,
+    pub min_inserted_pk: Option<Pk>,
+    pub max_inserted_pk: Option<Pk>,
+    pub inserted_map: BTreeMap<Pk, Pk>,
+    pub existing_map: BTreeMap<Pk, Pk>,
+    pub overwrite_map: BTreeMap<Pk, Pk>,
+    pub inserted_identifiers: BTreeMap<Pk, String>,
+}
+
+/// The chunk tables; a control model's chunk also gets a replica (spec §8.3).
+pub const REGION_CHUNKS: &str = "sentry_regionimportchunk";
+pub const CONTROL_CHUNKS: &str = "sentry_controlimportchunk";
+pub const CONTROL_CHUNK_REPLICAS: &str = "sentry_controlimportchunkreplica";
+
+/// A row to insert: its new pk and values in column order.
+pub struct NewRow<'a> {
+    pub pk: Pk,
+    pub values: &'a [Value],
+}
+
+impl Db {
+    /// Connects to `sqlite:PATH` (created if missing) or `postgres://…`.
+    pub async fn connect(url: &str) -> Result<Db> {
+        if url.starts_with("sqlite:") {
+            sqlite::connect(url).await.map(Db::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::connect(url).await.map(Db::Postgres)
+        } else {
+            Err(Error::BadUrl(url.to_string()))
+        }
+    }
+
+    /// The tables that exist, among `tables`.
+    pub async fn existing_tables(&mut self, tables: &[&str]) -> Result<Vec<String>> {
+        match self {
+            Db::Sqlite(c) => sqlite::existing_tables(c, tables).await,
+            Db::Postgres(c) => postgres::existing_tables(c, tables).await,
+        }
+    }
+
+    /// Creates the tables of `models` (given in dependency order) and the
+    /// chunk tables, skipping those that exist.
+    pub async fn create_schema(&mut self, models: &[&ModelDesc]) -> Result<()> {
+        let mut statements = Vec::new();
+        let dialect = self.dialect();
+        let known: Vec<&ModelName> = models.iter().map(|m| &m.name).collect();
+        for model in models {
+            statements.extend(table_ddl(dialect, model, |target| {
+                known.contains(&target).then(|| models.iter().find(|m| &m.name == target).map(|m| m.table.clone())).flatten()
+            }));
+        }
+        for table in [REGION_CHUNKS, CONTROL_CHUNKS, CONTROL_CHUNK_REPLICAS] {
+            statements.extend(chunk_table_ddl(dialect, table));
+        }
+        let mut tx = self.begin().await?;
+        for sql in statements {
+            tx.execute(&sql).await?;
+        }
+        tx.commit().await
+    }
+
+    /// All chunks already written by the import `uuid`.
+    pub async fn load_chunks(&mut self, uuid: &str) -> Result<Vec<Chunk>> {
+        match self {
+            Db::Sqlite(c) => sqlite::load_chunks(c, uuid).await,
+            Db::Postgres(c) => postgres::load_chunks(c, uuid).await,
+        }
+    }
+
+    pub async fn begin(&mut self) -> Result<Tx<'_>> {
+        match self {
+            Db::Sqlite(c) => sqlite::begin(c).await.map(Tx::Sqlite),
+            Db::Postgres(c) => postgres::begin(c).await.map(Tx::Postgres),
+        }
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Db::Sqlite(_) => Dialect::Sqlite,
+            Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Row count of a table (for summaries and tests).
+    pub async fn count(&mut self, table: &Ident) -> Result<i64> {
+        let sql = format!("SELECT COUNT(*) FROM {table}");
+        match self {
+            Db::Sqlite(c) => sqlite::scalar_i64(c, &sql).await,
+            Db::Postgres(c) => postgres::scalar_i64(c, &sql).await,
+        }
+    }
+}
+
+impl Tx<'_> {
+    pub async fn execute(&mut self, sql: &str) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => sqlite::execute(t, sql).await,
+            Tx::Postgres(t) => postgres::execute(t, sql).await,
+        }
+    }
+
+    pub async fn commit(self) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await.map_err(query_error("commit")),
+            Tx::Postgres(t) => t.commit().await.map_err(query_error("commit")),
+        }
+    }
+
+    /// For each key, the lowest pk of a row of `model` whose `columns` equal
+    /// it. NULL never matches.
+    pub async fn find(&mut self, model: &ModelDesc, columns: &[usize], keys: &[Vec<Value>]) -> Result<Vec<Option<Pk>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Tx::Sqlite(t) => sqlite::find(t, model, columns, keys).await,
+            Tx::Postgres(t) => postgres::find(t, model, columns, keys).await,
+        }
+    }
+
+    /// For each base, the values of text `column` equal to it or starting
+    /// with `base-`, ignoring case.
+    pub async fn taken(&mut self, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
+        if bases.is_empty() {
+            return Ok(Vec::new());
+        }
+        match self {
+            Tx::Sqlite(t) => sqlite::taken(t, model, column, bases).await,
+            Tx::Postgres(t) => postgres::taken(t, model, column, bases).await,
+        }
+    }
+
+    /// `n` fresh pks for `model`, never handed out before.
+    pub async fn reserve_pks(&mut self, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        match self {
+            Tx::Sqlite(t) => sqlite::reserve_pks(t, model, n).await,
+            Tx::Postgres(t) => postgres::reserve_pks(t, model, n).await,
+        }
+    }
+
+    /// Inserts rows with the given pks in one statement per few hundred rows.
+    pub async fn insert(&mut self, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        match self {
+            Tx::Sqlite(t) => sqlite::insert(t, model, rows).await,
+            Tx::Postgres(t) => postgres::insert(t, model, rows).await,
+        }
+    }
+
+    /// Moves the pk sequence past rows inserted with explicit pks.
+    pub async fn sync_sequence(&mut self, model: &ModelDesc) -> Result<()> {
+        match self {
+            Tx::Sqlite(_) => Ok(()), // SQLite hands out MAX(id) + 1 anyway.
+            Tx::Postgres(t) => postgres::sync_sequence(t, model).await,
+        }
+    }
+
+    pub async fn update(&mut self, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
+        match self {
+            Tx::Sqlite(t) => sqlite::update(t, model, pk, values).await,
+            Tx::Postgres(t) => postgres::update(t, model, pk, values).await,
+        }
+    }
+
+    pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {
+        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        for chunk in chunks {
+            let tables: &[&str] = match chunk.silo {
+                Silo::Region => &[REGION_CHUNKS],
+                Silo::Control => &[CONTROL_CHUNKS, CONTROL_CHUNK_REPLICAS],
+            };
+            for table in tables {
+                match self {
+                    Tx::Sqlite(t) => sqlite::insert_chunk(t, table, chunk, &now).await?,
+                    Tx::Postgres(t) => postgres::insert_chunk(t, table, chunk, &now).await?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+fn sql_type(dialect: Dialect, kind: ColumnKind) -> &'static str {
+    match (dialect, kind) {
+        (Dialect::Sqlite, ColumnKind::Integer | ColumnKind::Boolean) => "INTEGER",
+        (Dialect::Sqlite, ColumnKind::Float) => "REAL",
+        (Dialect::Sqlite, _) => "TEXT",
+        (Dialect::Postgres, ColumnKind::Integer) => "BIGINT",
+        (Dialect::Postgres, ColumnKind::Float) => "DOUBLE PRECISION",
+        (Dialect::Postgres, ColumnKind::Boolean) => "BOOLEAN",
+        (Dialect::Postgres, ColumnKind::Datetime) => "TIMESTAMPTZ",
+        (Dialect::Postgres, ColumnKind::Text | ColumnKind::Json) => "TEXT",
+    }
+}
+
+/// `CREATE TABLE` and its unique indexes. Foreign keys get a constraint only
+/// where Sentry's schema has one and the target table is ours to name.
+fn table_ddl(dialect: Dialect, model: &ModelDesc, table_of: impl Fn(&ModelName) -> Option<Ident>) -> Vec<String> {
+    let pk = match dialect {
+        Dialect::Sqlite => "id INTEGER PRIMARY KEY",
+        Dialect::Postgres => "id BIGSERIAL PRIMARY KEY",
+    };
+    let mut columns = vec![pk.to_string()];
+    for (i, column) in model.columns.iter().enumerate() {
+        let mut def = format!("{} {}", column.name, sql_type(dialect, column.kind));
+        if !column.nullable {
+            def.push_str(" NOT NULL");
+        }
+        let fk = model.foreign_keys.iter().find(|fk| fk.column == i);
+        if let Some(fk) = fk.filter(|fk| fk.kind.has_constraint() && fk.target != model.name) {
+            if let Some(target) = table_of(&fk.target) {
+                def.push_str(&format!(" REFERENCES {target}(id) DEFERRABLE INITIALLY DEFERRED"));
+            }
+        }
+        columns.push(def);
+    }
+    let mut out = vec![format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", model.table, columns.join(",\n  "))];
+    for (n, unique) in model.uniques.iter().enumerate() {
+        let cols: Vec<&str> = unique.iter().map(|&i| model.columns[i].name.as_str()).collect();
+        out.push(format!("CREATE UNIQUE INDEX IF NOT EXISTS {}_uniq_{n} ON {} ({})", model.table, model.table, cols.join(", ")));
+    }
+    out
+}
+
+fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
+    let (pk, uuid, json, ts) = match dialect {
+        Dialect::Sqlite => ("id INTEGER PRIMARY KEY", "TEXT", "TEXT", "TEXT"),
+        Dialect::Postgres => ("id BIGSERIAL PRIMARY KEY", "UUID", "JSONB", "TIMESTAMPTZ"),
+    };
+    vec![format!(
+        "CREATE TABLE IF NOT EXISTS {table} (
+  {pk},
+  import_uuid {uuid} NOT NULL,
+  model VARCHAR(64) NOT NULL,
+  min_ordinal BIGINT NOT NULL,
+  max_ordinal BIGINT NOT NULL,
+  min_source_pk BIGINT NOT NULL,
+  max_source_pk BIGINT NOT NULL,
+  min_inserted_pk BIGINT,
+  max_inserted_pk BIGINT,
+  inserted_map {json} NOT NULL,
+  existing_map {json} NOT NULL,
+  overwrite_map {json} NOT NULL,
+  inserted_identifiers {json} NOT NULL,
+  date_added {ts} NOT NULL,
+  date_updated {ts} NOT NULL,
+  UNIQUE (import_uuid, model, min_ordinal)
+)"
+    )]
+}
+
+/// Sentry stores the pk maps as JSON objects with string keys.
+fn map_to_json<V: serde::Serialize>(map: &BTreeMap<Pk, V>) -> String {
+    let object: serde_json::Map<String, serde_json::Value> =
+        map.iter().map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
+    serde_json::Value::Object(object).to_string()
+}
+
+fn map_from_json<V: serde::de::DeserializeOwned>(text: &str) -> Result<BTreeMap<Pk, V>> {
+    let raw: BTreeMap<String, V> =
+        serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("an import chunk holds a malformed map: {e}")))?;
+    raw.into_iter()
+        .map(|(k, v)| k.parse().map(|k| (k, v)).map_err(|_| Error::Corrupt(format!("an import chunk map has a non-integer key `{k}`"))))
+        .collect()
+}
+
+/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(like_escape("a_b%c\\"), "a\\_b\\%c\\\\");
+    }
+
+    #[test]
+    fn chunk_maps_round_trip_with_string_keys() {
+        let map: BTreeMap<Pk, Pk> = [(12, 1), (13, 2)].into();
+        let json = map_to_json(&map);
+        assert_eq!(json, r#"{"12":1,"13":2}"#);
+        assert_eq!(map_from_json::<Pk>(&json).unwrap(), map);
+        assert!(map_from_json::<Pk>(r#"{"x":1}"#).is_err());
+    }
+}

@@ -1,0 +1,317 @@
+//! PostgreSQL: one `UNNEST` of typed arrays per batch, so a statement's size
+//! does not grow with its rows and no bind-parameter limit applies.
+
+use std::str::FromStr;
+
+use sqlx::postgres::{PgArguments, PgConnectOptions};
+use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
+
+use super::{Chunk, Error, NewRow, Result, like_escape, map_from_json, map_to_json, query_error};
+use crate::model::{ColumnKind, ModelDesc, ModelName, Pk, Silo, Value};
+
+type Tx<'c> = Transaction<'c, sqlx::Postgres>;
+
+pub async fn connect(url: &str) -> Result<PgConnection> {
+    let err = |source| Error::Connect { url: url.to_string(), source };
+    let options = PgConnectOptions::from_str(url).map_err(err)?;
+    let mut c = PgConnection::connect_with(&options).await.map_err(err)?;
+    // The schema's messages should not drown the user's output.
+    sqlx::query("SET client_min_messages = warning").execute(&mut c).await.map_err(err)?;
+    Ok(c)
+}
+
+pub async fn begin(c: &mut PgConnection) -> Result<Tx<'_>> {
+    c.begin().await.map_err(query_error("begin a transaction"))
+}
+
+pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
+    sqlx::query(AssertSqlSafe(sql.to_string())).execute(&mut **t).await.map_err(query_error(short(sql)))?;
+    Ok(())
+}
+
+pub async fn scalar_i64(c: &mut PgConnection, sql: &str) -> Result<i64> {
+    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
+}
+
+fn short(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or(sql);
+    line.chars().take(80).collect()
+}
+
+pub async fn existing_tables(c: &mut PgConnection, tables: &[&str]) -> Result<Vec<String>> {
+    let wanted: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
+    sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY($1)")
+        .bind(wanted)
+        .fetch_all(c)
+        .await
+        .map_err(query_error("list tables"))
+}
+
+/// One column of values as a typed array parameter.
+enum Array {
+    Int(Vec<Option<i64>>),
+    Float(Vec<Option<f64>>),
+    Bool(Vec<Option<bool>>),
+    Text(Vec<Option<String>>),
+}
+
+impl Array {
+    fn new(kind: ColumnKind, capacity: usize) -> Array {
+        match kind {
+            ColumnKind::Integer => Array::Int(Vec::with_capacity(capacity)),
+            ColumnKind::Float => Array::Float(Vec::with_capacity(capacity)),
+            ColumnKind::Boolean => Array::Bool(Vec::with_capacity(capacity)),
+            ColumnKind::Text | ColumnKind::Datetime | ColumnKind::Json => Array::Text(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// Values were checked against the column kind by the engine; a stray
+    /// kind is stored as NULL rather than panicking.
+    fn push(&mut self, value: &Value) {
+        match (self, value) {
+            (Array::Int(v), Value::Integer(i)) => v.push(Some(*i)),
+            (Array::Float(v), Value::Float(f)) => v.push(Some(*f)),
+            (Array::Float(v), Value::Integer(i)) => v.push(Some(*i as f64)),
+            (Array::Bool(v), Value::Boolean(b)) => v.push(Some(*b)),
+            (Array::Text(v), Value::Text(s) | Value::Json(s)) => v.push(Some(s.clone())),
+            (Array::Int(v), _) => v.push(None),
+            (Array::Float(v), _) => v.push(None),
+            (Array::Bool(v), _) => v.push(None),
+            (Array::Text(v), _) => v.push(None),
+        }
+    }
+
+    fn bind(self, args: &mut PgArguments) -> Result<()> {
+        let r = match self {
+            Array::Int(v) => args.add(v),
+            Array::Float(v) => args.add(v),
+            Array::Bool(v) => args.add(v),
+            Array::Text(v) => args.add(v),
+        };
+        r.map_err(|e| Error::Query { context: "bind an array".into(), source: sqlx::Error::Encode(e) })
+    }
+}
+
+fn array_type(kind: ColumnKind) -> &'static str {
+    match kind {
+        ColumnKind::Integer => "int8[]",
+        ColumnKind::Float => "float8[]",
+        ColumnKind::Boolean => "bool[]",
+        ColumnKind::Text | ColumnKind::Datetime | ColumnKind::Json => "text[]",
+    }
+}
+
+/// How an unnested text value becomes the column's type.
+fn cast(kind: ColumnKind) -> &'static str {
+    match kind {
+        ColumnKind::Datetime => "::timestamptz",
+        _ => "",
+    }
+}
+
+fn bind_scalar(args: &mut PgArguments, kind: ColumnKind, value: &Value) -> Result<()> {
+    let mut a = Array::new(kind, 1);
+    a.push(value);
+    let r = match a {
+        Array::Int(mut v) => args.add(v.pop().flatten()),
+        Array::Float(mut v) => args.add(v.pop().flatten()),
+        Array::Bool(mut v) => args.add(v.pop().flatten()),
+        Array::Text(mut v) => args.add(v.pop().flatten()),
+    };
+    r.map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })
+}
+
+pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[Vec<Value>]) -> Result<Vec<Option<Pk>>> {
+    let mut args = PgArguments::default();
+    let mut params = Vec::new();
+    let mut join = Vec::new();
+    for (n, &c) in columns.iter().enumerate() {
+        let column = &model.columns[c];
+        let mut array = Array::new(column.kind, keys.len());
+        for key in keys {
+            array.push(&key[n]);
+        }
+        array.bind(&mut args)?;
+        params.push(format!("${}::{}", n + 1, array_type(column.kind)));
+        join.push(format!("t.{} = u.c{n}{}", column.name, cast(column.kind)));
+    }
+    let names: Vec<String> = (0..columns.len()).map(|n| format!("c{n}")).collect();
+    let sql = format!(
+        "SELECT u.i, MIN(t.id) FROM UNNEST({}) WITH ORDINALITY AS u({}, i) JOIN {} t ON {} GROUP BY u.i",
+        params.join(", "),
+        names.join(", "),
+        model.table,
+        join.join(" AND ")
+    );
+    let rows = sqlx::query_with(AssertSqlSafe(sql), args)
+        .fetch_all(&mut **t)
+        .await
+        .map_err(query_error(format!("look up {} rows", model.name)))?;
+    let mut out = vec![None; keys.len()];
+    for row in rows {
+        let (i, pk): (i64, i64) = (row.get(0), row.get(1));
+        if let Some(slot) = out.get_mut((i - 1) as usize) {
+            *slot = Some(pk);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
+    let col = &model.columns[column].name;
+    let exact: Vec<String> = bases.iter().map(|b| b.to_lowercase()).collect();
+    let prefix: Vec<String> = bases.iter().map(|b| format!("{}-%", like_escape(&b.to_lowercase()))).collect();
+    let sql = format!(
+        "SELECT u.i, t.{col} FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS u(b, p, i) JOIN {} t \
+         ON lower(t.{col}) = u.b OR lower(t.{col}) LIKE u.p ESCAPE '\\'",
+        model.table
+    );
+    let rows = sqlx::query(AssertSqlSafe(sql))
+        .bind(exact)
+        .bind(prefix)
+        .fetch_all(&mut **t)
+        .await
+        .map_err(query_error(format!("look up taken {} values", model.name)))?;
+    let mut out = vec![Vec::new(); bases.len()];
+    for row in rows {
+        let (i, value): (i64, String) = (row.get(0), row.get(1));
+        if let Some(slot) = out.get_mut((i - 1) as usize) {
+            slot.push(value);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
+    sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)")
+        .bind(model.table.as_str())
+        .bind(n as i64)
+        .fetch_all(&mut **t)
+        .await
+        .map_err(query_error(format!("reserve pks for {}", model.name)))
+}
+
+pub async fn sync_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {
+    let sql = format!(
+        "SELECT setval(pg_get_serial_sequence($1, 'id'), GREATEST((SELECT COALESCE(MAX(id), 1) FROM {}), \
+         COALESCE(pg_sequence_last_value(pg_get_serial_sequence($1, 'id')::regclass), 1)))",
+        model.table
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(model.table.as_str())
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("move the pk sequence of {}", model.name)))?;
+    Ok(())
+}
+
+pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+    let mut args = PgArguments::default();
+    let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
+    args.add(pks).map_err(|e| Error::Query { context: "bind pks".into(), source: sqlx::Error::Encode(e) })?;
+    let mut params = vec!["$1::int8[]".to_string()];
+    let mut select = vec!["u.id".to_string()];
+    let mut names = vec!["id".to_string()];
+    for (n, column) in model.columns.iter().enumerate() {
+        let mut array = Array::new(column.kind, rows.len());
+        for row in rows {
+            array.push(&row.values[n]);
+        }
+        array.bind(&mut args)?;
+        params.push(format!("${}::{}", n + 2, array_type(column.kind)));
+        select.push(format!("u.c{n}{}", cast(column.kind)));
+        names.push(format!("c{n}"));
+    }
+    let mut columns = vec!["id"];
+    columns.extend(model.columns.iter().map(|c| c.name.as_str()));
+    let sql = format!(
+        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({})",
+        model.table,
+        columns.join(", "),
+        select.join(", "),
+        params.join(", "),
+        names.join(", ")
+    );
+    sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("insert {} rows", model.name)))?;
+    Ok(())
+}
+
+pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
+    let mut args = PgArguments::default();
+    let mut sets = Vec::new();
+    for (n, column) in model.columns.iter().enumerate() {
+        bind_scalar(&mut args, column.kind, &values[n])?;
+        let ty = array_type(column.kind).trim_end_matches("[]");
+        sets.push(format!("{} = ${}::{ty}{}", column.name, n + 1, cast(column.kind)));
+    }
+    bind_scalar(&mut args, ColumnKind::Integer, &Value::Integer(pk))?;
+    let sql = format!("UPDATE {} SET {} WHERE id = ${}", model.table, sets.join(", "), model.columns.len() + 1);
+    sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("overwrite {} row {pk}", model.name)))?;
+    Ok(())
+}
+
+pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {table} (import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
+         min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
+         date_added, date_updated) VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10::jsonb, $11::jsonb, \
+         $12::jsonb, $13::timestamptz, $13::timestamptz)"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&c.import_uuid)
+        .bind(c.model.as_str())
+        .bind(c.min_ordinal)
+        .bind(c.max_ordinal)
+        .bind(c.min_source_pk)
+        .bind(c.max_source_pk)
+        .bind(c.min_inserted_pk)
+        .bind(c.max_inserted_pk)
+        .bind(map_to_json(&c.inserted_map))
+        .bind(map_to_json(&c.existing_map))
+        .bind(map_to_json(&c.overwrite_map))
+        .bind(map_to_json(&c.inserted_identifiers))
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("record the import chunk of {} at ordinal {}", c.model, c.min_ordinal)))?;
+    Ok(())
+}
+
+pub async fn load_chunks(c: &mut PgConnection, uuid: &str) -> Result<Vec<Chunk>> {
+    let mut out = Vec::new();
+    for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
+        let sql = format!(
+            "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, \
+             inserted_map::text, existing_map::text, overwrite_map::text, inserted_identifiers::text FROM {table} \
+             WHERE import_uuid = $1::uuid ORDER BY model, min_ordinal"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(uuid).fetch_all(&mut *c).await.map_err(query_error("read import chunks"))?;
+        for row in rows {
+            let model: String = row.get(0);
+            let model = ModelName::new(&model).map_err(|e| Error::Corrupt(format!("import chunk: {e}")))?;
+            let text = |i: usize| -> String { row.get(i) };
+            out.push(Chunk {
+                silo,
+                import_uuid: uuid.to_string(),
+                model,
+                min_ordinal: row.get(1),
+                max_ordinal: row.get(2),
+                min_source_pk: row.get(3),
+                max_source_pk: row.get(4),
+                min_inserted_pk: row.get(5),
+                max_inserted_pk: row.get(6),
+                inserted_map: map_from_json(&text(7))?,
+                existing_map: map_from_json(&text(8))?,
+                overwrite_map: map_from_json(&text(9))?,
+                inserted_identifiers: map_from_json(&text(10))?,
+            });
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,256 @@
+//! SQLite: multi-row `VALUES` statements, `BEGIN IMMEDIATE` transactions.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
+
+use super::{Chunk, Error, NewRow, Result, like_escape, map_from_json, map_to_json, query_error};
+use crate::model::{ModelDesc, ModelName, Pk, Silo, Value};
+
+type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
+
+/// SQLite's default cap on bound parameters per statement is 32766.
+const MAX_PARAMS: usize = 32_000;
+const MAX_ROWS_PER_STATEMENT: usize = 500;
+
+pub async fn connect(url: &str) -> Result<SqliteConnection> {
+    let err = |source| Error::Connect { url: url.to_string(), source };
+    let options = SqliteConnectOptions::from_str(url)
+        .map_err(err)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(30));
+    SqliteConnection::connect_with(&options).await.map_err(err)
+}
+
+pub async fn begin(c: &mut SqliteConnection) -> Result<Tx<'_>> {
+    // IMMEDIATE takes the write lock up front, so MAX(id) + 1 stays ours.
+    c.begin_with("BEGIN IMMEDIATE").await.map_err(query_error("begin a transaction"))
+}
+
+pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
+    sqlx::query(AssertSqlSafe(sql.to_string())).execute(&mut **t).await.map_err(query_error(short(sql)))?;
+    Ok(())
+}
+
+pub async fn scalar_i64(c: &mut SqliteConnection, sql: &str) -> Result<i64> {
+    sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
+}
+
+fn short(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or(sql);
+    line.chars().take(80).collect()
+}
+
+pub async fn existing_tables(c: &mut SqliteConnection, tables: &[&str]) -> Result<Vec<String>> {
+    let names: Vec<String> = sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+        .fetch_all(c)
+        .await
+        .map_err(query_error("list tables"))?;
+    Ok(names.into_iter().filter(|n| tables.contains(&n.as_str())).collect())
+}
+
+fn bind(args: &mut SqliteArguments, value: &Value) -> Result<()> {
+    let r = match value {
+        Value::Null => args.add(Option::<i64>::None),
+        Value::Integer(i) => args.add(*i),
+        Value::Float(f) => args.add(*f),
+        Value::Boolean(b) => args.add(*b),
+        Value::Text(s) | Value::Json(s) => args.add(s.clone()),
+    };
+    r.map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })
+}
+
+fn placeholders(n: usize) -> String {
+    let mut s = String::with_capacity(n * 2 + 2);
+    s.push('(');
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push('?');
+    }
+    s.push(')');
+    s
+}
+
+pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[Vec<Value>]) -> Result<Vec<Option<Pk>>> {
+    let mut out = vec![None; keys.len()];
+    let per = (MAX_PARAMS / (columns.len() + 1)).clamp(1, MAX_ROWS_PER_STATEMENT);
+    let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    let join: Vec<String> = columns.iter().zip(&names).map(|(&c, n)| format!("t.{} = u.{n}", model.columns[c].name)).collect();
+    for (base, part) in keys.chunks(per).enumerate() {
+        let rows = vec![placeholders(columns.len() + 1); part.len()].join(",");
+        let sql = format!(
+            "WITH u(i, {}) AS (VALUES {rows}) SELECT u.i, MIN(t.id) FROM u JOIN {} t ON {} GROUP BY u.i",
+            names.join(", "),
+            model.table,
+            join.join(" AND ")
+        );
+        let mut args = SqliteArguments::default();
+        for (i, key) in part.iter().enumerate() {
+            bind(&mut args, &Value::Integer((base * per + i) as i64))?;
+            for v in key {
+                bind(&mut args, v)?;
+            }
+        }
+        let found = sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(&mut **t)
+            .await
+            .map_err(query_error(format!("look up {} rows", model.name)))?;
+        for row in found {
+            let (i, pk): (i64, i64) = (row.get(0), row.get(1));
+            if let Some(slot) = out.get_mut(i as usize) {
+                *slot = Some(pk);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
+    let mut out = vec![Vec::new(); bases.len()];
+    let col = &model.columns[column].name;
+    let per = (MAX_PARAMS / 3).min(MAX_ROWS_PER_STATEMENT);
+    for (base, part) in bases.chunks(per).enumerate() {
+        let rows = vec!["(?,?,?)"; part.len()].join(",");
+        // LIKE is case-insensitive for ASCII in SQLite.
+        let sql = format!(
+            "WITH u(i, b, p) AS (VALUES {rows}) SELECT u.i, t.{col} FROM u JOIN {} t \
+             ON t.{col} LIKE u.b ESCAPE '\\' OR t.{col} LIKE u.p ESCAPE '\\'",
+            model.table
+        );
+        let mut args = SqliteArguments::default();
+        for (i, b) in part.iter().enumerate() {
+            bind(&mut args, &Value::Integer((base * per + i) as i64))?;
+            bind(&mut args, &Value::Text(like_escape(b)))?;
+            bind(&mut args, &Value::Text(format!("{}-%", like_escape(b))))?;
+        }
+        let found = sqlx::query_with(AssertSqlSafe(sql), args)
+            .fetch_all(&mut **t)
+            .await
+            .map_err(query_error(format!("look up taken {} values", model.name)))?;
+        for row in found {
+            let (i, value): (i64, String) = (row.get(0), row.get(1));
+            if let Some(slot) = out.get_mut(i as usize) {
+                slot.push(value);
+            }
+        }
+    }
+    Ok(out)
+}
+
+pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
+    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {}", model.table);
+    let max: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(&mut **t)
+        .await
+        .map_err(query_error(format!("reserve pks for {}", model.name)))?;
+    Ok((1..=n as i64).map(|i| max + i).collect())
+}
+
+pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+    let width = model.columns.len() + 1;
+    let per = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STATEMENT);
+    let cols: Vec<&str> = std::iter::once("id").chain(model.columns.iter().map(|c| c.name.as_str())).collect();
+    let head = format!("INSERT INTO {} ({}) VALUES ", model.table, cols.join(", "));
+    let row_sql = placeholders(width);
+    for part in rows.chunks(per) {
+        let mut sql = String::with_capacity(head.len() + part.len() * (row_sql.len() + 1));
+        sql.push_str(&head);
+        let mut args = SqliteArguments::default();
+        for (i, row) in part.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&row_sql);
+            bind(&mut args, &Value::Integer(row.pk))?;
+            for v in row.values {
+                bind(&mut args, v)?;
+            }
+        }
+        sqlx::query_with(AssertSqlSafe(sql), args)
+            .execute(&mut **t)
+            .await
+            .map_err(query_error(format!("insert {} rows", model.name)))?;
+    }
+    Ok(())
+}
+
+pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
+    let sets: Vec<String> = model.columns.iter().map(|c| format!("{} = ?", c.name)).collect();
+    let sql = format!("UPDATE {} SET {} WHERE id = ?", model.table, sets.join(", "));
+    let mut args = SqliteArguments::default();
+    for v in values {
+        bind(&mut args, v)?;
+    }
+    bind(&mut args, &Value::Integer(pk))?;
+    sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("overwrite {} row {pk}", model.name)))?;
+    Ok(())
+}
+
+pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO {table} (import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
+         min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
+         date_added, date_updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    );
+    sqlx::query(AssertSqlSafe(sql))
+        .bind(&c.import_uuid)
+        .bind(c.model.as_str())
+        .bind(c.min_ordinal)
+        .bind(c.max_ordinal)
+        .bind(c.min_source_pk)
+        .bind(c.max_source_pk)
+        .bind(c.min_inserted_pk)
+        .bind(c.max_inserted_pk)
+        .bind(map_to_json(&c.inserted_map))
+        .bind(map_to_json(&c.existing_map))
+        .bind(map_to_json(&c.overwrite_map))
+        .bind(map_to_json(&c.inserted_identifiers))
+        .bind(now)
+        .bind(now)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("record the import chunk of {} at ordinal {}", c.model, c.min_ordinal)))?;
+    Ok(())
+}
+
+pub async fn load_chunks(c: &mut SqliteConnection, uuid: &str) -> Result<Vec<Chunk>> {
+    let mut out = Vec::new();
+    for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
+        let sql = format!(
+            "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, \
+             inserted_map, existing_map, overwrite_map, inserted_identifiers FROM {table} WHERE import_uuid = ? \
+             ORDER BY model, min_ordinal"
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(uuid).fetch_all(&mut *c).await.map_err(query_error("read import chunks"))?;
+        for row in rows {
+            let model: String = row.get(0);
+            let model = ModelName::new(&model).map_err(|e| Error::Corrupt(format!("import chunk: {e}")))?;
+            out.push(Chunk {
+                silo,
+                import_uuid: uuid.to_string(),
+                model,
+                min_ordinal: row.get(1),
+                max_ordinal: row.get(2),
+                min_source_pk: row.get(3),
+                max_source_pk: row.get(4),
+                min_inserted_pk: row.get(5),
+                max_inserted_pk: row.get(6),
+                inserted_map: map_from_json(row.get(7))?,
+                existing_map: map_from_json(row.get(8))?,
+                overwrite_map: map_from_json(row.get(9))?,
+                inserted_identifiers: map_from_json(row.get(10))?,
+            });
+        }
+    }
+    Ok(out)
+}

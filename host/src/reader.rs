@@ -1,0 +1,387 @@
+//! Reading an export: a JSON array of Django records `{model, pk, fields}`,
+//! plain or inside Sentry's encrypted tarball.
+//!
+//! The array is never parsed as one value. A first pass streams over it and
+//! keeps, per model, where each record starts and ends (16 bytes a record);
+//! records are parsed one at a time when the engine asks for them. Grouping
+//! per model means a file whose models are out of order loses nothing.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::crypto;
+use crate::model::{ModelError, ModelName, Pk};
+
+/// Records larger than this are refused rather than buffered.
+const MAX_RECORD_BYTES: usize = 64 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Crypto { path: PathBuf, source: crypto::Error },
+    #[error("{path}: the file looks like an encrypted tarball; pass the private key with --decrypt-with")]
+    NeedsKey { path: PathBuf },
+    #[error("{path}: byte {offset}: {message}")]
+    Syntax { path: PathBuf, offset: u64, message: String },
+    #[error("{path}: record #{position} (byte {offset}): {message}")]
+    Record { path: PathBuf, position: u64, offset: u64, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where one record sits in the export.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordRef {
+    pub offset: u64,
+    pub len: u32,
+    /// 1-based position among all records of the file.
+    pub position: u64,
+    pub pk: Pk,
+}
+
+/// An export opened and indexed.
+pub struct Export {
+    path: PathBuf,
+    data: Data,
+    models: Vec<(ModelName, Vec<RecordRef>)>,
+    total: u64,
+}
+
+enum Data {
+    File(File),
+    /// Decrypted plaintext. (Fernet needs the whole token; a streaming
+    /// decryptor into a private temp file would make this flat too.)
+    Memory(Vec<u8>),
+}
+
+/// One parsed record.
+#[derive(Debug, Deserialize)]
+pub struct RawRecord {
+    pub model: String,
+    pub pk: serde_json::Value,
+    #[serde(default)]
+    pub fields: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow)]
+    model: std::borrow::Cow<'a, str>,
+    pk: Option<serde_json::Value>,
+    #[serde(borrow)]
+    #[allow(dead_code)] // present to check the shape; parsed on demand later
+    fields: Option<&'a serde_json::value::RawValue>,
+}
+
+impl Export {
+    /// Opens `path`; an encrypted tarball needs `key`.
+    pub fn open(path: &Path, key: Option<&crypto::PrivateKey>) -> Result<Export> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let mut file = File::open(path).map_err(io)?;
+        let mut head = [0u8; 512];
+        let n = read_up_to(&mut file, &mut head).map_err(io)?;
+        let is_tar = n >= 262 && &head[257..262] == b"ustar";
+        let is_gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
+        let data = if is_tar || is_gzip {
+            let key = key.ok_or_else(|| Error::NeedsKey { path: path.to_path_buf() })?;
+            let file = File::open(path).map_err(io)?;
+            let crypt = |source| Error::Crypto { path: path.to_path_buf(), source };
+            let tarball = crypto::Tarball::read(BufReader::new(file)).map_err(crypt)?;
+            Data::Memory(crypto::decrypt(&tarball, key).map_err(crypt)?)
+        } else {
+            Data::File(File::open(path).map_err(io)?)
+        };
+        let (models, total) = match &data {
+            Data::File(f) => index(path, BufReader::with_capacity(1 << 16, f))?,
+            Data::Memory(bytes) => index(path, &bytes[..])?,
+        };
+        Ok(Export { path: path.to_path_buf(), data, models, total })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The number of records in the file.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// Models in order of first appearance, with their records in file order.
+    pub fn models(&self) -> &[(ModelName, Vec<RecordRef>)] {
+        &self.models
+    }
+
+    pub fn records(&self, model: &ModelName) -> &[RecordRef] {
+        self.models.iter().find(|(m, _)| m == model).map(|(_, r)| &r[..]).unwrap_or(&[])
+    }
+
+    /// Reads and parses one record.
+    pub fn read(&self, at: &RecordRef, buf: &mut Vec<u8>) -> Result<RawRecord> {
+        let bytes: &[u8] = match &self.data {
+            Data::File(f) => {
+                use std::os::unix::fs::FileExt;
+                buf.resize(at.len as usize, 0);
+                f.read_exact_at(buf, at.offset).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+                buf
+            }
+            Data::Memory(bytes) => &bytes[at.offset as usize..at.offset as usize + at.len as usize],
+        };
+        serde_json::from_slice(bytes).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
+    }
+
+    pub fn record_error(&self, at: &RecordRef, message: String) -> Error {
+        Error::Record { path: self.path.clone(), position: at.position, offset: at.offset, message }
+    }
+}
+
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+type Index = (Vec<(ModelName, Vec<RecordRef>)>, u64);
+
+/// Streams over the top-level array, recording each element's extent.
+fn index(path: &Path, input: impl BufRead) -> Result<Index> {
+    let mut s = Scanner { input, offset: 0, path };
+    let mut models: Vec<(ModelName, Vec<RecordRef>)> = Vec::new();
+    let mut slots: HashMap<ModelName, usize> = HashMap::new();
+    let mut element = Vec::new();
+    let mut position = 0u64;
+
+    s.skip_bom()?;
+    match s.next_non_ws()? {
+        Some(b'[') => {}
+        Some(b) => return Err(s.syntax(1, format!("expected `[` to open the array of records, found `{}`", b as char))),
+        None => return Err(s.syntax(0, "the file is empty: expected a JSON array of records".into())),
+    }
+    let mut first = true;
+    loop {
+        match s.next_non_ws()? {
+            Some(b']') if first => break,
+            Some(b'{') => {
+                position += 1;
+                let start = s.offset - 1;
+                element.clear();
+                element.push(b'{');
+                s.object_rest(&mut element)?;
+                let at = RecordRef { offset: start, len: element.len() as u32, position, pk: 0 };
+                let record_error = |message: String| Error::Record { path: path.to_path_buf(), position, offset: start, message };
+                let env: Envelope = serde_json::from_slice(&element).map_err(|e| record_error(format!("not a record: {e}")))?;
+                let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
+                let pk = match env.pk {
+                    Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
+                    Some(other) => return Err(record_error(format!("pk must be an integer, found {other} (natural keys are not supported)"))),
+                    None => return Err(record_error("missing `pk`".into())),
+                };
+                let slot = *slots.entry(model.clone()).or_insert_with(|| {
+                    models.push((model, Vec::new()));
+                    models.len() - 1
+                });
+                models[slot].1.push(RecordRef { pk, ..at });
+            }
+            Some(b) => return Err(s.syntax(1, format!("expected a record object, found `{}`", b as char))),
+            None => return Err(s.syntax(0, "the array is not closed: the file may be truncated".into())),
+        }
+        first = false;
+        match s.next_non_ws()? {
+            Some(b',') => continue,
+            Some(b']') => break,
+            Some(b) => return Err(s.syntax(1, format!("expected `,` or `]` after a record, found `{}`", b as char))),
+            None => return Err(s.syntax(0, "the array is not closed: the file may be truncated".into())),
+        }
+    }
+    if let Some(b) = s.next_non_ws()? {
+        return Err(s.syntax(1, format!("unexpected `{}` after the end of the array", b as char)));
+    }
+    Ok((models, position))
+}
+
+struct Scanner<'p, R> {
+    input: R,
+    offset: u64,
+    path: &'p Path,
+}
+
+impl<R: BufRead> Scanner<'_, R> {
+    fn fill(&mut self) -> Result<&[u8]> {
+        let path = self.path;
+        self.input.fill_buf().map_err(|source| Error::Io { path: path.to_path_buf(), source })
+    }
+
+    /// A syntax error about the byte `back` bytes before the current offset.
+    fn syntax(&self, back: u64, message: String) -> Error {
+        Error::Syntax { path: self.path.to_path_buf(), offset: self.offset.saturating_sub(back), message }
+    }
+
+    fn next(&mut self) -> Result<Option<u8>> {
+        let buf = self.fill()?;
+        let Some(&b) = buf.first() else { return Ok(None) };
+        self.input.consume(1);
+        self.offset += 1;
+        Ok(Some(b))
+    }
+
+    fn skip_bom(&mut self) -> Result<()> {
+        let buf = self.fill()?;
+        if buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
+            self.input.consume(3);
+            self.offset += 3;
+        }
+        Ok(())
+    }
+
+    fn next_non_ws(&mut self) -> Result<Option<u8>> {
+        loop {
+            match self.next()? {
+                Some(b' ' | b'\n' | b'\r' | b'\t') => continue,
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Copies the rest of an object whose `{` was consumed, tracking strings
+    /// and nesting only; serde validates the element afterwards.
+    fn object_rest(&mut self, out: &mut Vec<u8>) -> Result<()> {
+        let mut depth = 1usize;
+        let mut in_string = false;
+        loop {
+            // Copy whole runs of uninteresting bytes at once.
+            let buf = self.fill()?;
+            if buf.is_empty() {
+                return Err(self.syntax(0, "a record is not closed: the file may be truncated".into()));
+            }
+            let mut i = 0;
+            let mut done = false;
+            while i < buf.len() {
+                let b = buf[i];
+                i += 1;
+                if in_string {
+                    match b {
+                        b'\\' => {
+                            // The escaped byte may lie in the next buffer.
+                            if i < buf.len() {
+                                i += 1;
+                            } else {
+                                out.extend_from_slice(&buf[..i]);
+                                let n = i;
+                                self.input.consume(n);
+                                self.offset += n as u64;
+                                match self.next()? {
+                                    Some(e) => out.push(e),
+                                    None => return Err(self.syntax(0, "a string is not closed".into())),
+                                }
+                                i = 0;
+                                break;
+                            }
+                        }
+                        b'"' => in_string = false,
+                        _ => {}
+                    }
+                } else {
+                    match b {
+                        b'"' => in_string = true,
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                done = true;
+                                break;
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if i > 0 {
+                let buf = self.fill()?;
+                out.extend_from_slice(&buf[..i]);
+                self.input.consume(i);
+                self.offset += i as u64;
+            }
+            if out.len() > MAX_RECORD_BYTES {
+                return Err(self.syntax(0, format!("a record is larger than {} MiB", MAX_RECORD_BYTES >> 20)));
+            }
+            if done {
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn index_str(s: &str) -> Result<Index> {
+        index(Path::new("t.json"), s.as_bytes())
+    }
+
+    #[test]
+    fn groups_records_per_model_in_file_order() {
+        let (models, total) = index_str(
+            r#"[{"model":"sentry.user","pk":2,"fields":{"a":"}{\"]["}},
+                {"model":"sentry.email","pk":1,"fields":{}},
+                {"model":"Sentry.User","pk":1,"fields":{"x":[1,{"y":2}]}}]"#,
+        )
+        .unwrap();
+        assert_eq!(total, 3);
+        let names: Vec<_> = models.iter().map(|(m, r)| (m.as_str(), r.iter().map(|r| r.pk).collect::<Vec<_>>())).collect();
+        assert_eq!(names, vec![("sentry.user", vec![2, 1]), ("sentry.email", vec![1])]);
+        assert_eq!(models[0].1[1].position, 3);
+    }
+
+    #[test]
+    fn empty_array_and_whitespace() {
+        assert_eq!(index_str(" \n[ ]\n").unwrap().1, 0);
+        assert_eq!(index_str("\u{feff}[]").unwrap().1, 0);
+    }
+
+    #[test]
+    fn errors_name_the_place() {
+        let err = index_str(r#"[{"model":"sentry.user","pk":1,"fields":{}} {"#).unwrap_err().to_string();
+        assert!(err.contains("expected `,` or `]`"), "{err}");
+        let err = index_str(r#"[{"model":"sentry.user","pk":1,"fields":{}},{"model":"x","pk":1}]"#).unwrap_err().to_string();
+        assert!(err.contains("record #2"), "{err}");
+        let err = index_str(r#"[{"model":"sentry.user","pk":["a@b.c"],"fields":{}}]"#).unwrap_err().to_string();
+        assert!(err.contains("natural keys"), "{err}");
+        let err = index_str(r#"[{"model":"sentry.user","pk":1,"fields":{"a":"#).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        assert!(index_str("").unwrap_err().to_string().contains("empty"));
+        assert!(index_str("[] x").unwrap_err().to_string().contains("after the end"));
+    }
+
+    #[test]
+    fn escapes_split_across_buffer_boundaries() {
+        let json = r#"[{"model":"sentry.user","pk":1,"fields":{"a":"x\\\"}"}}]"#;
+        for cap in 1..json.len() {
+            let r = BufReader::with_capacity(cap, json.as_bytes());
+            let (models, _) = index(Path::new("t"), r).unwrap();
+            assert_eq!(models[0].1[0].len as usize, json.len() - 2, "capacity {cap}");
+        }
+    }
+
+    #[test]
+    fn reads_real_fixture() {
+        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sentry/backup/fresh-install.json"));
+        let export = Export::open(path, None).unwrap();
+        assert_eq!(export.total(), 31);
+        let users = export.records(&ModelName::new("sentry.user").unwrap());
+        assert_eq!(users.len(), 2);
+        let rec = export.read(&users[1], &mut Vec::new()).unwrap();
+        assert_eq!(rec.fields["username"], "member@example.com");
+    }
+}
