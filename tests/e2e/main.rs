@@ -1,1 +1,11 @@
-//! End-to-end tests. (Being written.)
+//! End-to-end tests: the real `relocate` binary, the real first-party
+//! plugins, real Sentry fixtures, and real SQLite and PostgreSQL databases.
+//!
+//! PostgreSQL tests need a server (default `postgres://postgres@127.0.0.1:5432/postgres`,
+//! or `RELOCATE_TEST_PG`); each test creates and drops a database of its own.
+
+mod support;
+
+mod cli;
+mod errors;
+mod import;
