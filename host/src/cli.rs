@@ -257,6 +257,24 @@ fn reader_code(e: &reader::Error) -> u8 {
     }
 }
 
+/// The user declined to clear the database.
+#[derive(Debug, thiserror::Error)]
+#[error("aborted: nothing was changed (pass --no-prompt to clear the database without asking)")]
+struct Aborted;
+
+/// Sentry's question before a Global import, asked before any progress
+/// output so that it cannot be missed.
+fn confirm(rows: i64) -> anyhow::Result<bool> {
+    eprint!(
+        "Proceeding with this operation will irrecoverably delete all existing low-volume data \
+         ({rows} rows) - are you sure want to continue? [y/N] "
+    );
+    std::io::stderr().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+}
+
 /// A mistake on the command line found after parsing.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -391,6 +409,14 @@ async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags,
     let export = reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?;
     let (host, registry) = load_plugins(&common.plugins)?;
     let mut conn = db::Db::connect(&common.db.db).await.map_err(engine::Error::from)?;
+    let clear_first = scope == ImportScope::Global;
+    if clear_first && !common.no_prompt {
+        engine::ensure_schema(&mut conn, &registry).await?;
+        let rows = engine::rows_to_clear(&mut conn, &registry, &import_uuid).await?;
+        if rows > 0 && !confirm(rows)? {
+            bail!(Aborted);
+        }
+    }
     let opts = ImportOptions {
         scope,
         import_uuid: import_uuid.clone(),
@@ -398,6 +424,7 @@ async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags,
         filters,
         batch_size: common.batch_size,
         seed: common.seed.unwrap_or_else(rand::random),
+        clear_first,
     };
     if !common.silent {
         eprintln!("importing {} ({} records) into {} as import {import_uuid}", common.src.display(), export.total(), common.db.db);

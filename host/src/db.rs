@@ -228,6 +228,15 @@ impl Tx<'_> {
         }
     }
 
+    /// Deletes every row of `model`'s table and restarts its pk sequence.
+    pub async fn clear(&mut self, model: &ModelDesc) -> Result<()> {
+        self.execute(&format!("DELETE FROM {}", model.table)).await?;
+        match self {
+            Tx::Sqlite(_) => Ok(()), // SQLite hands out MAX(id) + 1: nothing to reset.
+            Tx::Postgres(t) => postgres::reset_sequence(t, model).await,
+        }
+    }
+
     pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
         for chunk in chunks {

@@ -95,6 +95,9 @@ pub struct ImportOptions {
     /// number of chunks.
     pub batch_size: usize,
     pub seed: u64,
+    /// Global scope: empty every described model's table first, as Sentry
+    /// does (spec §5.10). Never done when resuming an import.
+    pub clear_first: bool,
 }
 
 /// Receives progress; every method has a do-nothing default.
@@ -152,6 +155,35 @@ pub async fn ensure_schema(db: &mut Db, registry: &Registry) -> Result<bool> {
     Ok(false)
 }
 
+/// Rows a Global import would delete first: zero when the database is empty
+/// or the import resumes (its chunks exist).
+pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &str) -> Result<i64> {
+    let order = registry.order()?;
+    let tables: Vec<&str> = order.iter().filter_map(|m| registry.desc(m)).map(|d| d.table.as_str()).collect();
+    let existing = db.existing_tables(&tables).await?;
+    let chunk_tables = db.existing_tables(&[db::REGION_CHUNKS, db::CONTROL_CHUNKS]).await?;
+    if chunk_tables.len() == 2 && !db.load_chunks(import_uuid).await?.is_empty() {
+        return Ok(0);
+    }
+    let mut rows = 0;
+    for desc in order.iter().filter_map(|m| registry.desc(m)) {
+        if existing.iter().any(|t| t == desc.table.as_str()) {
+            rows += db.count(&desc.table).await?;
+        }
+    }
+    Ok(rows)
+}
+
+/// Deletes every described model's rows, dependents first, in one transaction.
+async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName]) -> Result<()> {
+    let mut tx = db.begin().await?;
+    for desc in order.iter().rev().filter_map(|m| registry.desc(m)) {
+        tx.clear(desc).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Imports `export` into `db`.
 pub async fn import(
     export: &Export,
@@ -166,7 +198,11 @@ pub async fn import(
 
     let pkmap = Arc::new(PkMap::default());
     let mut done: HashMap<ModelName, BTreeMap<i64, i64>> = HashMap::new();
-    for chunk in db.load_chunks(&opts.import_uuid).await? {
+    let chunks = db.load_chunks(&opts.import_uuid).await?;
+    if opts.clear_first && chunks.is_empty() {
+        clear_tables(db, registry, &order).await?;
+    }
+    for chunk in chunks {
         pkmap.extend_from_chunk(&chunk);
         done.entry(chunk.model.clone()).or_default().insert(chunk.min_ordinal, chunk.max_ordinal);
     }

@@ -198,3 +198,39 @@ db_test!(existing_configs_are_kept_or_overwritten, |t| {
     assert_eq!(t.count("sentry_relay").await, 1);
     assert_eq!(t.count("sentry_userrole").await, 1);
 });
+
+db_test!(global_import_clears_the_database_first, |t| {
+    let src = fixture(FRESH);
+    t.relocate(&["import", "global", src.to_str().unwrap(), "--no-prompt"]).success();
+    let once = t.counts(&tables()).await;
+    t.relocate(&["import", "global", src.to_str().unwrap(), "--no-prompt"]).success();
+    assert_eq!(t.counts(&tables()).await, once, "a second Global import replaces, it does not add");
+    let names = t.strings("SELECT username FROM auth_user ORDER BY id").await;
+    assert_eq!(names, [Some("admin@example.com".to_string()), Some("member@example.com".to_string())], "no suffixes after a clear");
+    // Sequences restart: the cleared tables hand out pks from 1 again.
+    assert_eq!(t.i64s("SELECT id FROM auth_user ORDER BY id").await, [1, 2]);
+});
+
+db_test!(declining_the_global_prompt_changes_nothing, |t| {
+    let src = fixture(FRESH);
+    t.relocate(&["import", "organizations", src.to_str().unwrap()]).success();
+    let before = t.counts(&tables()).await;
+    let run = t.relocate_with_input(&["import", "global", src.to_str().unwrap()], "n\n");
+    run.failure(1);
+    assert!(run.stderr.contains("irrecoverably delete") && run.stderr.contains("aborted"), "{}", run.stderr);
+    assert_eq!(t.counts(&tables()).await, before);
+    // Saying yes goes ahead.
+    t.relocate_with_input(&["import", "global", src.to_str().unwrap()], "y\n").success();
+    assert_eq!(t.count("sentry_organization").await, 1);
+    assert_eq!(t.count("auth_authenticator").await, 2);
+});
+
+db_test!(resuming_a_global_import_does_not_clear, |t| {
+    let uuid = "0b4f6a39-6a3f-4c55-9d8a-2d3e2f1d9c11";
+    let src = fixture(FRESH);
+    t.relocate(&["import", "global", src.to_str().unwrap(), "--import-uuid", uuid, "--no-prompt"]).success();
+    let once = t.counts(&tables()).await;
+    // Without --no-prompt: a resume has nothing to clear, so nothing is asked.
+    t.relocate(&["import", "global", src.to_str().unwrap(), "--import-uuid", uuid]).success();
+    assert_eq!(t.counts(&tables()).await, once);
+});

@@ -2,7 +2,7 @@
 //! real `relocate` binary, fixtures, and ways to look at the result.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 use sqlx::{AssertSqlSafe, Connection};
 
@@ -65,12 +65,17 @@ impl Target {
 
     /// Runs `relocate` with `--db` pointing here (where the command takes it).
     pub fn relocate(&self, args: &[&str]) -> Run {
+        self.relocate_with_input(args, "")
+    }
+
+    /// Runs `relocate` with `input` on its standard input.
+    pub fn relocate_with_input(&self, args: &[&str], input: &str) -> Run {
         let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         if matches!(args.first(), Some(&"import") | Some(&"db")) {
             all.push("--db".into());
             all.push(self.url.clone());
         }
-        relocate(&all.iter().map(String::as_str).collect::<Vec<_>>())
+        relocate_with_input(&all.iter().map(String::as_str).collect::<Vec<_>>(), input)
     }
 
     pub async fn connect(&self) -> Conn {
@@ -199,12 +204,24 @@ impl Run {
 /// Runs the real binary. Compiled plugins are cached under the target dir so
 /// only the first test pays for compiling them.
 pub fn relocate(args: &[&str]) -> Run {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_relocate"))
+    relocate_with_input(args, "")
+}
+
+pub fn relocate_with_input(args: &[&str], input: &str) -> Run {
+    use std::io::Write as _;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_relocate"))
         .args(args)
         .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
         .env_remove("RELOCATE_DB")
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("run relocate");
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(input.as_bytes());
+    }
+    let out: Output = child.wait_with_output().expect("wait for relocate");
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -205,6 +205,15 @@ pub async fn sync_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {
     Ok(())
 }
 
+pub async fn reset_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {
+    sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), 1, false)")
+        .bind(model.table.as_str())
+        .execute(&mut **t)
+        .await
+        .map_err(query_error(format!("reset the pk sequence of {}", model.name)))?;
+    Ok(())
+}
+
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
     let mut args = PgArguments::default();
     let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
