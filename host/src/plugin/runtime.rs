@@ -183,11 +183,16 @@ impl PluginHost {
             log: self.log.clone(),
         };
         let mut store = new_store(&rt.engine, setup, self.config.call_timeout);
-        let raw = pre
-            .instantiate(&mut store)
-            .and_then(|bindings| bindings.relocate_plugin_importer().call_describe(&mut store))
-            .map_err(|e| describe_error(failure(e, &mut store).to_string()))?;
+        let described = off_async_context(|| {
+            let bindings = pre.instantiate(&mut store)?;
+            bindings.relocate_plugin_importer().call_describe(&mut store)
+        });
         store.data_mut().host.end_call();
+        let raw = match described {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => return Err(describe_error(failure(e, &mut store).to_string())),
+            Err(panic) => return Err(describe_error(format!("the host panicked while it ran: {panic}"))),
+        };
         let (name, version, models) = v1::plugin_info_from_wit(raw).map_err(describe_error)?;
 
         let label: Arc<str> = format!("{name}@{version}").into();
@@ -279,6 +284,14 @@ fn arm(store: &mut Store<StoreState>, call_timeout: Duration) {
     store.data_mut().begin_call();
 }
 
+// The engine moves sessions to blocking threads and shares the host.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_sync<T: Send + Sync>() {}
+    send::<Session>();
+    send_sync::<PluginHost>();
+};
+
 /// How a call into a guest failed, before the session adds names.
 enum Failure {
     Timeout,
@@ -322,6 +335,9 @@ fn failure(error: wasmtime::Error, store: &mut Store<StoreState>) -> Failure {
         Some(exit) => format!("the plugin called exit({})", exit.0),
         None => error.root_cause().to_string(),
     };
+    // The hint a Rust panic prints is no use: a plugin has no environment.
+    let stderr: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+    let stderr = stderr.join("\n");
     let stderr = stderr.trim();
     if !stderr.is_empty() {
         // Keep the end, where a panic message is.

@@ -463,3 +463,36 @@ fn the_compile_cache_is_used_and_survives_corruption() {
     assert!(!fourth.plugins[id.0].from_cache);
     works(&fourth, id);
 }
+
+#[test]
+fn greedy_host_calls_trap() {
+    let (mut host, _) = host(config());
+    let id = load(&mut host, "liar");
+    let mut session = open(&host, id, "liar.greedy");
+    let error = session.prepare(&[one(1, "a")]).unwrap_err();
+    match &error {
+        Error::Trap { message, .. } => {
+            assert!(message.contains("random-bytes asked for 1048576 bytes; at most 65536"), "{message}")
+        }
+        other => panic!("expected a trap, got {other:?}"),
+    }
+}
+
+#[test]
+fn logs_are_cut_and_capped_per_call() {
+    let (mut host, logs) = host(config());
+    let id = load(&mut host, "liar");
+    let mut session = open(&host, id, "liar.chatty");
+    for round in 1..=2 {
+        session.prepare(&[one(1, "a")]).unwrap();
+        let mut logs = logs.lock().unwrap();
+        let lines: Vec<_> = logs.drain(..).collect();
+        assert_eq!(lines.len(), 101, "round {round}");
+        for (plugin, model, level, line) in &lines[..100] {
+            assert_eq!((plugin.as_str(), model.as_deref(), *level), ("liar@0.1.0", Some("liar.chatty"), Level::Info));
+            assert!(line.len() <= 1024 && line.ends_with('…'), "{}", line.len());
+        }
+        assert_eq!(lines[100].2, Level::Warn);
+        assert_eq!(lines[100].3, "900 more log lines in this call were dropped");
+    }
+}

@@ -22,10 +22,10 @@ wasmtime::component::bindgen!({
     imports: { default: trappable },
 });
 
-use relocate::plugin::host as wit_host;
-use relocate::plugin::types as wit;
+use self::relocate::plugin::host as wit_host;
+use self::relocate::plugin::types as wit;
 
-pub(super) use exports::relocate::plugin::importer::PluginInfo as WitPluginInfo;
+pub(super) use self::exports::relocate::plugin::importer::PluginInfo as WitPluginInfo;
 
 /// Models one plugin may describe.
 const MAX_MODELS: usize = 512;

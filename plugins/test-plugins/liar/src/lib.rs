@@ -1,4 +1,5 @@
-//! Test guest: breaks the contract in the way its session's model names.
+//! Test guest: breaks the contract, or abuses the host, in the way its
+//! session's model names.
 //!
 //! - `liar.count`: `prepare` returns one entry too many.
 //! - `liar.index`: `resolve` decides an index it was not asked about.
@@ -6,15 +7,18 @@
 //! - `liar.query`: `prepare` asks about a malformed model name.
 //! - `liar.reuse`: `resolve` reuses a pk that no answer gave it.
 //! - `liar.fatal`: `prepare` gives up with `fatal.unsupported-model`.
+//! - `liar.greedy`: `prepare` asks for 1 MiB of random bytes at once.
+//! - `liar.chatty`: `prepare` logs 1000 lines of 5000 bytes, then succeeds.
 
 wit_bindgen::generate!({ path: "../../../wit/v1", world: "plugin" });
 
 use exports::relocate::plugin::importer::{Guest, GuestSession, PluginInfo};
+use relocate::plugin::host;
 use relocate::plugin::types::*;
 
 struct Plugin;
 
-const MODES: [&str; 6] = ["count", "index", "repeat", "query", "reuse", "fatal"];
+const MODES: [&str; 8] = ["count", "index", "repeat", "query", "reuse", "fatal", "greedy", "chatty"];
 
 impl Guest for Plugin {
     type Session = Session;
@@ -59,6 +63,13 @@ impl GuestSession for Session {
             "count" => out.push(Prepared::Skip("one too many".into())),
             "query" => out[0] = ready("Not A Model!"),
             "fatal" => return Err(Fatal::UnsupportedModel("liar.fatal".into())),
+            "greedy" => out[0] = Prepared::Skip(format!("got {} bytes", host::random_bytes(1 << 20).len())),
+            "chatty" => {
+                let line = "x".repeat(5000);
+                for _ in 0..1000 {
+                    host::log(Level::Info, &line);
+                }
+            }
             _ => {}
         }
         Ok(out)
