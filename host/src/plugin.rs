@@ -14,7 +14,7 @@ mod runtime;
 mod state;
 mod v1;
 
-pub use runtime::{PluginHost, Session};
+pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session};
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.
@@ -60,7 +60,8 @@ impl std::fmt::Display for RecordAt {
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
-    /// Linear-memory cap of one plugin instance, in bytes.
+    /// Linear-memory cap of one plugin instance, in bytes; at most
+    /// [`MAX_MEMORY_LIMIT`].
     pub memory_limit: usize,
     /// Wall-clock budget of one call into a plugin.
     pub call_timeout: Duration,

@@ -297,6 +297,8 @@ enum Failure {
     Timeout,
     OutOfMemory,
     Trap(String),
+    /// The host could not run the guest at all (e.g. too many instances).
+    Host(String),
 }
 
 impl Failure {
@@ -306,6 +308,7 @@ impl Failure {
             Failure::Timeout => Error::Timeout { plugin, model, ordinal, limit: config.call_timeout },
             Failure::OutOfMemory => Error::OutOfMemory { plugin, model, ordinal, limit_mib: config.memory_limit >> 20 },
             Failure::Trap(message) => Error::Trap { plugin, model, ordinal, message },
+            Failure::Host(message) => Error::Runtime(format!("plugin {plugin} on {model}: {message}")),
         }
     }
 }
@@ -316,6 +319,7 @@ impl std::fmt::Display for Failure {
             Failure::Timeout => f.write_str("ran past its time limit"),
             Failure::OutOfMemory => f.write_str("ran out of its memory limit"),
             Failure::Trap(message) => write!(f, "trapped: {message}"),
+            Failure::Host(message) => f.write_str(message),
         }
     }
 }
@@ -330,6 +334,9 @@ fn failure(error: wasmtime::Error, store: &mut Store<StoreState>) -> Failure {
     }
     if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
         return Failure::Timeout;
+    }
+    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return Failure::Host(format!("cannot start an instance: {}", error.root_cause()));
     }
     let mut message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
         Some(exit) => format!("the plugin called exit({})", exit.0),
@@ -353,10 +360,14 @@ fn failure(error: wasmtime::Error, store: &mut Store<StoreState>) -> Failure {
 
 /// One model's plugin instance.
 ///
-/// Calls are synchronous and may take up to the configured timeout: make them
-/// from a thread that may block (e.g. `tokio::task::spawn_blocking`). After any
-/// failure the instance is never entered again; every later call returns
-/// [`Error::Poisoned`] and a new session starts afresh.
+/// Calls are synchronous and block the calling thread for up to the call
+/// timeout, so make them from a thread that may block (e.g. in
+/// `tokio::task::spawn_blocking`). Inside a Tokio runtime each call runs on a
+/// short-lived thread of its own, because wasmtime-wasi's synchronous I/O
+/// (a guest's `println!`) panics on a thread that runs async tasks.
+///
+/// After any failure the instance is never entered again: every later call
+/// returns [`Error::Poisoned`], and a new session starts afresh.
 pub struct Session {
     plugin: Arc<str>,
     model: ModelDesc,
