@@ -14,7 +14,7 @@ mod runtime;
 mod state;
 mod v1;
 
-pub use runtime::PluginHost;
+pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session};
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.
@@ -34,6 +34,10 @@ pub enum Error {
     Fatal { plugin: String, model: ModelName, message: String },
     #[error("plugin {plugin} on {model}: broke the contract: {message}")]
     Protocol { plugin: String, model: ModelName, message: String },
+    /// The session failed earlier (trap, timeout, fatal, protocol) and its
+    /// instance is never entered again; a new session starts afresh.
+    #[error("plugin {plugin} on {model}: cannot be called after an earlier failure ({cause}); open a new session")]
+    Poisoned { plugin: String, model: ModelName, cause: String },
     #[error("plugin runtime: {0}")]
     Runtime(String),
 }
@@ -56,7 +60,8 @@ impl std::fmt::Display for RecordAt {
 pub struct RuntimeConfig {
     /// Where compiled components are cached; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
-    /// Linear-memory cap of one plugin instance, in bytes.
+    /// Linear-memory cap of one plugin instance, in bytes; at most
+    /// [`MAX_MEMORY_LIMIT`].
     pub memory_limit: usize,
     /// Wall-clock budget of one call into a plugin.
     pub call_timeout: Duration,
@@ -228,4 +233,22 @@ pub enum Level {
     Error,
 }
 
-pub use runtime::Session;
+/// Receives what plugins log: plugin (`name@version`), model (none while the
+/// plugin describes itself at load), level and the line, already cut to size.
+pub type LogSink = Arc<dyn Fn(&str, Option<&ModelName>, Level, &str) + Send + Sync>;
+
+/// The default [`LogSink`]: one line per message on stderr.
+pub fn stderr_log_sink() -> LogSink {
+    Arc::new(|plugin, model, level, message| {
+        let level = match level {
+            Level::Debug => "debug",
+            Level::Info => "info",
+            Level::Warn => "warn",
+            Level::Error => "error",
+        };
+        match model {
+            Some(model) => eprintln!("[{plugin} {model}] {level}: {message}"),
+            None => eprintln!("[{plugin}] {level}: {message}"),
+        }
+    })
+}

@@ -1,15 +1,658 @@
-//! STUB (replaced by the runtime branch).
-use super::*;
-pub struct PluginHost { infos: Vec<PluginInfo> }
-pub struct Session;
+//! The wasmtime side of plugins: the process-wide engine and its epoch ticker,
+//! the cache of compiled components, loading ([`PluginHost`]) and calling
+//! ([`Session`]), and turning every way a call can fail into an [`Error`].
+
+use std::hash::Hasher;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker, ResourceAny};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::state::{StoreSetup, StoreState, VirtualClockView, truncate};
+use super::v1;
+use super::{
+    Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Result, RuntimeConfig,
+    SessionConfig, stderr_log_sink,
+};
+use crate::model::{ModelDesc, ModelName};
+
+/// The wasmtime this host is pinned to (`=48.0.8` in Cargo.toml); part of the
+/// compile cache key.
+const WASMTIME_VERSION: &str = "48.0.8";
+/// How often the epoch advances; deadlines are counted in these ticks.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// The largest per-plugin memory limit a [`RuntimeConfig`] may ask for; the
+/// pooling allocator reserves address space for this much per memory.
+pub const MAX_MEMORY_LIMIT: usize = 1 << 30;
+/// Bytes a guest may hand the host in one call, import or return value.
+const HOSTCALL_FUEL: usize = 16 << 20;
+/// Component-model resource handles one store may hold at once.
+const MAX_COMPONENT_HANDLES: usize = 10_000;
+/// Plugin instances alive at once across the process (one per session).
+const POOLED_INSTANCES: u32 = 64;
+/// Bytes of captured stderr quoted in a trap message.
+const STDERR_IN_MESSAGE: usize = 2 << 10;
+
+/// The process-wide engine and the linker every plugin is instantiated with.
+struct Runtime {
+    engine: Engine,
+    linker: Linker<StoreState>,
+}
+
+static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+
+/// The engine and linker, made on first use; wasmtime advises one engine per
+/// process.
+fn runtime() -> Result<&'static Runtime> {
+    RUNTIME.get_or_init(Runtime::new).as_ref().map_err(|e| Error::Runtime(e.clone()))
+}
+
+impl Runtime {
+    fn new() -> Result<Runtime, String> {
+        let engine = match Engine::new(&engine_config(true)) {
+            Ok(engine) => engine,
+            // The pool reserves address space up front, which a sandbox with a
+            // small `ulimit -v` refuses; on-demand allocation still works.
+            Err(_) => {
+                Engine::new(&engine_config(false)).map_err(|e| format!("cannot create the wasm engine: {e:#}"))?
+            }
+        };
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("relocate-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(EPOCH_TICK);
+                }
+            })
+            .map_err(|e| format!("cannot start the epoch ticker: {e}"))?;
+        let linker = linker(&engine).map_err(|e| format!("cannot link the plugin imports: {e:#}"))?;
+        Ok(Runtime { engine, linker })
+    }
+}
+
+fn engine_config(pooling: bool) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    config.max_wasm_stack(512 << 10);
+    config.parallel_compilation(true);
+    if pooling {
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(POOLED_INSTANCES)
+            .total_core_instances(POOLED_INSTANCES * 16)
+            .total_memories(POOLED_INSTANCES * 2)
+            .total_tables(POOLED_INSTANCES * 8)
+            .max_memory_size(MAX_MEMORY_LIMIT)
+            .linear_memory_keep_resident(1 << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+/// The imports every plugin gets: WASI p2, locked down by [`StoreState`], with
+/// the monotonic clock replaced by a virtual one; and the `host` interface.
+fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
+    let mut linker = Linker::new(engine);
+    wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+    // wasmtime-wasi's monotonic clock sleeps for real inside a host call,
+    // where no deadline reaches; ours never blocks.
+    linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::clocks::monotonic_clock::add_to_linker::<StoreState, VirtualClockView>(
+        &mut linker,
+        StoreState::virtual_clock,
+    )?;
+    linker.allow_shadowing(false);
+    v1::add_to_linker(&mut linker)?;
+    Ok(linker)
+}
+
+/// Loads plugins and opens sessions on them.
+///
+/// Every plugin is compiled (or taken from the cache), linked and asked to
+/// describe itself once, at [`load`](Self::load).
+pub struct PluginHost {
+    config: RuntimeConfig,
+    log: LogSink,
+    plugins: Vec<Loaded>,
+}
+
+/// A plugin ready to be instantiated.
+struct Loaded {
+    info: PluginInfo,
+    /// `name@version`, as errors and logs name it.
+    label: Arc<str>,
+    pre: v1::BindingsPre,
+    /// Whether its compiled code came from the cache (for tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    from_cache: bool,
+}
+
 impl PluginHost {
-    pub fn new(_c: RuntimeConfig) -> Result<Self> { Ok(Self { infos: vec![] }) }
-    pub fn load(&mut self, _o: Origin, _b: &[u8]) -> Result<PluginId> { Err(Error::Runtime("stub".into())) }
-    pub fn plugins(&self) -> impl Iterator<Item = (PluginId, &PluginInfo)> { self.infos.iter().enumerate().map(|(i, p)| (PluginId(i), p)) }
-    pub fn info(&self, id: PluginId) -> &PluginInfo { &self.infos[id.0] }
-    pub fn open_session(&self, _id: PluginId, _c: SessionConfig) -> Result<Session> { Err(Error::Runtime("stub".into())) }
+    /// A host with `config`'s limits that logs to stderr.
+    pub fn new(config: RuntimeConfig) -> Result<Self> {
+        if config.memory_limit > MAX_MEMORY_LIMIT {
+            return Err(Error::Runtime(format!(
+                "a plugin memory limit of {} MiB is over the maximum of {} MiB",
+                config.memory_limit >> 20,
+                MAX_MEMORY_LIMIT >> 20
+            )));
+        }
+        if config.call_timeout.is_zero() {
+            return Err(Error::Runtime("the plugin call timeout must be more than zero".into()));
+        }
+        runtime()?;
+        Ok(PluginHost { config, log: stderr_log_sink(), plugins: Vec::new() })
+    }
+
+    /// Sends plugin log lines (and their stray stdout/stderr) to `sink`.
+    #[must_use]
+    pub fn with_log_sink(mut self, sink: LogSink) -> Self {
+        self.log = sink;
+        self
+    }
+
+    /// Compiles, links and describes a plugin.
+    ///
+    /// Fails with [`Error::Load`] when the bytes are not a component that
+    /// fits the plugin world (or want imports relocate does not give), and
+    /// with [`Error::Describe`] when its description is malformed.
+    pub fn load(&mut self, origin: Origin, bytes: &[u8]) -> Result<PluginId> {
+        let rt = runtime()?;
+        let load_error = |message: String| Error::Load { origin: origin.to_string(), message };
+        let (component, from_cache) =
+            compile_cached(&rt.engine, self.config.cache_dir.as_deref(), bytes, &origin, &self.log)
+                .map_err(load_error)?;
+        let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {e:#}")))?;
+        let pre = v1::BindingsPre::new(pre)
+            .map_err(|e| load_error(format!("does not export the relocate:plugin@0.1.0 importer: {e:#}")))?;
+
+        let describe_error = |message: String| Error::Describe { plugin: origin.to_string(), message };
+        let setup = StoreSetup {
+            plugin: origin.to_string().into(),
+            model: None,
+            memory_limit: self.config.memory_limit,
+            seed: 0,
+            wall_clock: Duration::ZERO,
+            facts: None,
+            log: self.log.clone(),
+        };
+        let mut store = new_store(&rt.engine, setup, self.config.call_timeout);
+        let described = off_async_context(|| {
+            let bindings = pre.instantiate(&mut store)?;
+            bindings.relocate_plugin_importer().call_describe(&mut store)
+        });
+        store.data_mut().host.end_call();
+        let raw = match described {
+            Ok(Ok(raw)) => raw,
+            Ok(Err(e)) => return Err(describe_error(failure(e, &mut store).to_string())),
+            Err(panic) => return Err(describe_error(format!("the host panicked while it ran: {panic}"))),
+        };
+        let (name, version, models) = v1::plugin_info_from_wit(raw).map_err(describe_error)?;
+
+        let label: Arc<str> = format!("{name}@{version}").into();
+        let id = PluginId(self.plugins.len());
+        self.plugins.push(Loaded { info: PluginInfo { name, version, origin, models }, label, pre, from_cache });
+        Ok(id)
+    }
+
+    /// The loaded plugins, in load order.
+    pub fn plugins(&self) -> impl Iterator<Item = (PluginId, &PluginInfo)> {
+        self.plugins.iter().enumerate().map(|(i, p)| (PluginId(i), &p.info))
+    }
+
+    /// What plugin `id` said about itself.
+    pub fn info(&self, id: PluginId) -> Option<&PluginInfo> {
+        self.plugins.get(id.0).map(|p| &p.info)
+    }
+
+    /// The first loaded plugin that describes `model`, with its description.
+    ///
+    /// A plugin never describes a model twice (load rejects that); whether two
+    /// plugins may describe the same model is the caller's policy.
+    pub fn find_model(&self, model: &ModelName) -> Option<(PluginId, &ModelDesc)> {
+        self.plugins().find_map(|(id, info)| info.models.iter().find(|m| m.name == *model).map(|m| (id, m)))
+    }
+
+    /// Starts a fresh instance of plugin `id` for one model's import.
+    pub fn open_session(&self, id: PluginId, config: SessionConfig) -> Result<Session> {
+        let rt = runtime()?;
+        let loaded = self.plugins.get(id.0).ok_or_else(|| Error::Runtime(format!("no plugin with id {}", id.0)))?;
+        let model = loaded.info.models.iter().find(|m| m.name == config.model).cloned().ok_or_else(|| {
+            Error::Runtime(format!("plugin {} does not describe model {}", loaded.label, config.model))
+        })?;
+        let started_at = chrono::DateTime::parse_from_rfc3339(&config.started_at)
+            .ok()
+            .and_then(|t| Some(Duration::new(u64::try_from(t.timestamp()).ok()?, t.timestamp_subsec_nanos())))
+            .ok_or_else(|| {
+                Error::Runtime(format!("started_at {:?} is not an ISO 8601 time after 1970", config.started_at))
+            })?;
+
+        let setup = StoreSetup {
+            plugin: loaded.label.clone(),
+            model: Some(config.model.clone()),
+            memory_limit: self.config.memory_limit,
+            seed: config.seed,
+            wall_clock: started_at,
+            facts: Some(config.facts.clone()),
+            log: self.log.clone(),
+        };
+        let store = new_store(&rt.engine, setup, self.config.call_timeout);
+        let mut session = Session {
+            plugin: loaded.label.clone(),
+            model,
+            config: self.config.clone(),
+            store,
+            bindings: None,
+            resource: None,
+            ordinals: Vec::new(),
+            poisoned: None,
+        };
+        let wit_config = v1::session_config_to_wit(&config);
+        let pre = &loaded.pre;
+        let (bindings, resource) = session.call(|store| {
+            let bindings = pre.instantiate(&mut *store)?;
+            let resource = bindings.relocate_plugin_importer().session().call_constructor(&mut *store, &wit_config)?;
+            Ok((bindings, resource))
+        })?;
+        session.bindings = Some(Arc::new(bindings));
+        session.resource = Some(resource);
+        Ok(session)
+    }
 }
+
+fn new_store(engine: &Engine, setup: StoreSetup, call_timeout: Duration) -> Store<StoreState> {
+    let mut store = Store::new(engine, StoreState::new(setup));
+    store.limiter(|state| &mut state.limiter);
+    store.set_hostcall_fuel(HOSTCALL_FUEL);
+    store.set_max_component_handles(MAX_COMPONENT_HANDLES);
+    store.epoch_deadline_trap();
+    arm(&mut store, call_timeout);
+    store
+}
+
+/// Re-arms the epoch deadline and resets per-call state before entering the
+/// guest.
+fn arm(store: &mut Store<StoreState>, call_timeout: Duration) {
+    let ticks = call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos()).max(1);
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    store.data_mut().begin_call();
+}
+
+// The engine moves sessions to blocking threads and shares the host.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn send_sync<T: Send + Sync>() {}
+    send::<Session>();
+    send_sync::<PluginHost>();
+};
+
+/// How a call into a guest failed, before the session adds names.
+enum Failure {
+    Timeout,
+    OutOfMemory,
+    Trap(String),
+    /// The host could not run the guest at all (e.g. too many instances).
+    Host(String),
+}
+
+impl Failure {
+    fn into_error(self, plugin: &str, model: &ModelName, ordinal: Option<u64>, config: &RuntimeConfig) -> Error {
+        let (plugin, model) = (plugin.to_string(), model.clone());
+        match self {
+            Failure::Timeout => Error::Timeout { plugin, model, ordinal, limit: config.call_timeout },
+            Failure::OutOfMemory => Error::OutOfMemory { plugin, model, ordinal, limit_mib: config.memory_limit >> 20 },
+            Failure::Trap(message) => Error::Trap { plugin, model, ordinal, message },
+            Failure::Host(message) => Error::Runtime(format!("plugin {plugin} on {model}: {message}")),
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("ran past its time limit"),
+            Failure::OutOfMemory => f.write_str("ran out of its memory limit"),
+            Failure::Trap(message) => write!(f, "trapped: {message}"),
+            Failure::Host(message) => f.write_str(message),
+        }
+    }
+}
+
+/// Tells a deadline, a refused memory growth and any other trap apart, and
+/// quotes what the guest wrote to stderr (a Rust panic message).
+fn failure(error: wasmtime::Error, store: &mut Store<StoreState>) -> Failure {
+    let state = store.data_mut();
+    let stderr = state.stderr.take();
+    if state.limiter.memory_refused {
+        return Failure::OutOfMemory;
+    }
+    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+        return Failure::Timeout;
+    }
+    if error.downcast_ref::<wasmtime::PoolConcurrencyLimitError>().is_some() {
+        return Failure::Host(format!("cannot start an instance: {}", error.root_cause()));
+    }
+    let mut message = match error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        Some(exit) => format!("the plugin called exit({})", exit.0),
+        None => error.root_cause().to_string(),
+    };
+    // The hint a Rust panic prints is no use: a plugin has no environment.
+    let stderr: Vec<&str> = stderr.lines().filter(|l| !l.starts_with("note: run with `RUST_BACKTRACE")).collect();
+    let stderr = stderr.join("\n");
+    let stderr = stderr.trim();
+    if !stderr.is_empty() {
+        // Keep the end, where a panic message is.
+        let mut start = stderr.len().saturating_sub(STDERR_IN_MESSAGE);
+        while !stderr.is_char_boundary(start) {
+            start += 1;
+        }
+        message.push_str("; stderr: ");
+        message.push_str(&stderr[start..]);
+    }
+    Failure::Trap(message)
+}
+
+/// One model's plugin instance.
+///
+/// Calls are synchronous and block the calling thread for up to the call
+/// timeout, so make them from a thread that may block (e.g. in
+/// `tokio::task::spawn_blocking`). Inside a Tokio runtime each call runs on a
+/// short-lived thread of its own, because wasmtime-wasi's synchronous I/O
+/// (a guest's `println!`) panics on a thread that runs async tasks.
+///
+/// After any failure the instance is never entered again: every later call
+/// returns [`Error::Poisoned`], and a new session starts afresh.
+pub struct Session {
+    plugin: Arc<str>,
+    model: ModelDesc,
+    config: RuntimeConfig,
+    store: Store<StoreState>,
+    /// Set once the instance and its guest session exist.
+    bindings: Option<Arc<v1::Bindings>>,
+    resource: Option<ResourceAny>,
+    /// The ordinals of the last batch given to `prepare`, to name records.
+    ordinals: Vec<u64>,
+    /// Why the session may not be used any more.
+    poisoned: Option<String>,
+}
+
 impl Session {
-    pub fn prepare(&mut self, _b: &[InputRecord]) -> Result<Vec<Prepared>> { Ok(vec![]) }
-    pub fn resolve(&mut self, _a: &[Answered]) -> Result<Vec<Decided>> { Ok(vec![]) }
+    /// The model this session imports.
+    pub fn model(&self) -> &ModelDesc {
+        &self.model
+    }
+
+    /// Normalizes a batch: exactly one [`Prepared`] per record, in order.
+    pub fn prepare(&mut self, batch: &[InputRecord]) -> Result<Vec<Prepared>> {
+        self.check_usable()?;
+        let wit_batch = batch
+            .iter()
+            .map(v1::input_record_to_wit)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Runtime(format!("cannot hand the batch to {}: {e}", self.plugin)))?;
+        self.ordinals = batch.iter().map(|r| r.ordinal).collect();
+        let (bindings, resource) = self.instance()?;
+        let raw =
+            self.call(|store| bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch))?;
+        let raw = self.settle(raw)?;
+        let prepared = v1::prepared_from_wit(raw, batch.len(), &self.model);
+        self.protocol(prepared)
+    }
+
+    /// Decides the records that were ready: one [`Decided`] per answered
+    /// index, in index order.
+    pub fn resolve(&mut self, answers: &[Answered]) -> Result<Vec<Decided>> {
+        self.check_usable()?;
+        let mut seen = std::collections::HashSet::new();
+        for answered in answers {
+            if answered.index >= self.ordinals.len() || !seen.insert(answered.index) {
+                return Err(Error::Runtime(format!(
+                    "resolve for {}: index {} is not a new index of the last batch of {}",
+                    self.model.name,
+                    answered.index,
+                    self.ordinals.len()
+                )));
+            }
+        }
+        let wit_answers = answers
+            .iter()
+            .map(v1::answered_to_wit)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Runtime(format!("cannot hand the answers to {}: {e}", self.plugin)))?;
+        let (bindings, resource) = self.instance()?;
+        let raw = self
+            .call(|store| bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers))?;
+        let raw = self.settle(raw)?;
+        let decided = v1::decided_from_wit(raw, answers, &self.model);
+        self.protocol(decided)
+    }
+
+    fn check_usable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(cause) => Err(Error::Poisoned {
+                plugin: self.plugin.to_string(),
+                model: self.model.name.clone(),
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn instance(&self) -> Result<(Arc<v1::Bindings>, ResourceAny)> {
+        match (&self.bindings, self.resource) {
+            (Some(bindings), Some(resource)) => Ok((bindings.clone(), resource)),
+            _ => Err(Error::Runtime(format!("session of {} on {} has no instance", self.plugin, self.model.name))),
+        }
+    }
+
+    /// Enters the guest with a fresh deadline; any failure poisons the
+    /// session.
+    fn call<R: Send>(&mut self, f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<R> + Send) -> Result<R> {
+        arm(&mut self.store, self.config.call_timeout);
+        let store = &mut self.store;
+        let result = match off_async_context(move || f(store)) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                let ordinal = self.blamed_ordinal();
+                let failure = failure(error, &mut self.store);
+                Err(failure.into_error(&self.plugin, &self.model.name, ordinal, &self.config))
+            }
+            Err(panic) => Err(Error::Runtime(format!("the host panicked while {} ran: {panic}", self.plugin))),
+        };
+        self.forward_output();
+        self.store.data_mut().host.end_call();
+        if let Err(error) = &result {
+            self.poisoned = Some(short_cause(error));
+        }
+        result
+    }
+
+    /// Turns a guest `fatal` into [`Error::Fatal`].
+    fn settle<T>(&mut self, raw: std::result::Result<T, v1::WitFatal>) -> Result<T> {
+        raw.map_err(|fatal| {
+            let error = Error::Fatal {
+                plugin: self.plugin.to_string(),
+                model: self.model.name.clone(),
+                message: truncate(&v1::fatal_message(fatal), 4 << 10).into_owned(),
+            };
+            self.poisoned = Some("it gave up (fatal)".into());
+            error
+        })
+    }
+
+    /// Turns a contract violation into [`Error::Protocol`].
+    fn protocol<T>(&mut self, checked: std::result::Result<T, String>) -> Result<T> {
+        checked.map_err(|message| {
+            self.poisoned = Some("it broke the contract".into());
+            Error::Protocol { plugin: self.plugin.to_string(), model: self.model.name.clone(), message }
+        })
+    }
+
+    /// The ordinal of the record the guest last said it worked on.
+    fn blamed_ordinal(&self) -> Option<u64> {
+        let index = self.store.data().host.at_record?;
+        self.ordinals.get(index as usize).copied()
+    }
+
+    /// Logs what the guest printed (a well-behaved plugin does not), less
+    /// the stderr a failure already quoted.
+    fn forward_output(&mut self) {
+        let state = self.store.data_mut();
+        for (stream, text) in [("stdout", state.stdout.take()), ("stderr", state.stderr.take())] {
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                state.host.log(super::Level::Debug, &format!("{stream}: {line}"));
+            }
+        }
+    }
 }
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // A failed instance must not be entered again, not even to drop.
+        if self.poisoned.is_some() {
+            return;
+        }
+        if let Some(resource) = self.resource.take() {
+            arm(&mut self.store, self.config.call_timeout);
+            let store = &mut self.store;
+            let _ = off_async_context(move || resource.resource_drop(store));
+        }
+    }
+}
+
+/// A short reason for [`Error::Poisoned`].
+fn short_cause(error: &Error) -> String {
+    match error {
+        Error::Timeout { .. } => "it ran past its time limit".into(),
+        Error::OutOfMemory { .. } => "it ran out of memory".into(),
+        Error::Trap { .. } => "it trapped".into(),
+        Error::Fatal { .. } => "it gave up (fatal)".into(),
+        Error::Protocol { .. } => "it broke the contract".into(),
+        _ => "the host failed while it ran".into(),
+    }
+}
+
+/// Runs `f` where wasmtime-wasi's synchronous I/O may block.
+///
+/// wasmtime-wasi's sync bindings block on a Tokio runtime, which panics on a
+/// thread that is running async tasks; there `f` runs on a scoped thread of its
+/// own. A panic in `f` (a host bug) comes back as `Err`, never unwinds further.
+fn off_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> std::result::Result<R, String> {
+    let panic_message = |payload: Box<dyn std::any::Any + Send>| {
+        payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into())
+    };
+    if tokio::runtime::Handle::try_current().is_err() {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).map_err(panic_message);
+    }
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("relocate-plugin".into())
+            .spawn_scoped(scope, f)
+            .map_err(|e| format!("cannot start a thread for the plugin call: {e}"))?
+            .join()
+            .map_err(panic_message)
+    })
+}
+
+/// Compiles `bytes`, or loads the result of an earlier compile from
+/// `cache_dir`. Returns the component and whether it came from the cache.
+///
+/// The cache is an optimization only: a file that cannot be read or written
+/// means compiling, never a failed load.
+fn compile_cached(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    bytes: &[u8],
+    origin: &Origin,
+    log: &LogSink,
+) -> Result<(Component, bool), String> {
+    let note = |message: String| log(&origin.to_string(), None, super::Level::Debug, &message);
+    let path = cache_dir.map(|dir| dir.join(cache_file_name(engine, bytes)));
+    if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
+        match deserialize_cached(engine, path) {
+            Ok(component) => return Ok((component, true)),
+            Err(e) => note(format!("compile cache: ignoring {}: {e:#}", path.display())),
+        }
+    }
+    let component = Component::new(engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+    if let Some(path) = path {
+        let written = component
+            .serialize()
+            .map_err(|e| e.to_string())
+            .and_then(|compiled| write_atomically(&path, &compiled).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            note(format!("compile cache: cannot write {}: {e}", path.display()));
+        }
+    }
+    Ok((component, false))
+}
+
+/// Loads a compiled component from this host's cache.
+///
+/// The file is read into memory rather than mapped (`deserialize_file`): a
+/// mapped file that someone truncates kills the process with SIGBUS.
+#[allow(unsafe_code)]
+fn deserialize_cached(engine: &Engine, path: &Path) -> wasmtime::Result<Component> {
+    let compiled = std::fs::read(path)?;
+    // SAFETY: deserializing trusts the bytes to be wasmtime's own compiled
+    // code. Only `compile_cached` writes this directory (atomically, from
+    // `Component::serialize` of bytes it compiled itself), the file name
+    // carries the wasm's hash and the engine's compatibility hash, and
+    // wasmtime rejects artifacts of other versions or settings. We never
+    // load a `.cwasm` from anywhere else.
+    unsafe { Component::deserialize(engine, &compiled) }
+}
+
+/// `<sha256 of the wasm>-wasmtime<version>-<engine compatibility hash>.cwasm`
+fn cache_file_name(engine: &Engine, bytes: &[u8]) -> String {
+    let wasm = hex(&Sha256::digest(bytes));
+    let mut compat = HashToSha256(Sha256::new());
+    std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut compat);
+    let compat = hex(&compat.0.finalize()[..8]);
+    format!("{wasm}-wasmtime{WASMTIME_VERSION}-{compat}.cwasm")
+}
+
+/// Feeds a `Hash` into SHA-256, which (unlike `DefaultHasher`) is stable.
+struct HashToSha256(Sha256);
+
+impl Hasher for HashToSha256 {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `path` so that readers see the old file or the whole new one.
+fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let mut tmp = PathBuf::from(path);
+    tmp.set_extension(format!("{}.{nanos}.tmp", std::process::id()));
+    let result = std::fs::write(&tmp, contents).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+#[path = "runtime_test.rs"]
+mod tests;
