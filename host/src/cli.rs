@@ -351,7 +351,8 @@ fn load_plugins(args: &PluginArgs) -> anyhow::Result<(PluginHost, Registry)> {
         host.load(Origin::Builtin(name), bytes)?;
     }
     for path in &args.plugins {
-        let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+        let bytes = std::fs::read(path)
+            .map_err(|e| plugin::Error::Load { origin: path.display().to_string(), message: e.to_string() })?;
         host.load(Origin::File(path.clone()), &bytes)?;
     }
     let registry = Registry::new(host.plugins());

@@ -240,7 +240,7 @@ pub async fn import(
             facts: pkmap.clone(),
         };
         let mut session = plugins.open_session(*plugin_id, config)?;
-        let plugin_name = plugins.info(*plugin_id).name.clone();
+        let plugin_name = plugins.info(*plugin_id).map(|i| format!("{}@{}", i.name, i.version)).unwrap_or_default();
         let mut model_run = ModelRun {
             export,
             registry,

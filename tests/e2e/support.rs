@@ -22,7 +22,7 @@ pub fn example(rel: &str) -> PathBuf {
 
 /// A test plugin's component, built by host/build.rs.
 pub fn test_plugin(name: &str) -> PathBuf {
-    Path::new(env!("RELOCATE_PLUGIN_ARTIFACTS")).join(format!("{}.wasm", name.replace('-', "_")))
+    Path::new(env!("RELOCATE_PLUGIN_ARTIFACTS")).join(format!("test_plugin_{}.wasm", name.replace('-', "_")))
 }
 
 /// A fresh, empty target database, dropped (PostgreSQL) or deleted with its
