@@ -9,6 +9,10 @@
 //!
 //! A plugin names the models it owns (`sentry_models::sentry::USER.desc()`),
 //! so that only those are linked into it; [`describe`] looks one up by name.
+//! [`naming`] holds Sentry's rules for unique usernames and slugs, which more
+//! than one plugin needs.
+
+pub mod naming;
 
 use relocate_plugin_sdk::{Column, ColumnKind, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo, Value};
 
