@@ -9,7 +9,7 @@
 //! the names this import already gave out (two records of one batch may want
 //! the same name, and neither is in the database yet).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 
 use relocate_plugin_sdk::Session;
 
@@ -20,18 +20,21 @@ pub const SUFFIX_ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456790";
 const SIZES: [(usize, usize); 4] = [(1, 2), (5, 3), (20, 5), (1, 12)];
 
 /// The names one import has given out for one column, and how long they may be.
+///
+/// Ordered sets rather than hash sets, here and in the plugins: std's hash
+/// seed would make every guest import `wasi:random` for nothing.
 #[derive(Debug)]
 pub struct UniqueNames {
     max_length: usize,
     /// Lower-cased: collisions are checked ignoring case, as Sentry's `iexact`.
-    given: HashSet<String>,
+    given: BTreeSet<String>,
 }
 
 impl UniqueNames {
     /// Names of at most `max_length` characters (128 for usernames, 30 for
     /// organization slugs).
     pub fn new(max_length: usize) -> Self {
-        Self { max_length, given: HashSet::new() }
+        Self { max_length, given: BTreeSet::new() }
     }
 
     /// The bases to ask `taken` about so that [`UniqueNames::pick`] can check
@@ -56,7 +59,7 @@ impl UniqueNames {
     /// of 5, then 1 of 12. `None` when all fail, where Sentry hits an
     /// IntegrityError. The name picked counts as given from then on.
     pub fn pick<'a>(&mut self, session: &Session, base: &str, taken: impl IntoIterator<Item = &'a str>) -> Option<String> {
-        let taken: HashSet<String> = taken.into_iter().map(str::to_lowercase).collect();
+        let taken: BTreeSet<String> = taken.into_iter().map(str::to_lowercase).collect();
         let mut base = base.trim().to_string();
         if base.is_empty() {
             base = session.uuid4_hex().chars().take(12).collect();
