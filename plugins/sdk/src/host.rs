@@ -49,7 +49,7 @@ mod imp {
     use crate::session::{Level, Mapping};
 
     pub(crate) fn mapping_of(model: &str, old_pk: i64) -> Option<Mapping> {
-        fake::with(|f| f.mappings.iter().find(|(m, pk, _)| m == model && *pk == old_pk).map(|(_, _, m)| m.clone()))
+        fake::with(|f| f.mappings.iter().rfind(|(m, pk, _)| m == model && *pk == old_pk).map(|(_, _, m)| m.clone()))
     }
 
     pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
@@ -74,6 +74,7 @@ pub(crate) mod fake {
 
     pub(crate) struct FakeHost {
         state: u64,
+        /// In the order they were made; the latest for a pk wins.
         pub(crate) mappings: Vec<(String, i64, Mapping)>,
         pub(crate) logs: Vec<(Level, String)>,
         pub(crate) at_records: Vec<u32>,

@@ -47,6 +47,9 @@ use crate::value::Value;
 use crate::{Model, ModelDesc, Result};
 
 pub use crate::runtime::{Answered, Decided, InputRecord};
+pub use export::{import_export, Imported};
+
+mod export;
 
 /// The `started_at` of every test session.
 pub const STARTED_AT: &str = "2024-01-01T00:00:00.000Z";
@@ -138,7 +141,7 @@ impl TestHost {
         let desc = M::describe();
         let session = Session::new(&desc.name, scope, flags, STARTED_AT);
         let runner = Runner::open(&[crate::runtime::ModelEntry::of::<M>()], session);
-        TestSession { runner, desc, _model: PhantomData }
+        TestSession { driver: Driver { runner, desc }, _model: PhantomData }
     }
 
     /// Answers `query` from the fake rows, as the host answers from the database.
@@ -173,24 +176,23 @@ impl TestHost {
 
 /// One import of model `M` against the [`TestHost`].
 pub struct TestSession<M> {
-    runner: Runner,
-    desc: ModelDesc,
+    driver: Driver,
     _model: PhantomData<M>,
 }
 
 impl<M: Model> TestSession<M> {
     pub fn session(&self) -> &Session {
-        self.runner.session()
+        self.driver.runner.session()
     }
 
     /// Runs the contract's `prepare` over a batch.
     pub fn prepare(&mut self, batch: Vec<InputRecord>) -> Result<Vec<Prepared>> {
-        self.runner.prepare(batch)
+        self.driver.runner.prepare(batch)
     }
 
     /// Runs the contract's `resolve` with hand-made answers.
     pub fn resolve(&mut self, answers: Vec<Answered>) -> Result<Vec<Decided>> {
-        self.runner.resolve(answers)
+        self.driver.runner.resolve(answers)
     }
 
     /// Imports a batch the way the host does: `prepare`, answers from the fake
@@ -199,12 +201,34 @@ impl<M: Model> TestSession<M> {
     /// Returns one decision per record; a record that `prepare` skipped or
     /// found invalid gets the matching `Skip`/`Invalid`.
     pub fn run(&mut self, batch: Vec<InputRecord>) -> Result<Vec<Decision>> {
+        self.driver.run(batch)
+    }
+}
+
+/// A [`Runner`] plus its model's description: what `run` needs, for any model.
+struct Driver {
+    runner: Runner,
+    desc: ModelDesc,
+}
+
+impl Driver {
+    fn run(&mut self, batch: Vec<InputRecord>) -> Result<Vec<Decision>> {
+        self.run_in_scope(batch, None)
+    }
+
+    /// `run`, leaving unanswered the ready records outside `import` (the
+    /// import's scope), as the host does; `None` answers them all.
+    fn run_in_scope(&mut self, batch: Vec<InputRecord>, import: Option<Scope>) -> Result<Vec<Decision>> {
         let old_pks: Vec<i64> = batch.iter().map(|r| r.old_pk).collect();
-        let prepared = self.prepare(batch)?;
+        let prepared = self.runner.prepare(batch)?;
         let host = TestHost { _not_send: PhantomData };
         let mut answered = Vec::new();
         let mut out = Vec::with_capacity(prepared.len());
         for (i, p) in prepared.into_iter().enumerate() {
+            if import.is_some_and(|scope| !export::ready_in_scope(&self.desc, &p, scope)) {
+                out.push(Decision::Skip("record out of scope".into()));
+                continue;
+            }
             match p {
                 Prepared::Ready { queries, .. } => {
                     let index = u32::try_from(i).expect("small test batch");
@@ -216,7 +240,7 @@ impl<M: Model> TestSession<M> {
             }
         }
         let expected: HashSet<u32> = answered.iter().map(|a| a.index).collect();
-        let decided = self.resolve(answered)?;
+        let decided = self.runner.resolve(answered)?;
         assert_eq!(decided.len(), expected.len(), "resolve must decide every ready record once");
         for Decided { index, decision } in decided {
             assert!(expected.contains(&index), "resolve decided record {index}, which was not ready");
@@ -225,7 +249,6 @@ impl<M: Model> TestSession<M> {
         }
         Ok(out)
     }
-
     fn apply(&self, old_pk: i64, decision: &Decision) {
         let model = self.desc.name.clone();
         let fields = |values: &[Value]| -> Vec<(String, Value)> {

@@ -28,6 +28,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_fixture_imports_in_every_scope_without_errors() {
+        for (name, export) in sentry_models::fixtures::all() {
+            for scope in [Scope::User, Scope::Organization, Scope::Config, Scope::Global] {
+                let host = TestHost::new(1);
+                let out = relocate_plugin_sdk::testing::import_export::<__RelocatePlugin>(&host, scope, ImportFlags::default(), &export)
+                    .unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
+                for r in out {
+                    assert!(!matches!(r.decision, Decision::Invalid(_)), "{name} in {scope}: {r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn descriptions_are_valid() {
         check_plugin::<__RelocatePlugin>().unwrap();
     }

@@ -65,6 +65,9 @@ impl Model for UserRoleUser {
 }
 
 #[cfg(test)]
+mod fixtures_test;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn descriptions_are_valid() {

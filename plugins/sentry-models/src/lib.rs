@@ -12,6 +12,8 @@
 //! [`naming`] holds Sentry's rules for unique usernames and slugs, which more
 //! than one plugin needs.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod fixtures;
 pub mod naming;
 
 use relocate_plugin_sdk::{Column, ColumnKind, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo, Value};

@@ -55,6 +55,9 @@ plain_models! {
 }
 
 #[cfg(test)]
+mod fixtures_test;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn descriptions_are_valid() {

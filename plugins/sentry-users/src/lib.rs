@@ -32,6 +32,9 @@ fn skip_if_user_merged(record: &Record, field: &str) -> Option<Prepared> {
 }
 
 #[cfg(test)]
+mod fixtures_test;
+
+#[cfg(test)]
 mod tests {
     #[test]
     fn descriptions_are_valid() {
