@@ -213,10 +213,10 @@ impl ModelDesc {
             if self.columns[..i].iter().any(|c| c.name == column.name) {
                 return err(format!("column `{}` appears twice", column.name));
             }
-            if let Some(default) = &column.default {
-                if !default.fits(column.kind) || (default.is_null() && !column.nullable) {
-                    return err(format!("the default of `{}` does not fit its kind {}", column.name, column.kind));
-                }
+            if let Some(default) = &column.default
+                && (!default.fits(column.kind) || (default.is_null() && !column.nullable))
+            {
+                return err(format!("the default of `{}` does not fit its kind {}", column.name, column.kind));
             }
         }
         for fk in &self.foreign_keys {

@@ -244,13 +244,13 @@ fn check_decision(desc: &ModelDesc, ordinal: u64, decision: Decision, answers: &
         Decision::Overwrite { pk, values } => (Some(*pk), Some(values)),
         Decision::Skip(_) | Decision::Invalid(_) => (None, None),
     };
-    if let Some(pk) = pk {
-        if !answers.returned(pk) {
-            return Err(Fatal::internal(format!(
-                "record #{ordinal} of {} was mapped to pk {pk}, which none of its answers returned",
-                desc.name
-            )));
-        }
+    if let Some(pk) = pk
+        && !answers.returned(pk)
+    {
+        return Err(Fatal::internal(format!(
+            "record #{ordinal} of {} was mapped to pk {pk}, which none of its answers returned",
+            desc.name
+        )));
     }
     if let Some(values) = values {
         if values.len() != desc.columns.len() {

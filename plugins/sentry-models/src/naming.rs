@@ -44,7 +44,7 @@ impl UniqueNames {
         let mut out = vec![base.to_string()];
         for (_, size) in SIZES {
             let prefix = truncate(base, self.max_length.saturating_sub(size + 1));
-            if !out.iter().any(|b| *b == prefix) {
+            if !out.contains(&prefix) {
                 out.push(prefix);
             }
         }

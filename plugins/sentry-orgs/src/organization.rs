@@ -85,10 +85,10 @@ impl Model for OrganizationMember {
     }
 
     fn resolve(&mut self, _: &Session, mut record: Record, answers: &Answers) -> Result<Decision> {
-        if let Some(token) = record.text("token").map(str::to_string) {
-            if answers.found(0).is_some() || !self.tokens.insert(token) {
-                record.set("token", Value::Null)?;
-            }
+        if let Some(token) = record.text("token").map(str::to_string)
+            && (answers.found(0).is_some() || !self.tokens.insert(token))
+        {
+            record.set("token", Value::Null)?;
         }
         Ok(Decision::insert(record))
     }
