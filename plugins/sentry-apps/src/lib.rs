@@ -1,0 +1,62 @@
+//! The first-party plugin for Sentry's API applications (OAuth clients).
+//!
+//! `sentry.apiapplication` is in the global scope only, which starts from
+//! empty tables, so it is a plain insert.
+
+use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
+
+register_plugin!("sentry-apps", [ApiApplication]);
+
+/// An OAuth application (`sentry.apiapplication`), owned by a user.
+pub struct ApiApplication;
+
+impl Model for ApiApplication {
+    fn describe() -> ModelDesc {
+        sentry_models::sentry::APIAPPLICATION.desc()
+    }
+
+    fn new(_: &Session) -> Result<Self> {
+        Ok(Self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relocate_plugin_sdk::testing::{check_plugin, record, TestHost};
+    use relocate_plugin_sdk::{Decision, ImportFlags, ImportKind, Scope};
+
+    use super::*;
+
+    #[test]
+    fn every_fixture_imports_in_every_scope_without_errors() {
+        for (name, export) in sentry_models::fixtures::all() {
+            for scope in [Scope::User, Scope::Organization, Scope::Config, Scope::Global] {
+                let host = TestHost::new(1);
+                let out = relocate_plugin_sdk::testing::import_export::<__RelocatePlugin>(&host, scope, ImportFlags::default(), &export)
+                    .unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
+                for r in out {
+                    assert!(!matches!(r.decision, Decision::Invalid(_)), "{name} in {scope}: {r:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn descriptions_are_valid() {
+        check_plugin::<__RelocatePlugin>().unwrap();
+    }
+
+    #[test]
+    fn an_application_is_inserted_as_is() {
+        let host = TestHost::new(1);
+        let app = record::<ApiApplication>(1)
+            .fk("owner", 1, 5, ImportKind::Inserted)
+            .set("client_id", "a")
+            .set("name", "Sentry Test App")
+            .set("status", 0)
+            .set("date_added", "2023-06-22T22:59:55.602Z")
+            .build();
+        let out = host.session::<ApiApplication>(Scope::Global, ImportFlags::default()).run(vec![app]).unwrap();
+        assert!(matches!(out[0], Decision::Insert { pk: None, .. }));
+    }
+}

@@ -1,0 +1,82 @@
+//! The plugin over the repository's real Sentry exports.
+
+use relocate_plugin_sdk::testing::{import_export, Imported, TestHost};
+use relocate_plugin_sdk::{Decision, ImportFlags, Scope, Value};
+use sentry_models::fixtures;
+
+use crate::__RelocatePlugin as Plugin;
+
+fn of<'a>(out: &'a [Imported], model: &str) -> Vec<&'a Imported> {
+    out.iter().filter(|i| i.model == model).collect()
+}
+
+#[test]
+fn fresh_install_imports_every_organization_record() {
+    let host = TestHost::new(1);
+    let out = import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &fixtures::read("backup/fresh-install.json")).unwrap();
+    let models = [
+        "sentry.organization",
+        "sentry.organizationmember",
+        "sentry.team",
+        "sentry.organizationmemberteam",
+        "sentry.project",
+        "sentry.projectkey",
+        "sentry.projectoption",
+        "sentry.projectteam",
+        "sentry.rule",
+    ];
+    for model in models {
+        let records = of(&out, model);
+        assert!(!records.is_empty(), "{model}");
+        for r in records {
+            assert!(matches!(r.decision, Decision::Insert { .. }), "{model} {}: {:?}", r.old_pk, r.decision);
+        }
+    }
+    assert_eq!(host.rows("sentry.organization")[0].text("slug"), Some("testing"));
+}
+
+#[test]
+fn duplicate_slugs_in_one_file_are_suffixed() {
+    let host = TestHost::new(1);
+    let export = fixtures::read("backup/duplicate-username-and-organization-slug.json");
+    let out = import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &export).unwrap();
+    assert_eq!(of(&out, "sentry.organization").len(), 2);
+    let slugs: Vec<String> = host.rows("sentry.organization").iter().map(|r| r.text("slug").expect("slug").to_string()).collect();
+    assert_eq!(slugs[0], "testing");
+    assert!(slugs[1].starts_with("testing-") && slugs[1].len() == "testing-xx".len(), "{slugs:?}");
+}
+
+#[test]
+fn hidden_organizations_wait_for_approval() {
+    let host = TestHost::new(1);
+    let flags = ImportFlags { hide_organizations: true, ..ImportFlags::default() };
+    import_export::<Plugin>(&host, Scope::Organization, flags, &fixtures::read("backup/org-and-project.json")).unwrap();
+    assert_eq!(host.rows("sentry.organization")[0].get("status"), Some(&Value::Integer(3)));
+}
+
+#[test]
+fn project_ids_survive_only_a_global_import() {
+    let export = fixtures::read("backup/fresh-install.json");
+    let host = TestHost::new(1);
+    let out = import_export::<Plugin>(&host, Scope::Global, ImportFlags::default(), &export).unwrap();
+    let project = of(&out, "sentry.project")[0];
+    assert!(matches!(project.decision, Decision::Insert { pk: Some(pk), .. } if pk == project.old_pk));
+
+    let host = TestHost::new(1);
+    let out = import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &export).unwrap();
+    assert!(matches!(of(&out, "sentry.project")[0].decision, Decision::Insert { pk: None, .. }));
+}
+
+#[test]
+fn every_fixture_imports_in_every_scope_without_errors() {
+    for (name, export) in fixtures::all() {
+        for scope in [Scope::User, Scope::Organization, Scope::Config, Scope::Global] {
+            let host = TestHost::new(1);
+            let out = import_export::<Plugin>(&host, scope, ImportFlags::default(), &export)
+                .unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
+            for r in out {
+                assert!(!matches!(r.decision, Decision::Invalid(_)), "{name} in {scope}: {} {}: {:?}", r.model, r.old_pk, r.decision);
+            }
+        }
+    }
+}

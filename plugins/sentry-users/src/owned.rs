@@ -1,0 +1,176 @@
+//! What hangs off a user: authenticators, options, IP addresses and
+//! permissions. Each is dropped when its user was merged into an existing one.
+
+use relocate_plugin_sdk::{Answers, Decision, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value};
+
+use crate::skip_if_user_merged;
+
+/// A second factor (`sentry.authenticator`, global scope only).
+pub struct Authenticator;
+
+impl Model for Authenticator {
+    fn describe() -> ModelDesc {
+        sentry_models::sentry::AUTHENTICATOR.desc()
+    }
+
+    fn new(_: &Session) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+        Ok(skip_if_user_merged(record, "user").unwrap_or_else(Prepared::ready))
+    }
+}
+
+/// A user's setting (`sentry.useroption`).
+pub struct UserOption;
+
+impl Model for UserOption {
+    fn describe() -> ModelDesc {
+        sentry_models::sentry::USEROPTION.desc()
+    }
+
+    fn new(_: &Session) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+        Ok(skip_if_user_merged(record, "user").unwrap_or_else(Prepared::ready))
+    }
+}
+
+/// An address a user was seen at (`sentry.userip`, global scope only).
+///
+/// The geo codes are cleared (Sentry recomputes them from its GeoIP
+/// database, which a plugin does not have). Outside the global scope the
+/// first and last sightings become the import's start. A row for the same
+/// user and address is overwritten, as Sentry's `get_or_create` does.
+pub struct UserIp;
+
+impl Model for UserIp {
+    fn describe() -> ModelDesc {
+        sentry_models::sentry::USERIP.desc()
+    }
+
+    fn new(_: &Session) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn prepare(&mut self, session: &Session, record: &mut Record) -> Result<Prepared> {
+        if let Some(skip) = skip_if_user_merged(record, "user") {
+            return Ok(skip);
+        }
+        record.set("country_code", Value::Null)?;
+        record.set("region_code", Value::Null)?;
+        if session.scope() != Scope::Global {
+            record.set("first_seen", session.started_at())?;
+            record.set("last_seen", session.started_at())?;
+        }
+        Ok(Prepared::ready().with_query(record.find(&["user", "ip_address"])?))
+    }
+
+    fn resolve(&mut self, _: &Session, record: Record, answers: &Answers) -> Result<Decision> {
+        Ok(match answers.found(0) {
+            Some(pk) => Decision::overwrite(pk, record),
+            None => Decision::insert(record),
+        })
+    }
+}
+
+/// An admin permission (`sentry.userpermission`, config scope).
+///
+/// Sentry treats it as an overwritable config, but its only unique set holds
+/// the user, so it always inserts.
+pub struct UserPermission;
+
+impl Model for UserPermission {
+    fn describe() -> ModelDesc {
+        sentry_models::sentry::USERPERMISSION.desc()
+    }
+
+    fn new(_: &Session) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+        Ok(skip_if_user_merged(record, "user").unwrap_or_else(Prepared::ready))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use relocate_plugin_sdk::testing::{record, TestHost, STARTED_AT};
+    use relocate_plugin_sdk::{ImportFlags, ImportKind};
+
+    use super::*;
+
+    fn merged() -> ImportFlags {
+        ImportFlags { merge_users: true, ..ImportFlags::default() }
+    }
+
+    #[test]
+    fn everything_of_a_merged_user_is_skipped() {
+        let host = TestHost::new(1);
+        let auth = record::<Authenticator>(1).fk("user", 1, 7, ImportKind::Existing).build();
+        let option = record::<UserOption>(1).fk("user", 1, 7, ImportKind::Existing).build();
+        let ip = record::<UserIp>(1).fk("user", 1, 7, ImportKind::Existing).build();
+        let perm = record::<UserPermission>(1).fk("user", 1, 7, ImportKind::Existing).build();
+        assert!(matches!(host.session::<Authenticator>(Scope::Global, merged()).run(vec![auth]).unwrap()[0], Decision::Skip(_)));
+        assert!(matches!(host.session::<UserOption>(Scope::User, merged()).run(vec![option]).unwrap()[0], Decision::Skip(_)));
+        assert!(matches!(host.session::<UserIp>(Scope::Global, merged()).run(vec![ip]).unwrap()[0], Decision::Skip(_)));
+        assert!(matches!(host.session::<UserPermission>(Scope::Config, merged()).run(vec![perm]).unwrap()[0], Decision::Skip(_)));
+    }
+
+    #[test]
+    fn an_inserted_users_permission_is_inserted() {
+        let host = TestHost::new(1);
+        let perm = record::<UserPermission>(1)
+            .fk("user", 1, 7, ImportKind::Inserted)
+            .set("permission", "users.admin")
+            .build();
+        let out = host.session::<UserPermission>(Scope::Config, merged()).run(vec![perm]).unwrap();
+        assert!(matches!(out[0], Decision::Insert { pk: None, .. }));
+    }
+
+    #[test]
+    fn user_ip_loses_its_geo_and_outside_global_its_dates() {
+        let host = TestHost::new(1);
+        let ip = || {
+            record::<UserIp>(1)
+                .fk("user", 1, 7, ImportKind::Inserted)
+                .set("ip_address", "127.0.0.2")
+                .set("country_code", "US")
+                .set("region_code", "CA")
+                .set("first_seen", "2013-04-05T03:29:45.000Z")
+                .set("last_seen", "2013-04-05T03:29:45.000Z")
+                .build()
+        };
+        let desc = UserIp::describe();
+        let at = |d: &Decision, f: &str| match d {
+            Decision::Insert { values, .. } => values[desc.column_index(f).expect("field")].clone(),
+            other => panic!("expected an insert, got {other:?}"),
+        };
+        let out = host.session::<UserIp>(Scope::Config, ImportFlags::default()).run(vec![ip()]).unwrap();
+        assert_eq!(at(&out[0], "country_code"), Value::Null);
+        assert_eq!(at(&out[0], "first_seen"), Value::from(STARTED_AT));
+
+        let host = TestHost::new(1);
+        let out = host.session::<UserIp>(Scope::Global, ImportFlags::default()).run(vec![ip()]).unwrap();
+        assert_eq!(at(&out[0], "region_code"), Value::Null);
+        assert_eq!(at(&out[0], "last_seen"), Value::from("2013-04-05T03:29:45.000Z"));
+    }
+
+    #[test]
+    fn user_ip_overwrites_the_same_address() {
+        let host = TestHost::new(1);
+        host.insert_row("sentry.userip", 4, &[("user", 7.into()), ("ip_address", "127.0.0.2".into())]);
+        let ip = record::<UserIp>(1)
+            .fk("user", 1, 7, ImportKind::Inserted)
+            .set("ip_address", "127.0.0.2")
+            .set("first_seen", "2013-04-05T03:29:45.000Z")
+            .set("last_seen", "2013-04-05T03:29:45.000Z")
+            .build();
+        let out = host.session::<UserIp>(Scope::Global, ImportFlags::default()).run(vec![ip]).unwrap();
+        assert!(matches!(out[0], Decision::Overwrite { pk: 4, .. }));
+    }
+}
