@@ -26,7 +26,7 @@ register_plugin!(
 
 /// Declares the marker type naming each overwritable model.
 macro_rules! config_models {
-    ($($(#[$doc:meta])* $name:ident => $model:ident,)*) => {$(
+    ($($(#[$doc:meta])* $name:ident => $model:ident $([pickled: $($field:literal),*])?,)*) => {$(
         $(#[$doc])*
         pub struct $name;
 
@@ -34,15 +34,18 @@ macro_rules! config_models {
             fn model() -> &'static StaticModel {
                 &sentry::$model
             }
+            $(fn pickled_fields() -> &'static [&'static str] {
+                &[$($field),*]
+            })?
         }
     )*};
 }
 
 config_models! {
     /// `sentry.option`, unique by `key`.
-    OptionConfig => OPTION,
+    OptionConfig => OPTION [pickled: "value"],
     /// `sentry.controloption`, unique by `key`.
-    ControlOptionConfig => CONTROLOPTION,
+    ControlOptionConfig => CONTROLOPTION [pickled: "value"],
     /// `sentry.relay`, unique by `relay_id`.
     RelayConfig => RELAY,
     /// `sentry.relayusage`, unique by `(relay_id, version)`.

@@ -11,6 +11,11 @@ use sentry_models::StaticModel;
 /// Names the model an [`Overwritable`] imports.
 pub trait ConfigModel: 'static {
     fn model() -> &'static StaticModel;
+
+    /// Fields holding Sentry's pickled JSON (see `sentry_models::pickled`).
+    fn pickled_fields() -> &'static [&'static str] {
+        &[]
+    }
 }
 
 /// A config model looked up by its one unique set without foreign keys.
@@ -45,6 +50,9 @@ impl<C: ConfigModel> Model for Overwritable<C> {
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+        for field in C::pickled_fields() {
+            sentry_models::pickled::normalize(record, field)?;
+        }
         // Sentry leaves null fields out of the lookup, and looks nothing up
         // when all are null.
         let fields: Vec<&str> = key_fields(record).into_iter().filter(|f| !record.is_null(f)).collect();
@@ -129,7 +137,8 @@ mod tests {
         assert!(matches!(out[0], Decision::Overwrite { pk: 5, .. }));
         let row = &host.rows("sentry.option")[0];
         assert_eq!(row.pk, 5);
-        assert_eq!(row.get("value"), Some(&Value::Json("\"\\\"23.6.1\\\"\"".into())));
+        // The exported JSON-in-a-string becomes the JSON Sentry stores.
+        assert_eq!(row.get("value"), Some(&Value::Json("\"23.6.1\"".into())));
     }
 
     #[test]

@@ -15,6 +15,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fixtures;
 pub mod naming;
+pub mod pickled;
 
 use relocate_plugin_sdk::{Column, ColumnKind, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo, Value};
 

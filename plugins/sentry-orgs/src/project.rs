@@ -96,6 +96,7 @@ impl Model for ProjectOption {
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+        sentry_models::pickled::normalize(record, "value")?;
         Ok(Prepared::ready().with_query(record.find(&["project", "key"])?))
     }
 

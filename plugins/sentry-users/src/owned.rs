@@ -35,6 +35,7 @@ impl Model for UserOption {
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+        sentry_models::pickled::normalize(record, "value")?;
         Ok(skip_if_user_merged(record, "user").unwrap_or_else(Prepared::ready))
     }
 }
