@@ -455,6 +455,9 @@ fn print_summary(summary: &Summary) {
             m.model, m.inserted, m.existing, m.overwritten, m.dropped, m.skipped, m.resumed
         );
     }
+    for (model, count) in &summary.derived {
+        let _ = writeln!(out, "wrote {count} {model} rows along with the imported records, as Sentry's signals do");
+    }
     for (model, count) in &summary.unknown {
         let _ = writeln!(out, "skipped {count} records of {model}: no plugin describes this model");
     }

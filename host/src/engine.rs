@@ -130,6 +130,8 @@ pub struct Summary {
     pub models: Vec<ModelSummary>,
     /// Models in the export that no plugin describes, with their counts.
     pub unknown: Vec<(String, u64)>,
+    /// Rows plugins wrote along with records (Sentry's signals), per model.
+    pub derived: BTreeMap<String, u64>,
 }
 
 /// Checks that every model the plugins describe has its table, creating the
@@ -251,6 +253,7 @@ pub async fn import(
             filter: filters.get(model),
             done: done.get(model),
             stats: &mut stats,
+            derived: &mut summary.derived,
         };
         for (b, batch) in records.chunks(batch_size).enumerate() {
             let first_ordinal = (b * batch_size) as u64 + 1;
@@ -349,6 +352,7 @@ struct ModelRun<'a> {
     /// Chunks already written by this import: min ordinal → max ordinal.
     done: Option<&'a BTreeMap<i64, i64>>,
     stats: &'a mut ModelSummary,
+    derived: &'a mut BTreeMap<String, u64>,
 }
 
 /// A record on its way through one batch.
@@ -433,8 +437,10 @@ impl ModelRun<'_> {
         let decided = session.resolve(&answered)?;
 
         let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(decided.len());
+        let mut derived_rows: Vec<(usize, plugin::DerivedRow)> = Vec::new();
         for d in decided {
             let Some(p) = pending.get(&d.index) else { continue };
+            derived_rows.extend(d.derived.into_iter().map(|r| (d.index, r)));
             let input = &inputs[d.index];
             let outcome = match d.decision {
                 Decision::Skip(_) => {
@@ -492,6 +498,15 @@ impl ModelRun<'_> {
         if explicit {
             tx.sync_sequence(self.desc).await.map_err(write_err)?;
         }
+        let derived = self.derived_rows(derived_rows, &outcomes, &new_pks, &inputs)?;
+        let mut derived_counts = Vec::with_capacity(derived.len());
+        for (desc, rows) in &derived {
+            let pks = tx.reserve_pks(desc, rows.len()).await.map_err(write_err)?;
+            let rows: Vec<NewRow> = pks.iter().zip(rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
+            tx.insert(desc, &rows).await.map_err(write_err)?;
+            derived_counts.push((desc.name.to_string(), rows.len() as u64));
+        }
+        drop(derived);
 
         // Bookkeeping: mappings and one chunk per run of CHUNK_SIZE ordinals.
         let slug_col = self.desc.slug_column();
@@ -545,6 +560,9 @@ impl ModelRun<'_> {
         tx.insert_chunks(&chunks).await.map_err(write_err)?;
         tx.commit().await.map_err(write_err)?;
 
+        for (model, count) in derived_counts {
+            *self.derived.entry(model).or_default() += count;
+        }
         for (old, mapping) in mappings {
             match mapping.kind {
                 ImportKind::Inserted => self.stats.inserted += 1,
@@ -554,6 +572,62 @@ impl ModelRun<'_> {
             self.pkmap.insert(&self.desc.name, old, mapping);
         }
         Ok(())
+    }
+
+    /// Checks the rows plugins derived and fills in their parent's pk;
+    /// grouped per model, ready to insert.
+    fn derived_rows(
+        &self,
+        rows: Vec<(usize, plugin::DerivedRow)>,
+        outcomes: &[(usize, Outcome)],
+        new_pks: &HashMap<usize, Pk>,
+        inputs: &[InputRecord],
+    ) -> Result<Vec<(&ModelDesc, Vec<Vec<Value>>)>> {
+        let mut grouped: BTreeMap<ModelName, (&ModelDesc, Vec<Vec<Value>>)> = BTreeMap::new();
+        for (index, row) in rows {
+            let input = &inputs[index];
+            let Some(desc) = self.registry.desc(&row.model) else {
+                return Err(self.contract(input, format!("derived a row of {}, which no plugin describes", row.model)));
+            };
+            let parent_pk = outcomes.iter().find(|(i, _)| *i == index).map(|(_, o)| match o {
+                Outcome::Insert { .. } => new_pks.get(&index).copied().unwrap_or_default(),
+                Outcome::Existing(pk) | Outcome::Overwrite { pk, .. } => *pk,
+            });
+            let mut values = row.values;
+            if values.len() != desc.columns.len() {
+                return Err(self.contract(input, format!("derived a {} row of {} values for {} columns", desc.name, values.len(), desc.columns.len())));
+            }
+            if let Some(field) = &row.parent_field {
+                let column = desc.column_index(field);
+                let is_parent_fk = column.is_some_and(|c| desc.foreign_keys.iter().any(|fk| fk.column == c && fk.target == self.desc.name));
+                match (column, parent_pk) {
+                    (Some(c), Some(pk)) if is_parent_fk => values[c] = Value::Integer(pk),
+                    _ => {
+                        return Err(self.contract(
+                            input,
+                            format!("derived a {} row whose parent field `{field}` is no foreign key to {}", desc.name, self.desc.name),
+                        ));
+                    }
+                }
+            }
+            match record::check_values(desc, &mut values) {
+                Ok(()) => {}
+                Err(Problem::Contract(m)) => return Err(self.contract(input, format!("derived {} row: {m}", desc.name))),
+                Err(Problem::Invalid(errors)) => {
+                    return Err(self.contract(input, format!("derived {} row: {}", desc.name, join(&errors))));
+                }
+            }
+            for fk in &desc.foreign_keys {
+                let Value::Integer(pk) = values[fk.column] else { continue };
+                let is_parent = row.parent_field.as_deref() == Some(desc.columns[fk.column].field.as_str());
+                if !is_parent && self.registry.desc(&fk.target).is_some() && !self.pkmap.is_mapped_target(&fk.target, pk) {
+                    let field = &desc.columns[fk.column].field;
+                    return Err(self.contract(input, format!("derived a {} row whose `{field}` is {pk}, no {} this import mapped", desc.name, fk.target)));
+                }
+            }
+            grouped.entry(desc.name.clone()).or_insert_with(|| (desc, Vec::new())).1.push(values);
+        }
+        Ok(grouped.into_values().collect())
     }
 
     fn passes_filter(&self, pk: Pk, values: &[Value]) -> bool {

@@ -218,10 +218,20 @@ pub enum Decision {
     Invalid(Vec<FieldError>),
 }
 
+/// A row written along with a record, as Sentry's signals do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DerivedRow {
+    pub model: ModelName,
+    pub values: Vec<Value>,
+    /// A foreign-key field of `model` to fill with the record's pk.
+    pub parent_field: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decided {
     pub index: usize,
     pub decision: Decision,
+    pub derived: Vec<DerivedRow>,
 }
 
 /// Log levels a plugin may use.

@@ -28,25 +28,39 @@ fn main() {
     let dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let detailed_path = dir.join("data/detailed.json");
     let columns_path = dir.join("data/columns.json");
+    let derived_path = dir.join("data/derived.json");
     println!("cargo:rerun-if-changed={}", detailed_path.display());
     println!("cargo:rerun-if-changed={}", columns_path.display());
+    println!("cargo:rerun-if-changed={}", derived_path.display());
 
     let detailed = read_json(&detailed_path);
     let detailed = detailed.as_object().expect("detailed.json is an object");
     let columns = read_json(&columns_path);
-    let columns: BTreeMap<&String, &Vec<Value>> = columns
+    let mut columns: BTreeMap<&String, &Vec<Value>> = columns
         .as_object()
         .expect("columns.json is an object")
         .iter()
         .map(|(name, cols)| (name, cols.as_array().unwrap_or_else(|| panic!("columns.json: {name} is not a list"))))
         .collect();
+    // Models only ever written as side effects (no scope): kept on purpose.
+    let derived = read_json(&derived_path);
+    let derived: BTreeMap<&String, &Vec<Value>> = derived
+        .as_object()
+        .expect("derived.json is an object")
+        .iter()
+        .filter(|(name, _)| !name.starts_with('_'))
+        .map(|(name, cols)| (name, cols.as_array().unwrap_or_else(|| panic!("derived.json: {name} is not a list"))))
+        .collect();
+    for (name, cols) in &derived {
+        assert!(columns.insert(name, cols).is_none(), "{name} is in both columns.json and derived.json");
+    }
 
     let mut apps: BTreeMap<String, String> = BTreeMap::new();
     let mut all = Vec::new();
     for (name, cols) in &columns {
         let desc = detailed.get(name.as_str()).unwrap_or_else(|| panic!("{name} is in columns.json but not in detailed.json"));
         let scopes = scopes(name, &desc["relocation_scope"]);
-        if scopes.is_empty() {
+        if scopes.is_empty() && !derived.contains_key(name) {
             continue;
         }
         let (app, model) = name.split_once('.').unwrap_or_else(|| panic!("model name {name} has no app"));

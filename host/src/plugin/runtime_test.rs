@@ -163,8 +163,8 @@ fn passthrough_round_trip() {
     assert_eq!(
         decided,
         [
-            Decided { index: 0, decision: Decision::Insert { values: vec![text("ann"), Value::Null], pk: None } },
-            Decided { index: 1, decision: Decision::Reuse(77) },
+            Decided { index: 0, decision: Decision::Insert { values: vec![text("ann"), Value::Null], pk: None }, derived: vec![] },
+            Decided { index: 1, decision: Decision::Reuse(77), derived: vec![] },
         ]
     );
 
@@ -196,7 +196,8 @@ fn passthrough_round_trip() {
         decided,
         [Decided {
             index: 0,
-            decision: Decision::Insert { values: vec![text("dune"), Value::Integer(100), Value::Null], pk: None }
+            decision: Decision::Insert { values: vec![text("dune"), Value::Integer(100), Value::Null], pk: None },
+            derived: vec![],
         }]
     );
 

@@ -8,7 +8,7 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::state::{HostCtx, MAX_RANDOM_BYTES, StoreState};
 use super::{
-    Answer, Answered, Decided, Decision, FieldError, ImportFlags, InputRecord, Level, Prepared, Query, SessionConfig,
+    Answer, Answered, Decided, Decision, DerivedRow, FieldError, ImportFlags, InputRecord, Level, Prepared, Query, SessionConfig,
 };
 use crate::model::{
     Column, ColumnKind, FkKind, ForeignKey, Ident, ImportKind, ModelDesc, ModelName, OnMissing, Scope, Silo, Value,
@@ -234,9 +234,6 @@ fn model_desc_from_wit(raw: wit::ModelDesc) -> Result<ModelDesc, String> {
     let bad = |message: String| format!("model {name}: {message}");
     let table = Ident::new(&raw.table).map_err(|e| bad(format!("table: {e}")))?;
 
-    if raw.scopes.is_empty() {
-        return Err(bad("has no relocation scope".into()));
-    }
     let mut scopes = Vec::with_capacity(raw.scopes.len());
     for scope in raw.scopes.into_iter().map(scope_from_wit) {
         if scopes.contains(&scope) {
@@ -493,10 +490,33 @@ pub(super) fn decided_from_wit(
         }
         let decision = decision_from_wit(decided.decision, answered, model)
             .map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
-        out.push(Decided { index, decision });
+        let derived = derived_from_wit(decided.derived, &decision).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
+        out.push(Decided { index, decision, derived });
     }
     out.sort_by_key(|d| d.index);
     Ok(out)
+}
+
+/// Rows Sentry's signals write for one record; a handful at most.
+const MAX_DERIVED_PER_RECORD: usize = 16;
+
+fn derived_from_wit(raw: Vec<wit::DerivedRow>, decision: &Decision) -> Result<Vec<DerivedRow>, String> {
+    if raw.is_empty() {
+        return Ok(Vec::new());
+    }
+    if matches!(decision, Decision::Skip(_) | Decision::Invalid(_)) {
+        return Err("derived rows for a record that is not written".into());
+    }
+    if raw.len() > MAX_DERIVED_PER_RECORD {
+        return Err(format!("{} derived rows for one record (at most {MAX_DERIVED_PER_RECORD})", raw.len()));
+    }
+    raw.into_iter()
+        .map(|row| {
+            let model = ModelName::new(&row.model).map_err(|e| format!("derived row: {e}"))?;
+            let values = row.values.into_iter().map(value_from_wit).collect();
+            Ok(DerivedRow { model, values, parent_field: row.parent_field })
+        })
+        .collect()
 }
 
 fn decision_from_wit(raw: wit::Decision, answered: &Answered, model: &ModelDesc) -> Result<Decision, String> {
@@ -600,9 +620,6 @@ mod tests {
         let mut m = book();
         m.table = "test book".into();
         rejects(vec![m], "not a valid SQL identifier");
-        let mut m = book();
-        m.scopes.clear();
-        rejects(vec![m], "no relocation scope");
         let mut m = book();
         m.columns.push(column("author_id", wit::ColumnKind::Integer, true));
         rejects(vec![m], "both map to column `author_id`");

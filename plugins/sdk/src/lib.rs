@@ -27,6 +27,7 @@
 //! The same code builds natively, where [`testing`] stands in for the host, so
 //! a plugin's logic is unit-tested with plain `cargo test`.
 
+mod derived;
 mod error;
 mod host;
 mod model;
@@ -45,6 +46,7 @@ pub mod testing;
 #[path = "wit.rs"]
 pub mod __wit;
 
+pub use derived::Derived;
 pub use error::{Fatal, FieldError, Result};
 pub use model::{Column, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo};
 pub use outcome::{Decision, Prepared};

@@ -115,7 +115,7 @@ pub struct ModelDesc {
     pub name: String,
     pub table: String,
     /// The scopes an instance may be in; with several, `prepare` decides each
-    /// record's own.
+    /// record's own. None: the model is only ever written as [`Derived`](crate::Derived) rows.
     pub scopes: Vec<Scope>,
     pub silo: Silo,
     /// In the order of every record's values.
@@ -205,9 +205,6 @@ impl ModelDesc {
         let err = |message: String| Err(format!("model {}: {message}", self.name));
         if self.name.split('.').count() != 2 || self.name != self.name.to_ascii_lowercase() {
             return err("the name must be `app.model` in lower case".into());
-        }
-        if self.scopes.is_empty() {
-            return err("no scope".into());
         }
         for (i, column) in self.columns.iter().enumerate() {
             if self.columns[..i].iter().any(|c| c.name == column.name) {

@@ -81,6 +81,7 @@ pub struct Answered {
 pub struct Decided {
     pub index: u32,
     pub decision: Decision,
+    pub derived: Vec<crate::Derived>,
 }
 
 /// A ready record waiting for its answers.
@@ -206,9 +207,13 @@ impl Runner {
             host::at_record(index);
             let ordinal = record.ordinal();
             let answers = Answers::new(queries.into_iter().zip(answers).collect());
+            self.session.take_derived();
             let decision = model.resolve(&self.session, record, &answers)?;
             let decision = check_decision(&self.desc, ordinal, decision, &answers)?;
-            out.push(Decided { index, decision });
+            let derived = self.session.take_derived();
+            // A record that is not written takes its side effects with it.
+            let derived = if matches!(decision, Decision::Skip(_) | Decision::Invalid(_)) { Vec::new() } else { derived };
+            out.push(Decided { index, decision, derived });
         }
         self.pending.clear();
         Ok(out)

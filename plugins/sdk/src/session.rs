@@ -39,18 +39,32 @@ pub struct Mapping {
 /// One per model per import. Its randomness comes from the host, seeded per
 /// import and model, so that a seeded import makes the same suffixes and
 /// tokens every time: never use another source.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Session {
     model: String,
     scope: Scope,
     flags: ImportFlags,
     started_at: String,
+    /// Rows derived while resolving the current record.
+    derived: std::cell::RefCell<Vec<crate::Derived>>,
 }
 
 impl Session {
     /// A session for `model`; the runtime builds it from the host's config.
     pub fn new(model: &str, scope: Scope, flags: ImportFlags, started_at: &str) -> Self {
-        Self { model: model.to_string(), scope, flags, started_at: started_at.to_string() }
+        Self { model: model.to_string(), scope, flags, started_at: started_at.to_string(), derived: Default::default() }
+    }
+
+    /// Writes `row` along with the record being resolved (only from
+    /// `resolve`, and only for a record that is inserted, reused or
+    /// overwritten; the rows of a skipped record are dropped).
+    pub fn derive(&self, row: crate::Derived) {
+        self.derived.borrow_mut().push(row);
+    }
+
+    /// The rows derived since the last call.
+    pub(crate) fn take_derived(&self) -> Vec<crate::Derived> {
+        std::mem::take(&mut *self.derived.borrow_mut())
     }
 
     /// The normalized name of the model being imported.

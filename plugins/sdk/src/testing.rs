@@ -75,6 +75,7 @@ impl TestRow {
 struct Db {
     rows: Vec<(String, TestRow)>,
     next_pk: i64,
+    derived: Vec<crate::Derived>,
 }
 
 thread_local! {
@@ -98,7 +99,7 @@ impl TestHost {
     /// A fresh fake host whose generator is seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         fake::reset(seed);
-        with_db(|db| *db = Db { rows: Vec::new(), next_pk: 1001 });
+        with_db(|db| *db = Db { rows: Vec::new(), next_pk: 1001, derived: Vec::new() });
         Self { _not_send: PhantomData }
     }
 
@@ -117,6 +118,11 @@ impl TestHost {
     }
 
     /// The rows of `model`, in the order they were written.
+    /// The rows plugins derived so far (see [`Session::derive`]).
+    pub fn derived(&self) -> Vec<crate::Derived> {
+        with_db(|db| db.derived.clone())
+    }
+
     pub fn rows(&self, model: &str) -> Vec<TestRow> {
         with_db(|db| db.rows.iter().filter(|(m, _)| m == model).map(|(_, r)| r.clone()).collect())
     }
@@ -242,9 +248,10 @@ impl Driver {
         let expected: HashSet<u32> = answered.iter().map(|a| a.index).collect();
         let decided = self.runner.resolve(answered)?;
         assert_eq!(decided.len(), expected.len(), "resolve must decide every ready record once");
-        for Decided { index, decision } in decided {
+        for Decided { index, decision, derived } in decided {
             assert!(expected.contains(&index), "resolve decided record {index}, which was not ready");
             self.apply(old_pks[index as usize], &decision);
+            with_db(|db| db.derived.extend(derived));
             out[index as usize] = decision;
         }
         Ok(out)

@@ -98,7 +98,22 @@ impl<P: PluginDef> importer::GuestSession for SessionResource<P> {
             })
             .collect();
         let decided = self.runner()?.resolve(answers).map_err(fatal)?;
-        Ok(decided.into_iter().map(|d| t::Decided { index: d.index, decision: decision_to(d.decision) }).collect())
+        Ok(decided
+            .into_iter()
+            .map(|d| t::Decided {
+                index: d.index,
+                decision: decision_to(d.decision),
+                derived: d
+                    .derived
+                    .into_iter()
+                    .map(|r| t::DerivedRow {
+                        model: r.model,
+                        values: r.values.into_iter().map(value_to).collect(),
+                        parent_field: r.parent_field,
+                    })
+                    .collect(),
+            })
+            .collect())
     }
 }
 

@@ -21,6 +21,7 @@ register_plugin!(
         owned::UserOption,
         owned::UserIp,
         owned::UserPermission,
+        owned::LostPasswordHash,
     ]
 );
 
@@ -40,6 +41,6 @@ mod tests {
     fn descriptions_are_valid() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
         let models = relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>();
-        assert_eq!(models.len(), 7);
+        assert_eq!(models.len(), 8, "seven imported models and the derived-only lostpasswordhash");
     }
 }

@@ -98,6 +98,21 @@ impl Model for UserPermission {
     }
 }
 
+/// `sentry.lostpasswordhash`: never exported; written by [`User`](crate::user::User)
+/// for every user it inserts outside the global scope, as Sentry does so that
+/// an unclaimed user can set a password.
+pub struct LostPasswordHash;
+
+impl Model for LostPasswordHash {
+    fn describe() -> ModelDesc {
+        sentry_models::sentry::LOSTPASSWORDHASH.desc()
+    }
+
+    fn new(_: &Session) -> Result<Self> {
+        Ok(Self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use relocate_plugin_sdk::testing::{record, TestHost, STARTED_AT};

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use relocate_plugin_sdk::{
-    Answers, Decision, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session,
+    Answers, Decision, Derived, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session,
 };
 use sentry_models::naming::UniqueNames;
 
@@ -14,6 +14,9 @@ const MAX_USERNAME: usize = 128;
 /// Django's `RANDOM_STRING_CHARS`.
 const PASSWORD_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
 
+/// Sentry's password-reset and email-validation hashes: 32 of these.
+const HASH_CHARS: &str = PASSWORD_CHARS;
+
 /// A user, as Sentry's `User.normalize_before_relocation_import` and
 /// `write_relocation_import` treat it.
 pub struct User {
@@ -21,6 +24,8 @@ pub struct User {
     names: UniqueNames,
     /// The same, exactly: what a later record of the same batch collides with.
     exact: BTreeSet<String>,
+    /// Emails this import created an `Email` row for.
+    emails: BTreeSet<String>,
 }
 
 impl Model for User {
@@ -29,7 +34,7 @@ impl Model for User {
     }
 
     fn new(_: &Session) -> Result<Self> {
-        Ok(Self { names: UniqueNames::new(MAX_USERNAME), exact: BTreeSet::new() })
+        Ok(Self { names: UniqueNames::new(MAX_USERNAME), exact: BTreeSet::new(), emails: BTreeSet::new() })
     }
 
     fn prepare(&mut self, session: &Session, record: &mut Record) -> Result<Prepared> {
@@ -56,8 +61,11 @@ impl Model for User {
         sanitize(session, record)?;
 
         let exact = Query::find_by(record.model(), "username", username.as_str());
+        // Does the email a new user's signals would add already exist?
+        let email = record.text("email").unwrap_or_default().to_string();
+        let email = Query::find_by("sentry.email", "email", email.as_str());
         let taken = self.names.bases(&username).into_iter().map(|b| Query::taken(record.model(), "username", &b));
-        Ok(Prepared::ready().with_query(exact).with_queries(taken))
+        Ok(Prepared::ready().with_query(exact).with_query(email).with_queries(taken))
     }
 
     fn resolve(&mut self, session: &Session, mut record: Record, answers: &Answers) -> Result<Decision> {
@@ -69,6 +77,7 @@ impl Model for User {
         if in_db.is_none() && !in_this_import {
             self.names.give(&username);
             self.exact.insert(username);
+            self.signals(session, &record, answers.found(1).is_some())?;
             return Ok(Decision::insert(record));
         }
         if session.flags().merge_users {
@@ -88,7 +97,43 @@ impl Model for User {
         };
         self.exact.insert(name.clone());
         record.set("username", name)?;
+        self.signals(session, &record, answers.found(1).is_some())?;
         Ok(Decision::insert(record))
+    }
+}
+
+impl User {
+    /// What Sentry's signals write for a new user: a password-reset hash
+    /// outside the global scope (so an unclaimed user can set a password),
+    /// the user's primary `UserEmail`, and the `Email` row behind it. An
+    /// exported `UserEmail` for the same address later overwrites the
+    /// primary one, as Sentry's `get_or_create` does.
+    fn signals(&mut self, session: &Session, record: &Record, email_in_db: bool) -> Result<()> {
+        use sentry_models::sentry::{EMAIL, LOSTPASSWORDHASH, USEREMAIL};
+        if session.scope() != Scope::Global {
+            session.derive(
+                Derived::new(LOSTPASSWORDHASH.desc())
+                    .set("hash", session.random_string(HASH_CHARS, 32))?
+                    .set("date_added", session.started_at())?
+                    .parent("user")?,
+            );
+        }
+        let email = record.text("email").unwrap_or_default();
+        if email.is_empty() {
+            return Ok(());
+        }
+        session.derive(
+            Derived::new(USEREMAIL.desc())
+                .set("email", email)?
+                .set("validation_hash", session.random_string(HASH_CHARS, 32))?
+                .set("date_hash_added", session.started_at())?
+                .set("is_verified", false)?
+                .parent("user")?,
+        );
+        if !email_in_db && self.emails.insert(email.to_string()) {
+            session.derive(Derived::new(EMAIL.desc()).set("email", email)?.set("date_added", session.started_at())?);
+        }
+        Ok(())
     }
 }
 
@@ -202,6 +247,35 @@ mod tests {
         let out = host.session::<User>(Scope::User, flags(true)).run(vec![user(1, "owner")]).unwrap();
         assert_eq!(out[0], Decision::Reuse(7));
         assert_eq!(host.mapping("sentry.user", 1).map(|m| m.new_pk), Some(7));
+    }
+
+    #[test]
+    fn a_new_user_brings_sentrys_signal_rows() {
+        let host = TestHost::new(1);
+        host.session::<User>(Scope::User, flags(false)).run(vec![user(1, "a@example.com")]).unwrap();
+        let derived = host.derived();
+        let models: Vec<&str> = derived.iter().map(|d| d.model()).collect();
+        assert_eq!(models, ["sentry.lostpasswordhash", "sentry.useremail", "sentry.email"]);
+        assert!(derived[..2].iter().all(|d| d.parent_field() == Some("user")));
+        assert_eq!(derived[1].get("email"), Some(&Value::Text("a@example.com".into())));
+        assert_eq!(derived[2].parent_field(), None);
+    }
+
+    #[test]
+    fn global_scope_writes_no_password_hash_and_an_existing_email_is_not_repeated() {
+        let host = TestHost::new(1);
+        host.insert_row("sentry.email", 3, &[("email", "a@example.com".into())]);
+        host.session::<User>(Scope::Global, flags(false)).run(vec![user(1, "a@example.com")]).unwrap();
+        let models: Vec<String> = host.derived().iter().map(|d| d.model().to_string()).collect();
+        assert_eq!(models, ["sentry.useremail"]);
+    }
+
+    #[test]
+    fn a_merged_user_brings_no_signal_rows() {
+        let host = TestHost::new(1);
+        host.insert_row("sentry.user", 7, &[("username", "owner".into())]);
+        host.session::<User>(Scope::User, flags(true)).run(vec![user(1, "owner")]).unwrap();
+        assert!(host.derived().is_empty());
     }
 
     #[test]

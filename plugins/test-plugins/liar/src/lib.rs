@@ -79,6 +79,7 @@ impl GuestSession for Session {
         let insert = |index| Decided {
             index,
             decision: Decision::Insert(Row { values: vec![Value::Text("x".into())], pk: None }),
+            derived: Vec::new(),
         };
         let mut out: Vec<Decided> = answers.iter().map(|a| insert(a.index)).collect();
         match self.mode.as_str() {

@@ -129,7 +129,7 @@ impl GuestSession for Session {
                     Decision::Insert(Row { values, pk: None })
                 }
             };
-            out.push(Decided { index: answered.index, decision });
+            out.push(Decided { index: answered.index, decision, derived: Vec::new() });
         }
         Ok(out)
     }
