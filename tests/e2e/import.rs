@@ -32,9 +32,16 @@ const FRESH_INSTALL_COUNTS: &[(&str, [i64; 4])] = &[
     ("sentry_apiapplication", [0, 0, 0, 1]),
 ];
 
-/// Rows Sentry's signals write for the same imports: a password-reset hash
-/// for every user imported outside Global scope. They have no import chunks.
-const FRESH_INSTALL_SIGNAL_COUNTS: &[(&str, [i64; 4])] = &[("sentry_lostpasswordhash", [2, 2, 2, 0])];
+/// Rows Sentry's signals and outboxes write for the same imports: a
+/// password-reset hash for every user imported outside Global scope, and the
+/// control silo's mappings and slug reservation of organizations and members.
+/// They have no import chunks.
+const FRESH_INSTALL_SIGNAL_COUNTS: &[(&str, [i64; 4])] = &[
+    ("sentry_lostpasswordhash", [2, 2, 2, 0]),
+    ("sentry_organizationmapping", [0, 1, 0, 1]),
+    ("sentry_organizationslugreservation", [0, 1, 0, 1]),
+    ("sentry_organizationmembermapping", [0, 2, 0, 2]),
+];
 
 const SCOPES: [&str; 4] = ["users", "organizations", "config", "global"];
 
@@ -161,6 +168,22 @@ db_test!(new_import_uuid_suffixes_usernames_and_org_slug, |t| {
     let slugs: Vec<String> = t.strings("SELECT slug FROM sentry_organization ORDER BY id").await.into_iter().flatten().collect();
     assert_eq!(slugs[0], "testing");
     assert!(slugs[1].starts_with("testing-") && slugs[1].len() == "testing-".len() + 2, "{slugs:?}");
+    // Sentry's scenario 5: the mapping and PRIMARY reservation carry each
+    // org's final slug.
+    let mapped: Vec<String> = t
+        .strings("SELECT m.slug FROM sentry_organizationmapping m JOIN sentry_organization o ON o.id = m.organization_id ORDER BY o.id")
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(mapped, slugs);
+    let reserved: Vec<String> = t
+        .strings("SELECT r.slug FROM sentry_organizationslugreservation r WHERE r.reservation_type = 0 ORDER BY r.organization_id")
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(reserved, slugs);
     // The second org's members are the second import's users.
     let members = t
         .strings("SELECT u.username FROM sentry_organizationmember m JOIN auth_user u ON u.id = m.user_id ORDER BY m.id")

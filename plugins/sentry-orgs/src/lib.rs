@@ -21,6 +21,9 @@ register_plugin!(
         project::ProjectOption,
         ProjectTeam,
         Rule,
+        OrganizationMapping,
+        OrganizationSlugReservation,
+        OrganizationMemberMapping,
     ]
 );
 
@@ -52,6 +55,14 @@ plain_models! {
     ProjectTeam => PROJECTTEAM,
     /// `sentry.rule`: an issue alert rule of a project.
     Rule => RULE,
+    /// `sentry.organizationmapping`: never exported; written with every
+    /// organization, holding its final slug, as Sentry's outbox does.
+    OrganizationMapping => ORGANIZATIONMAPPING,
+    /// `sentry.organizationslugreservation`: never exported; the PRIMARY
+    /// reservation of every organization's final slug.
+    OrganizationSlugReservation => ORGANIZATIONSLUGRESERVATION,
+    /// `sentry.organizationmembermapping`: never exported; written with every member.
+    OrganizationMemberMapping => ORGANIZATIONMEMBERMAPPING,
 }
 
 #[cfg(test)]
@@ -62,6 +73,6 @@ mod tests {
     #[test]
     fn descriptions_are_valid() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
-        assert_eq!(relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().len(), 9);
+        assert_eq!(relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().len(), 12);
     }
 }

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use relocate_plugin_sdk::{Answers, Decision, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Session, Value};
+use relocate_plugin_sdk::{
+    Answers, Decision, Derived, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Session, Value,
+};
 use sentry_models::naming::{slugify, UniqueNames};
 use sentry_models::sentry;
 
@@ -12,6 +14,9 @@ const MAX_SLUG: usize = 30;
 
 /// `OrganizationStatus.RELOCATION_PENDING_APPROVAL`.
 const PENDING_APPROVAL: i64 = 3;
+
+/// `OrganizationSlugReservationType.PRIMARY`.
+const PRIMARY: i64 = 0;
 
 /// An organization: its slug is normalized, then suffixed until no other
 /// organization has it, ignoring case.
@@ -44,7 +49,27 @@ impl Model for Organization {
         let Some(slug) = self.slugs.pick(session, &base, answers.all_taken()) else {
             return Ok(Decision::invalid(FieldError::new("slug", "is taken, and so is every suffixed variant tried")));
         };
-        record.set("slug", slug)?;
+        record.set("slug", slug.as_str())?;
+        // Sentry's outbox and slug provisioning: the control silo's mapping
+        // and PRIMARY reservation, both with the final slug (scenario 5).
+        let mut mapping = Derived::new(sentry::ORGANIZATIONMAPPING.desc())
+            .parent("organization_id")?
+            .set("slug", slug.as_str())?
+            .set("name", record.text("name").unwrap_or_default())?
+            .set("status", record.get("status").cloned().unwrap_or(Value::Null))?;
+        if let Some(created) = record.get("date_added").filter(|v| !v.is_null()) {
+            mapping = mapping.set("date_created", created.clone())?;
+        } else {
+            mapping = mapping.set("date_created", session.started_at())?;
+        }
+        session.derive(mapping);
+        session.derive(
+            Derived::new(sentry::ORGANIZATIONSLUGRESERVATION.desc())
+                .parent("organization_id")?
+                .set("slug", slug)?
+                .set("reservation_type", PRIMARY)?
+                .set("date_added", session.started_at())?,
+        );
         Ok(Decision::insert(record))
     }
 }
@@ -84,12 +109,28 @@ impl Model for OrganizationMember {
         Ok(Prepared::ready().with_query(record.find(&["token"])?))
     }
 
-    fn resolve(&mut self, _: &Session, mut record: Record, answers: &Answers) -> Result<Decision> {
+    fn resolve(&mut self, session: &Session, mut record: Record, answers: &Answers) -> Result<Decision> {
         if let Some(token) = record.text("token").map(str::to_string)
             && (answers.found(0).is_some() || !self.tokens.insert(token))
         {
             record.set("token", Value::Null)?;
         }
+        // The member's control-silo mapping, which Sentry's outbox writes.
+        let field = |name: &str| record.get(name).cloned().unwrap_or(Value::Null);
+        session.derive(
+            Derived::new(sentry::ORGANIZATIONMEMBERMAPPING.desc())
+                .parent("organizationmember_id")?
+                .set("organization_id", field("organization"))?
+                .set("role", field("role"))?
+                .set("user", field("user_id"))?
+                .set("email", field("email"))?
+                .set("inviter", field("inviter_id"))?
+                .set("invite_status", field("invite_status"))?
+                .set("date_added", match field("date_added") {
+                    Value::Null => Value::Text(session.started_at().to_string()),
+                    v => v,
+                })?,
+        );
         Ok(Decision::insert(record))
     }
 }
