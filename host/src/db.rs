@@ -330,6 +330,48 @@ fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
     )]
 }
 
+/// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
+/// them; each dialect casts the JSON maps to text its own way.
+fn chunk_select(table: &str, json_as_text: &str, uuid_param: &str) -> String {
+    let maps: Vec<String> =
+        ["inserted_map", "existing_map", "overwrite_map", "inserted_identifiers"].iter().map(|m| format!("{m}{json_as_text}")).collect();
+    format!(
+        "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, {} \
+         FROM {table} WHERE import_uuid = {uuid_param} ORDER BY model, min_ordinal",
+        maps.join(", ")
+    )
+}
+
+/// A chunk from a row selected by [`chunk_select`], on either database.
+fn chunk_from_row<R>(row: &R, silo: Silo, uuid: &str) -> Result<Chunk>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let get_i64 = |i: usize| row.try_get::<i64, _>(i);
+    let get_opt = |i: usize| row.try_get::<Option<i64>, _>(i);
+    let get_text = |i: usize| row.try_get::<String, _>(i);
+    let decode = |e: sqlx::Error| Error::Corrupt(format!("an import chunk cannot be read: {e}"));
+    let model: String = get_text(0).map_err(decode)?;
+    Ok(Chunk {
+        silo,
+        import_uuid: uuid.to_string(),
+        model: ModelName::new(&model).map_err(|e| Error::Corrupt(format!("import chunk: {e}")))?,
+        min_ordinal: get_i64(1).map_err(decode)?,
+        max_ordinal: get_i64(2).map_err(decode)?,
+        min_source_pk: get_i64(3).map_err(decode)?,
+        max_source_pk: get_i64(4).map_err(decode)?,
+        min_inserted_pk: get_opt(5).map_err(decode)?,
+        max_inserted_pk: get_opt(6).map_err(decode)?,
+        inserted_map: map_from_json(&get_text(7).map_err(decode)?)?,
+        existing_map: map_from_json(&get_text(8).map_err(decode)?)?,
+        overwrite_map: map_from_json(&get_text(9).map_err(decode)?)?,
+        inserted_identifiers: map_from_json(&get_text(10).map_err(decode)?)?,
+    })
+}
+
 /// Sentry stores the pk maps as JSON objects with string keys.
 fn map_to_json<V: serde::Serialize>(map: &BTreeMap<Pk, V>) -> String {
     let object: serde_json::Map<String, serde_json::Value> =

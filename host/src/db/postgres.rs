@@ -6,8 +6,8 @@ use std::str::FromStr;
 use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 
-use super::{Chunk, Error, NewRow, Result, like_escape, map_from_json, map_to_json, query_error};
-use crate::model::{ColumnKind, ModelDesc, ModelName, Pk, Silo, Value};
+use super::{Chunk, Error, NewRow, Result, like_escape, map_to_json, query_error};
+use crate::model::{ColumnKind, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
 
@@ -295,31 +295,10 @@ pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> 
 pub async fn load_chunks(c: &mut PgConnection, uuid: &str) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
-        let sql = format!(
-            "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, \
-             inserted_map::text, existing_map::text, overwrite_map::text, inserted_identifiers::text FROM {table} \
-             WHERE import_uuid = $1::uuid ORDER BY model, min_ordinal"
-        );
+        let sql = super::chunk_select(table, "::text", "$1::uuid");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(uuid).fetch_all(&mut *c).await.map_err(query_error("read import chunks"))?;
-        for row in rows {
-            let model: String = row.get(0);
-            let model = ModelName::new(&model).map_err(|e| Error::Corrupt(format!("import chunk: {e}")))?;
-            let text = |i: usize| -> String { row.get(i) };
-            out.push(Chunk {
-                silo,
-                import_uuid: uuid.to_string(),
-                model,
-                min_ordinal: row.get(1),
-                max_ordinal: row.get(2),
-                min_source_pk: row.get(3),
-                max_source_pk: row.get(4),
-                min_inserted_pk: row.get(5),
-                max_inserted_pk: row.get(6),
-                inserted_map: map_from_json(&text(7))?,
-                existing_map: map_from_json(&text(8))?,
-                overwrite_map: map_from_json(&text(9))?,
-                inserted_identifiers: map_from_json(&text(10))?,
-            });
+        for row in &rows {
+            out.push(super::chunk_from_row(row, silo, uuid)?);
         }
     }
     Ok(out)

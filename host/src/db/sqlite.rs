@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
 
-use super::{Chunk, Error, NewRow, Result, like_escape, map_from_json, map_to_json, query_error};
-use crate::model::{ModelDesc, ModelName, Pk, Silo, Value};
+use super::{Chunk, Error, NewRow, Result, like_escape, map_to_json, query_error};
+use crate::model::{ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
 
@@ -226,30 +226,10 @@ pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> 
 pub async fn load_chunks(c: &mut SqliteConnection, uuid: &str) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
-        let sql = format!(
-            "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, \
-             inserted_map, existing_map, overwrite_map, inserted_identifiers FROM {table} WHERE import_uuid = ? \
-             ORDER BY model, min_ordinal"
-        );
+        let sql = super::chunk_select(table, "", "?");
         let rows = sqlx::query(AssertSqlSafe(sql)).bind(uuid).fetch_all(&mut *c).await.map_err(query_error("read import chunks"))?;
-        for row in rows {
-            let model: String = row.get(0);
-            let model = ModelName::new(&model).map_err(|e| Error::Corrupt(format!("import chunk: {e}")))?;
-            out.push(Chunk {
-                silo,
-                import_uuid: uuid.to_string(),
-                model,
-                min_ordinal: row.get(1),
-                max_ordinal: row.get(2),
-                min_source_pk: row.get(3),
-                max_source_pk: row.get(4),
-                min_inserted_pk: row.get(5),
-                max_inserted_pk: row.get(6),
-                inserted_map: map_from_json(row.get(7))?,
-                existing_map: map_from_json(row.get(8))?,
-                overwrite_map: map_from_json(row.get(9))?,
-                inserted_identifiers: map_from_json(row.get(10))?,
-            });
+        for row in &rows {
+            out.push(super::chunk_from_row(row, silo, uuid)?);
         }
     }
     Ok(out)
