@@ -347,9 +347,7 @@ fn load_plugins(args: &PluginArgs) -> anyhow::Result<(PluginHost, Registry)> {
         ..RuntimeConfig::default()
     };
     let mut host = PluginHost::new(config)?;
-    for (name, bytes) in crate::builtin::BUILTIN {
-        host.load(Origin::Builtin(name), bytes)?;
-    }
+    crate::builtin::load(&mut host)?;
     for path in &args.plugins {
         let bytes = std::fs::read(path)
             .map_err(|e| plugin::Error::Load { origin: path.display().to_string(), message: e.to_string() })?;

@@ -15,4 +15,12 @@ pub mod reader;
 /// The first-party plugins, built from `plugins/` and embedded.
 pub mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+    /// Loads every first-party plugin into `host`.
+    pub fn load(host: &mut crate::plugin::PluginHost) -> crate::plugin::Result<()> {
+        for (name, bytes) in BUILTIN {
+            host.load(crate::plugin::Origin::Builtin(name), bytes)?;
+        }
+        Ok(())
+    }
 }
