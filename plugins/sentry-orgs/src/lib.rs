@@ -1,13 +1,22 @@
 //! The first-party plugin for Sentry's organization models: organizations and
 //! their members ([`organization`]), projects with their keys and options
-//! ([`project`]), and the plain rows that tie them together (teams,
-//! memberships of teams, projects' teams, alert rules).
+//! ([`project`]), the plain rows that tie them together (teams, memberships
+//! of teams, projects' teams, alert rules), and the organization models whose
+//! secrets, ids or scope need care: auth tokens ([`orgauthtoken`]), cron
+//! monitors ([`monitor`]), query subscriptions ([`querysubscription`]), saved
+//! searches ([`savedsearch`]) and notification actions
+//! ([`notificationaction`]).
 
 use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
 use sentry_models::sentry;
 
+pub mod monitor;
+pub mod notificationaction;
 pub mod organization;
+pub mod orgauthtoken;
 pub mod project;
+pub mod querysubscription;
+pub mod savedsearch;
 
 register_plugin!(
     "sentry-orgs",
@@ -21,6 +30,12 @@ register_plugin!(
         project::ProjectOption,
         ProjectTeam,
         Rule,
+        orgauthtoken::OrgAuthToken,
+        monitor::Monitor,
+        querysubscription::QuerySubscription,
+        savedsearch::SavedSearch,
+        notificationaction::NotificationAction,
+        notificationaction::NotificationActionProject,
     ]
 );
 
@@ -60,8 +75,11 @@ mod fixtures_test;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn descriptions_are_valid() {
+    fn descriptions_are_valid_and_match_the_special_list() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
-        assert_eq!(relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().len(), 9);
+        let mut names: Vec<String> =
+            relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().into_iter().map(|m| m.name).collect();
+        names.sort();
+        assert_eq!(names, sentry_models::special_models_of("sentry-orgs"));
     }
 }
