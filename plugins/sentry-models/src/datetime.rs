@@ -14,22 +14,24 @@ pub fn add_days(datetime: &str, days: i64) -> Option<String> {
     Some(format!("{y:04}-{m:02}-{d:02}{rest}"))
 }
 
-/// Seconds since the Unix epoch with milliseconds, as Python's
-/// `datetime.timestamp()` gives them; `None` unless `datetime` is
-/// `YYYY-MM-DDTHH:MM:SS[.fff...]Z`.
-pub fn unix_seconds(datetime: &str) -> Option<f64> {
+/// Milliseconds since the Unix epoch; `None` unless `datetime` is
+/// `YYYY-MM-DDTHH:MM:SS[.fff...]Z`. Digits past the milliseconds are cut.
+///
+/// Integers rather than floats: float parsing and printing would add tens of
+/// kilobytes to every guest that calls this.
+pub fn unix_millis(datetime: &str) -> Option<i64> {
     let day = day_number(datetime.get(..10)?)?;
     let time = datetime.get(10..)?.strip_prefix('T')?.strip_suffix('Z')?;
     let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
-    let mut parts = hms.split(':').map(|p| p.parse::<u32>().ok().filter(|_| p.len() == 2));
+    let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok().filter(|_| p.len() == 2));
     let (Some(Some(h)), Some(Some(min)), Some(Some(s)), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
         return None;
     };
     if h > 23 || min > 59 || s > 60 || fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let fraction: f64 = format!("0.{fraction}").parse().ok()?;
-    Some(day as f64 * 86_400.0 + f64::from(h * 3600 + min * 60 + s) + fraction)
+    let millis: i64 = format!("{fraction:0<3}").get(..3)?.parse().ok()?;
+    Some(((day * 86_400 + h * 3600 + min * 60 + s) * 1000) + millis)
 }
 
 /// Days since 1970-01-01 of a `YYYY-MM-DD` date.
@@ -93,12 +95,13 @@ mod tests {
     }
 
     #[test]
-    fn unix_seconds_match_python() {
+    fn unix_millis_match_python() {
         // datetime(2024, 1, 1, tzinfo=UTC).timestamp() == 1704067200.0
-        assert_eq!(unix_seconds("2024-01-01T00:00:00.000Z"), Some(1_704_067_200.0));
-        assert_eq!(unix_seconds("1970-01-01T00:00:01.500Z"), Some(1.5));
-        assert_eq!(unix_seconds("2023-06-22T22:59:55Z"), Some(1_687_474_795.0));
-        assert_eq!(unix_seconds("2023-06-22 22:59:55"), None);
-        assert_eq!(unix_seconds("2023-06-22T25:00:00Z"), None);
+        assert_eq!(unix_millis("2024-01-01T00:00:00.000Z"), Some(1_704_067_200_000));
+        assert_eq!(unix_millis("1970-01-01T00:00:01.5Z"), Some(1_500));
+        assert_eq!(unix_millis("1970-01-01T00:00:01.123456Z"), Some(1_123));
+        assert_eq!(unix_millis("2023-06-22T22:59:55Z"), Some(1_687_474_795_000));
+        assert_eq!(unix_millis("2023-06-22 22:59:55"), None);
+        assert_eq!(unix_millis("2023-06-22T25:00:00Z"), None);
     }
 }

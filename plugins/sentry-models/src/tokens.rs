@@ -68,11 +68,20 @@ pub fn api_token(session: &Session, token_type: Option<&str>) -> String {
 /// which a plugin cannot know; they are left empty. `iat` is the import's
 /// start (`started_at`), the only clock a plugin has.
 pub fn org_auth_token(session: &Session, org_slug: &str) -> String {
-    let iat = crate::datetime::unix_seconds(session.started_at()).unwrap_or_default();
-    let payload = format!(r#"{{"iat": {iat:?}, "url": "", "region_url": "", "org": {}}}"#, json_string(org_slug));
+    let iat = python_float_seconds(crate::datetime::unix_millis(session.started_at()).unwrap_or_default());
+    let payload = format!(r#"{{"iat": {iat}, "url": "", "region_url": "", "org": {}}}"#, json_string(org_slug));
     let mut secret = session.random_bytes(32);
     secret.resize(32, 0);
     format!("{ORG_AUTH_TOKEN_PREFIX}{}_{}", base64(payload.as_bytes(), true), base64(&secret, false))
+}
+
+/// Milliseconds as Python prints a float of seconds: `1704067200.0`,
+/// `1704067200.25`.
+fn python_float_seconds(millis: i64) -> String {
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    let fraction = format!("{ms:03}");
+    let fraction = fraction.trim_end_matches('0');
+    format!("{secs}.{}", if fraction.is_empty() { "0" } else { fraction })
 }
 
 /// `s` as a JSON string literal, escaped as Python's `json.dumps` does.
@@ -146,6 +155,13 @@ mod tests {
         assert_eq!(payload, base64(br#"{"iat": 1704067200.0, "url": "", "region_url": "", "org": "test-org"}"#, true));
         assert_eq!(secret.len(), 43, "32 bytes of base64 without padding");
         assert_eq!(last_characters(&token, 4), secret[39..]);
+    }
+
+    #[test]
+    fn seconds_print_like_python_floats() {
+        assert_eq!(python_float_seconds(1_704_067_200_000), "1704067200.0");
+        assert_eq!(python_float_seconds(1_704_067_200_250), "1704067200.25");
+        assert_eq!(python_float_seconds(5), "0.005");
     }
 
     #[test]
