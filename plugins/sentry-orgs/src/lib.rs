@@ -1,7 +1,8 @@
 //! The first-party plugin for Sentry's organization models: organizations and
 //! their members ([`organization`]), projects with their keys and options
 //! ([`project`]), the plain rows that tie them together (teams, memberships
-//! of teams, projects' teams, alert rules), and the organization models whose
+//! of teams, projects' teams, alert rules), options with pickled values
+//! ([`options`]), and the organization models whose
 //! secrets, ids or scope need care: auth tokens ([`orgauthtoken`]), cron
 //! monitors ([`monitor`]), query subscriptions ([`querysubscription`]), saved
 //! searches ([`savedsearch`]) and notification actions
@@ -12,6 +13,7 @@ use sentry_models::sentry;
 
 pub mod monitor;
 pub mod notificationaction;
+pub mod options;
 pub mod organization;
 pub mod orgauthtoken;
 pub mod project;
@@ -30,6 +32,8 @@ register_plugin!(
         project::ProjectOption,
         ProjectTeam,
         Rule,
+        options::OrganizationOption,
+        options::ProjectTemplateOption,
         orgauthtoken::OrgAuthToken,
         monitor::Monitor,
         querysubscription::QuerySubscription,
