@@ -283,7 +283,7 @@ fn table_ddl(dialect: Dialect, model: &ModelDesc, table_of: impl Fn(&ModelName) 
     };
     let mut columns = vec![pk.to_string()];
     for (i, column) in model.columns.iter().enumerate() {
-        let mut def = format!("{} {}", column.name, sql_type(dialect, column.kind));
+        let mut def = format!("{} {}", column.name.quoted(), sql_type(dialect, column.kind));
         if !column.nullable {
             def.push_str(" NOT NULL");
         }
@@ -297,7 +297,7 @@ fn table_ddl(dialect: Dialect, model: &ModelDesc, table_of: impl Fn(&ModelName) 
     }
     let mut out = vec![format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", model.table, columns.join(",\n  "))];
     for (n, unique) in model.uniques.iter().enumerate() {
-        let cols: Vec<&str> = unique.iter().map(|&i| model.columns[i].name.as_str()).collect();
+        let cols: Vec<String> = unique.iter().map(|&i| model.columns[i].name.quoted()).collect();
         out.push(format!("CREATE UNIQUE INDEX IF NOT EXISTS {}_uniq_{n} ON {} ({})", model.table, model.table, cols.join(", ")));
     }
     out

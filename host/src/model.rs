@@ -76,6 +76,14 @@ impl Ident {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name double-quoted, for a column in SQL: Sentry has columns named
+    /// after SQL keywords (`sentry_dashboardwidget.limit`). An identifier is
+    /// lower-case letters, digits and `_`, so quoting changes nothing else,
+    /// in PostgreSQL (which folds unquoted names to lower case) as in SQLite.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0)
+    }
 }
 
 impl fmt::Display for Ident {

@@ -9,4 +9,5 @@ mod support;
 mod cli;
 mod errors;
 mod import;
+mod releases;
 mod sandbox;

@@ -133,7 +133,7 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
         }
         array.bind(&mut args)?;
         params.push(format!("${}::{}", n + 1, array_type(column.kind)));
-        join.push(format!("t.{} = u.c{n}{}", column.name, cast(column.kind)));
+        join.push(format!("t.{} = u.c{n}{}", column.name.quoted(), cast(column.kind)));
     }
     let names: Vec<String> = (0..columns.len()).map(|n| format!("c{n}")).collect();
     let sql = format!(
@@ -158,7 +158,7 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
 }
 
 pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
-    let col = &model.columns[column].name;
+    let col = model.columns[column].name.quoted();
     let exact: Vec<String> = bases.iter().map(|b| b.to_lowercase()).collect();
     let prefix: Vec<String> = bases.iter().map(|b| format!("{}-%", like_escape(&b.to_lowercase()))).collect();
     let sql = format!(
@@ -231,8 +231,8 @@ pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> R
         select.push(format!("u.c{n}{}", cast(column.kind)));
         names.push(format!("c{n}"));
     }
-    let mut columns = vec!["id"];
-    columns.extend(model.columns.iter().map(|c| c.name.as_str()));
+    let mut columns = vec!["id".to_string()];
+    columns.extend(model.columns.iter().map(|c| c.name.quoted()));
     let sql = format!(
         "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({})",
         model.table,
@@ -254,7 +254,7 @@ pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value])
     for (n, column) in model.columns.iter().enumerate() {
         bind_scalar(&mut args, column.kind, &values[n])?;
         let ty = array_type(column.kind).trim_end_matches("[]");
-        sets.push(format!("{} = ${}::{ty}{}", column.name, n + 1, cast(column.kind)));
+        sets.push(format!("{} = ${}::{ty}{}", column.name.quoted(), n + 1, cast(column.kind)));
     }
     bind_scalar(&mut args, ColumnKind::Integer, &Value::Integer(pk))?;
     let sql = format!("UPDATE {} SET {} WHERE id = ${}", model.table, sets.join(", "), model.columns.len() + 1);

@@ -82,7 +82,7 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
     let mut out = vec![None; keys.len()];
     let per = (MAX_PARAMS / (columns.len() + 1)).clamp(1, MAX_ROWS_PER_STATEMENT);
     let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-    let join: Vec<String> = columns.iter().zip(&names).map(|(&c, n)| format!("t.{} = u.{n}", model.columns[c].name)).collect();
+    let join: Vec<String> = columns.iter().zip(&names).map(|(&c, n)| format!("t.{} = u.{n}", model.columns[c].name.quoted())).collect();
     for (base, part) in keys.chunks(per).enumerate() {
         let rows = vec![placeholders(columns.len() + 1); part.len()].join(",");
         let sql = format!(
@@ -114,7 +114,7 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
 
 pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
     let mut out = vec![Vec::new(); bases.len()];
-    let col = &model.columns[column].name;
+    let col = model.columns[column].name.quoted();
     let per = (MAX_PARAMS / 3).min(MAX_ROWS_PER_STATEMENT);
     for (base, part) in bases.chunks(per).enumerate() {
         let rows = vec!["(?,?,?)"; part.len()].join(",");
@@ -156,7 +156,7 @@ pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
     let width = model.columns.len() + 1;
     let per = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STATEMENT);
-    let cols: Vec<&str> = std::iter::once("id").chain(model.columns.iter().map(|c| c.name.as_str())).collect();
+    let cols: Vec<String> = std::iter::once("id".to_string()).chain(model.columns.iter().map(|c| c.name.quoted())).collect();
     let head = format!("INSERT INTO {} ({}) VALUES ", model.table, cols.join(", "));
     let row_sql = placeholders(width);
     for part in rows.chunks(per) {
@@ -182,7 +182,7 @@ pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> R
 }
 
 pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
-    let sets: Vec<String> = model.columns.iter().map(|c| format!("{} = ?", c.name)).collect();
+    let sets: Vec<String> = model.columns.iter().map(|c| format!("{} = ?", c.name.quoted())).collect();
     let sql = format!("UPDATE {} SET {} WHERE id = ?", model.table, sets.join(", "));
     let mut args = SqliteArguments::default();
     for v in values {

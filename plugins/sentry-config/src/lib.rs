@@ -81,5 +81,8 @@ mod tests {
             names,
             ["sentry.option", "sentry.controloption", "sentry.relay", "sentry.relayusage", "sentry.userrole", "sentry.userroleuser"]
         );
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(sorted, sentry_models::special_models_of("sentry-config"));
     }
 }

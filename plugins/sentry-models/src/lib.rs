@@ -9,13 +9,20 @@
 //!
 //! A plugin names the models it owns (`sentry_models::sentry::USER.desc()`),
 //! so that only those are linked into it; [`describe`] looks one up by name.
-//! [`naming`] holds Sentry's rules for unique usernames and slugs, which more
-//! than one plugin needs.
+//! [`SPECIAL`] lists the models a dedicated plugin serves (from
+//! `data/special.txt`); [`GENERIC`] is every other model, which
+//! `sentry-generic` inserts as it is.
+//!
+//! Sentry's rules that more than one plugin needs: [`naming`] (unique
+//! usernames and slugs), [`tokens`] (minting and hashing secrets),
+//! [`datetime`] (date arithmetic without a clock), [`pickled`] (option values).
 
+pub mod datetime;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod fixtures;
 pub mod naming;
 pub mod pickled;
+pub mod tokens;
 
 use relocate_plugin_sdk::{Column, ColumnKind, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo, Value};
 
@@ -123,6 +130,12 @@ pub fn describe(name: &str) -> Option<ModelDesc> {
     get(name).map(StaticModel::desc)
 }
 
+/// The models `data/special.txt` gives to `plugin` (`sentry-orgs`), in the
+/// order listed: what that plugin must register.
+pub fn special_models_of(plugin: &str) -> Vec<&'static str> {
+    SPECIAL.iter().filter(|(_, p)| *p == plugin).map(|(m, _)| *m).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +184,30 @@ mod tests {
         let token = describe("sentry.apitoken").expect("sentry.apitoken");
         assert_eq!(token.scopes, vec![Scope::Config, Scope::Global]);
         assert!(describe("sentry.alertruleactivations").is_none(), "Excluded models are left out");
+        // Global is Sentry's instance scope of `is_global` searches.
+        let search = describe("sentry.savedsearch").expect("sentry.savedsearch");
+        assert_eq!(search.scopes, vec![Scope::Organization, Scope::Global]);
+    }
+
+    #[test]
+    fn every_model_is_either_special_or_generic() {
+        for model in ALL {
+            let special = SPECIAL.iter().any(|(m, _)| *m == model.name);
+            let generic = GENERIC.iter().any(|g| g.name == model.name);
+            assert!(special != generic, "{} is special: {special}, generic: {generic}", model.name);
+        }
+        assert_eq!(SPECIAL.len() + GENERIC.len(), ALL.len());
+        assert!(GENERIC.iter().all(|m| m.scopes.len() == 1), "a plain insert cannot choose a scope");
+        assert!(special_models_of("sentry-apps").contains(&"sentry.apitoken"));
+    }
+
+    #[test]
+    fn conditional_uniques_are_left_out() {
+        let search = describe("sentry.savedsearch").expect("sentry.savedsearch");
+        assert!(search.uniques.is_empty(), "{:?}", search.uniques);
+        let authorization = describe("sentry.apiauthorization").expect("sentry.apiauthorization");
+        let set = |cols: &[&str]| cols.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+        assert_eq!(authorization.uniques, vec![set(&["application", "organization_id", "user"])]);
     }
 
     #[test]

@@ -9,6 +9,18 @@
 
 use relocate_plugin_sdk::{Record, Result, Value};
 
+/// Every pickled field of a described model, as `(model, field)`: the option
+/// models' values. A model with one needs a plugin that calls [`normalize`],
+/// so each is in `data/special.txt` (a test checks it).
+pub const FIELDS: &[(&str, &str)] = &[
+    ("sentry.controloption", "value"),
+    ("sentry.option", "value"),
+    ("sentry.organizationoption", "value"),
+    ("sentry.projectoption", "value"),
+    ("sentry.projecttemplateoption", "value"),
+    ("sentry.useroption", "value"),
+];
+
 /// Rewrites `field` (a json column) to the text Sentry would store.
 pub fn normalize(record: &mut Record, field: &str) -> Result<()> {
     let Some(text) = record.json(field) else { return Ok(()) };
@@ -58,6 +70,16 @@ mod tests {
         assert_eq!(stored(r#""\"23.6.1\"""#), r#""23.6.1""#);
         assert_eq!(stored(r#""[\"*\"]""#), r#"["*"]"#);
         assert_eq!(stored(r#""11""#), "11");
+    }
+
+    #[test]
+    fn every_pickled_field_is_a_json_column_of_a_special_model() {
+        for (model, field) in FIELDS {
+            let desc = crate::describe(model).unwrap_or_else(|| panic!("{model} is described"));
+            let column = desc.column_index(field).map(|i| desc.columns[i].kind);
+            assert_eq!(column, Some(relocate_plugin_sdk::ColumnKind::Json), "{model}.{field}");
+            assert!(crate::SPECIAL.iter().any(|(m, _)| m == model), "{model} has a pickled field, so a plain insert would store it wrong");
+        }
     }
 
     #[test]

@@ -80,3 +80,29 @@ fn every_fixture_imports_in_every_scope_without_errors() {
         }
     }
 }
+
+#[test]
+fn importing_a_release_twice_keeps_its_unique_values_unique() {
+    let export = fixtures::read("releases/24.7.0.json");
+    let host = TestHost::new(1);
+    for _ in 0..2 {
+        import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &export).unwrap();
+    }
+    let unique = [
+        ("sentry.organization", "slug"),
+        ("sentry.orgauthtoken", "token_hashed"),
+        ("sentry.monitor", "guid"),
+        ("sentry.projectkey", "public_key"),
+        ("sentry.projectkey", "secret_key"),
+    ];
+    for (model, field) in unique {
+        let values: Vec<String> = host.rows(model).iter().filter_map(|r| r.text(field)).map(str::to_string).collect();
+        let distinct: std::collections::BTreeSet<&String> = values.iter().collect();
+        assert!(values.len() >= 2, "{model}: {values:?}");
+        assert_eq!(distinct.len(), values.len(), "{model}.{field} repeats: {values:?}");
+    }
+    // The first import keeps the exported token digest; the second mints one.
+    let tokens: Vec<String> = host.rows("sentry.orgauthtoken").iter().filter_map(|r| r.text("token_hashed")).map(str::to_string).collect();
+    assert_eq!(tokens[0], "ABCDEFtest-org");
+    assert_eq!(tokens[1].len(), 64);
+}

@@ -1,13 +1,24 @@
 //! The first-party plugin for Sentry's organization models: organizations and
 //! their members ([`organization`]), projects with their keys and options
-//! ([`project`]), and the plain rows that tie them together (teams,
-//! memberships of teams, projects' teams, alert rules).
+//! ([`project`]), the plain rows that tie them together (teams, memberships
+//! of teams, projects' teams, alert rules), options with pickled values
+//! ([`options`]), and the organization models whose
+//! secrets, ids or scope need care: auth tokens ([`orgauthtoken`]), cron
+//! monitors ([`monitor`]), query subscriptions ([`querysubscription`]), saved
+//! searches ([`savedsearch`]) and notification actions
+//! ([`notificationaction`]).
 
 use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
 use sentry_models::sentry;
 
+pub mod monitor;
+pub mod notificationaction;
+pub mod options;
 pub mod organization;
+pub mod orgauthtoken;
 pub mod project;
+pub mod querysubscription;
+pub mod savedsearch;
 
 register_plugin!(
     "sentry-orgs",
@@ -24,6 +35,14 @@ register_plugin!(
         OrganizationMapping,
         OrganizationSlugReservation,
         OrganizationMemberMapping,
+        options::OrganizationOption,
+        options::ProjectTemplateOption,
+        orgauthtoken::OrgAuthToken,
+        monitor::Monitor,
+        querysubscription::QuerySubscription,
+        savedsearch::SavedSearch,
+        notificationaction::NotificationAction,
+        notificationaction::NotificationActionProject,
     ]
 );
 
@@ -71,8 +90,11 @@ mod fixtures_test;
 #[cfg(test)]
 mod tests {
     #[test]
-    fn descriptions_are_valid() {
+    fn descriptions_are_valid_and_match_the_special_list() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
-        assert_eq!(relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().len(), 12);
+        let mut names: Vec<String> =
+            relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().into_iter().map(|m| m.name).collect();
+        names.sort();
+        assert_eq!(names, sentry_models::special_models_of("sentry-orgs"));
     }
 }
