@@ -330,6 +330,40 @@ fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
     )]
 }
 
+/// `INSERT` of one chunk row with 13 numbered parameters, bound by
+/// [`bind_chunk!`]; `placeholder` writes parameter `n` in the dialect, with its cast.
+fn chunk_insert(table: &str, placeholder: impl Fn(usize) -> String) -> String {
+    let params: Vec<String> = (1..=13).map(&placeholder).collect();
+    format!(
+        "INSERT INTO {table} (import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
+         min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
+         date_added, date_updated) VALUES ({}, {})",
+        params.join(", "),
+        placeholder(13)
+    )
+}
+
+/// Binds a chunk's values in the order of [`chunk_insert`]'s parameters.
+macro_rules! bind_chunk {
+    ($query:expr, $chunk:expr, $now:expr) => {
+        $query
+            .bind(&$chunk.import_uuid)
+            .bind($chunk.model.as_str())
+            .bind($chunk.min_ordinal)
+            .bind($chunk.max_ordinal)
+            .bind($chunk.min_source_pk)
+            .bind($chunk.max_source_pk)
+            .bind($chunk.min_inserted_pk)
+            .bind($chunk.max_inserted_pk)
+            .bind($crate::db::map_to_json(&$chunk.inserted_map))
+            .bind($crate::db::map_to_json(&$chunk.existing_map))
+            .bind($crate::db::map_to_json(&$chunk.overwrite_map))
+            .bind($crate::db::map_to_json(&$chunk.inserted_identifiers))
+            .bind($now)
+    };
+}
+use bind_chunk;
+
 /// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
 /// them; each dialect casts the JSON maps to text its own way.
 fn chunk_select(table: &str, json_as_text: &str, uuid_param: &str) -> String {

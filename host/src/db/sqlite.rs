@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
 
-use super::{Chunk, Error, NewRow, Result, like_escape, map_to_json, query_error};
+use super::{Chunk, Error, NewRow, Result, like_escape, query_error};
 use crate::model::{ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
@@ -197,26 +197,9 @@ pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value])
 }
 
 pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> Result<()> {
-    let sql = format!(
-        "INSERT INTO {table} (import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
-         min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
-         date_added, date_updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
-    );
-    sqlx::query(AssertSqlSafe(sql))
-        .bind(&c.import_uuid)
-        .bind(c.model.as_str())
-        .bind(c.min_ordinal)
-        .bind(c.max_ordinal)
-        .bind(c.min_source_pk)
-        .bind(c.max_source_pk)
-        .bind(c.min_inserted_pk)
-        .bind(c.max_inserted_pk)
-        .bind(map_to_json(&c.inserted_map))
-        .bind(map_to_json(&c.existing_map))
-        .bind(map_to_json(&c.overwrite_map))
-        .bind(map_to_json(&c.inserted_identifiers))
-        .bind(now)
-        .bind(now)
+    // Numbered parameters, so that date_updated repeats date_added's.
+    let sql = super::chunk_insert(table, |n| format!("?{n}"));
+    super::bind_chunk!(sqlx::query(AssertSqlSafe(sql)), c, now)
         .execute(&mut **t)
         .await
         .map_err(query_error(format!("record the import chunk of {} at ordinal {}", c.model, c.min_ordinal)))?;
