@@ -176,12 +176,15 @@ pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &str) 
     Ok(rows)
 }
 
-/// Deletes every described model's rows, dependents first, in one transaction.
+/// Deletes every described model's rows, dependents first, and every
+/// import chunk, in one transaction (Sentry deletes the rows of every model
+/// it knows, its import chunks included).
 async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName]) -> Result<()> {
     let mut tx = db.begin().await?;
     for desc in order.iter().rev().filter_map(|m| registry.desc(m)) {
         tx.clear(desc).await?;
     }
+    tx.clear_chunks().await?;
     tx.commit().await?;
     Ok(())
 }
