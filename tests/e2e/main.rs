@@ -10,3 +10,4 @@ mod cli;
 mod errors;
 mod import;
 mod sandbox;
+mod scenarios;
