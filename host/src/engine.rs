@@ -148,7 +148,14 @@ pub async fn ensure_schema(db: &mut Db, registry: &Registry) -> Result<bool> {
     tables.extend([db::REGION_CHUNKS, db::CONTROL_CHUNKS, db::CONTROL_CHUNK_REPLICAS]);
     let existing = db.existing_tables(&tables).await?;
     if existing.is_empty() {
-        db.create_schema(&descs).await?;
+        if let Err(e) = db.create_schema(&descs).await {
+            // Another import into the same empty database may have created
+            // the schema first (PostgreSQL refuses the second CREATE TABLE
+            // of a race even with IF NOT EXISTS); then there is nothing to do.
+            if db.existing_tables(&tables).await?.len() < tables.len() {
+                return Err(e.into());
+            }
+        }
         return Ok(true);
     }
     for table in tables {
