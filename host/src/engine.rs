@@ -892,7 +892,7 @@ mod tests {
 
     #[test]
     fn only_unique_violations_can_be_a_lost_race() {
-        let model = ModelName::new("sentry.user").unwrap();
+        let model = ModelName::new("sentry.user").expect("a valid name");
         let unique = || db::Error::UniqueViolation { context: "insert".into(), message: "duplicate key".into() };
         assert!(Error::Write { model: model.clone(), first: 1, last: 20, source: unique() }.is_unique_violation());
         assert!(Error::Db(unique()).is_unique_violation());

@@ -119,6 +119,9 @@ db_test!(bad_unexpected_model, |t| {
     let src = write(&t, "mislabelled.json", &users);
     let found = findings(&t, &["import", "global", path(&src)], 1);
     assert_eq!(found[0]["on"]["model"], "sentry.option");
+    // An option's own fields are missing: it cannot be an option.
+    assert_eq!(found[0]["kind"], "ValidationError");
+    assert!(found[0]["reason"].as_str().is_some_and(|r| r.contains("key")), "{found}");
     assert_eq!(t.count("sentry_option").await, 0);
 });
 
