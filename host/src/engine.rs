@@ -227,7 +227,7 @@ pub async fn import(
     let filters = build_filters(export, &opts.filters)?;
     // Rows plugins derived in this run, per model: an exported record that
     // fills one in was inserted by this import, not overwritten.
-    let mut derived_pks: HashMap<ModelName, HashSet<Pk>> = HashMap::new();
+    let mut derived_pks: HashMap<ModelName, pkmap::PkRanges> = HashMap::new();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let batch_size = opts.batch_size.max(1).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
     let mut summary = Summary { import_uuid: opts.import_uuid.clone(), ..Summary::default() };
@@ -372,7 +372,7 @@ struct ModelRun<'a> {
     done: BTreeMap<i64, i64>,
     stats: &'a mut ModelSummary,
     derived: &'a mut BTreeMap<String, u64>,
-    derived_pks: &'a mut HashMap<ModelName, HashSet<Pk>>,
+    derived_pks: &'a mut HashMap<ModelName, pkmap::PkRanges>,
 }
 
 /// A record on its way through one batch.
@@ -572,7 +572,7 @@ impl ModelRun<'_> {
                 // Filling in a row this import derived (Sentry's signal-made
                 // primary UserEmail) is how Sentry inserts: it reports it so.
                 Outcome::Overwrite { pk, values } => {
-                    let derived_here = self.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(pk));
+                    let derived_here = self.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(*pk));
                     let kind = if derived_here { ImportKind::Inserted } else { ImportKind::Overwrite };
                     Mapping { new_pk: *pk, kind, slug: slug(values) }
                 }
@@ -621,7 +621,10 @@ impl ModelRun<'_> {
             *self.derived.entry(model).or_default() += count;
         }
         for (model, pks) in derived_written {
-            self.derived_pks.entry(model).or_default().extend(pks);
+            let ranges = self.derived_pks.entry(model).or_default();
+            for pk in pks {
+                ranges.insert(pk);
+            }
         }
         for (old, mapping) in mappings {
             match mapping.kind {
