@@ -393,7 +393,9 @@ impl ModelRun<'_> {
     /// Imports one batch. Another process importing under the same UUID
     /// may write some of its chunks first (Sentry's racing imports, spec
     /// §8.3): the write then fails on a unique key, and the batch takes the
-    /// winner's chunks as resumed and retries whatever is left.
+    /// winner's chunks as resumed and retries whatever is left. The plugin
+    /// has seen the lost records; what it remembers of them (names it gave
+    /// out, say) can only make its later choices more cautious.
     async fn batch(&mut self, session: &mut plugin::Session, db: &mut Db, batch: &[RecordRef], first_ordinal: u64) -> Result<()> {
         loop {
             let before = self.stats.clone();
