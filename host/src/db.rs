@@ -230,10 +230,24 @@ impl Tx<'_> {
 
     /// Deletes every row of `model`'s table and restarts its pk sequence.
     pub async fn clear(&mut self, model: &ModelDesc) -> Result<()> {
-        self.execute(&format!("DELETE FROM {}", model.table)).await?;
+        self.clear_table(model.table.as_str()).await
+    }
+
+    /// Deletes every import chunk (and replica) of every import: a Global
+    /// import empties all of Sentry's tables, these included, so that no
+    /// chunk maps pks to rows that are gone.
+    pub async fn clear_chunks(&mut self) -> Result<()> {
+        for table in [CONTROL_CHUNK_REPLICAS, CONTROL_CHUNKS, REGION_CHUNKS] {
+            self.clear_table(table).await?;
+        }
+        Ok(())
+    }
+
+    async fn clear_table(&mut self, table: &str) -> Result<()> {
+        self.execute(&format!("DELETE FROM {table}")).await?;
         match self {
             Tx::Sqlite(_) => Ok(()), // SQLite hands out MAX(id) + 1: nothing to reset.
-            Tx::Postgres(t) => postgres::reset_sequence(t, model).await,
+            Tx::Postgres(t) => postgres::reset_sequence(t, table).await,
         }
     }
 

@@ -64,6 +64,11 @@ impl Error {
         }
     }
 
+    /// A unique key refused a write: another import may have won the race.
+    pub fn is_unique_violation(&self) -> bool {
+        matches!(self, Error::Write { source: db::Error::UniqueViolation { .. }, .. } | Error::Db(db::Error::UniqueViolation { .. }))
+    }
+
     /// The model and ordinal the error is about, when it is about one record.
     pub fn instance(&self) -> Option<(&ModelName, Option<u64>, Option<Pk>)> {
         match self {
@@ -143,7 +148,14 @@ pub async fn ensure_schema(db: &mut Db, registry: &Registry) -> Result<bool> {
     tables.extend([db::REGION_CHUNKS, db::CONTROL_CHUNKS, db::CONTROL_CHUNK_REPLICAS]);
     let existing = db.existing_tables(&tables).await?;
     if existing.is_empty() {
-        db.create_schema(&descs).await?;
+        if let Err(e) = db.create_schema(&descs).await {
+            // Another import into the same empty database may have created
+            // the schema first (PostgreSQL refuses the second CREATE TABLE
+            // of a race even with IF NOT EXISTS); then there is nothing to do.
+            if db.existing_tables(&tables).await?.len() < tables.len() {
+                return Err(e.into());
+            }
+        }
         return Ok(true);
     }
     for table in tables {
@@ -176,12 +188,15 @@ pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &str) 
     Ok(rows)
 }
 
-/// Deletes every described model's rows, dependents first, in one transaction.
+/// Deletes every described model's rows, dependents first, and every
+/// import chunk, in one transaction (Sentry deletes the rows of every model
+/// it knows, its import chunks included).
 async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName]) -> Result<()> {
     let mut tx = db.begin().await?;
     for desc in order.iter().rev().filter_map(|m| registry.desc(m)) {
         tx.clear(desc).await?;
     }
+    tx.clear_chunks().await?;
     tx.commit().await?;
     Ok(())
 }
@@ -210,6 +225,9 @@ pub async fn import(
     }
 
     let filters = build_filters(export, &opts.filters)?;
+    // Rows plugins derived in this run, per model: an exported record that
+    // fills one in was inserted by this import, not overwritten.
+    let mut derived_pks: HashMap<ModelName, pkmap::PkRanges> = HashMap::new();
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let batch_size = opts.batch_size.max(1).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
     let mut summary = Summary { import_uuid: opts.import_uuid.clone(), ..Summary::default() };
@@ -251,9 +269,10 @@ pub async fn import(
             pkmap: &pkmap,
             opts,
             filter: filters.get(model),
-            done: done.get(model),
+            done: done.remove(model).unwrap_or_default(),
             stats: &mut stats,
             derived: &mut summary.derived,
+            derived_pks: &mut derived_pks,
         };
         for (b, batch) in records.chunks(batch_size).enumerate() {
             let first_ordinal = (b * batch_size) as u64 + 1;
@@ -350,9 +369,10 @@ struct ModelRun<'a> {
     opts: &'a ImportOptions,
     filter: Option<&'a Filter>,
     /// Chunks already written by this import: min ordinal → max ordinal.
-    done: Option<&'a BTreeMap<i64, i64>>,
+    done: BTreeMap<i64, i64>,
     stats: &'a mut ModelSummary,
     derived: &'a mut BTreeMap<String, u64>,
+    derived_pks: &'a mut HashMap<ModelName, pkmap::PkRanges>,
 }
 
 /// A record on its way through one batch.
@@ -370,14 +390,45 @@ enum Outcome {
 }
 
 impl ModelRun<'_> {
+    /// Imports one batch. Another process importing under the same UUID
+    /// may write some of its chunks first (Sentry's racing imports, spec
+    /// §8.3): the write then fails on a unique key, and the batch takes the
+    /// winner's chunks as resumed and retries whatever is left. The plugin
+    /// has seen the lost records; what it remembers of them (names it gave
+    /// out, say) can only make its later choices more cautious.
     async fn batch(&mut self, session: &mut plugin::Session, db: &mut Db, batch: &[RecordRef], first_ordinal: u64) -> Result<()> {
+        loop {
+            let before = self.stats.clone();
+            let err = match self.try_batch(session, db, batch, first_ordinal).await {
+                Err(e) if e.is_unique_violation() => e,
+                other => return other,
+            };
+            let starts = chunk_starts(first_ordinal, batch.len());
+            let won: Vec<Chunk> = db
+                .load_chunks(&self.opts.import_uuid)
+                .await?
+                .into_iter()
+                .filter(|c| c.model == self.desc.name && starts.contains(&c.min_ordinal) && !self.done.contains_key(&c.min_ordinal))
+                .collect();
+            if won.is_empty() {
+                return Err(err);
+            }
+            *self.stats = before;
+            for chunk in won {
+                self.pkmap.extend_from_chunk(&chunk);
+                self.done.insert(chunk.min_ordinal, chunk.max_ordinal);
+            }
+        }
+    }
+
+    async fn try_batch(&mut self, session: &mut plugin::Session, db: &mut Db, batch: &[RecordRef], first_ordinal: u64) -> Result<()> {
         let model = &self.desc.name;
         let mut inputs = Vec::with_capacity(batch.len());
         let mut buf = Vec::new();
         for (i, at) in batch.iter().enumerate() {
             let ordinal = first_ordinal + i as u64;
             let chunk_start = ((ordinal - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64;
-            if self.done.is_some_and(|d| d.contains_key(&chunk_start)) {
+            if self.done.contains_key(&chunk_start) {
                 self.stats.resumed += 1;
                 continue;
             }
@@ -500,11 +551,13 @@ impl ModelRun<'_> {
         }
         let derived = self.derived_rows(derived_rows, &outcomes, &new_pks, &inputs)?;
         let mut derived_counts = Vec::with_capacity(derived.len());
+        let mut derived_written = Vec::with_capacity(derived.len());
         for (desc, rows) in &derived {
             let pks = tx.reserve_pks(desc, rows.len()).await.map_err(write_err)?;
             let rows: Vec<NewRow> = pks.iter().zip(rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
             tx.insert(desc, &rows).await.map_err(write_err)?;
             derived_counts.push((desc.name.to_string(), rows.len() as u64));
+            derived_written.push((desc.name.clone(), pks));
         }
         drop(derived);
 
@@ -518,7 +571,13 @@ impl ModelRun<'_> {
             let mapping = match o {
                 Outcome::Insert { values, .. } => Mapping { new_pk: new_pks[index], kind: ImportKind::Inserted, slug: slug(values) },
                 Outcome::Existing(pk) => Mapping { new_pk: *pk, kind: ImportKind::Existing, slug: None },
-                Outcome::Overwrite { pk, values } => Mapping { new_pk: *pk, kind: ImportKind::Overwrite, slug: slug(values) },
+                // Filling in a row this import derived (Sentry's signal-made
+                // primary UserEmail) is how Sentry inserts: it reports it so.
+                Outcome::Overwrite { pk, values } => {
+                    let derived_here = self.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(*pk));
+                    let kind = if derived_here { ImportKind::Inserted } else { ImportKind::Overwrite };
+                    Mapping { new_pk: *pk, kind, slug: slug(values) }
+                }
             };
             let start = ((p.ordinal - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64;
             let chunk = chunks.entry(start).or_insert_with(|| Chunk {
@@ -562,6 +621,12 @@ impl ModelRun<'_> {
 
         for (model, count) in derived_counts {
             *self.derived.entry(model).or_default() += count;
+        }
+        for (model, pks) in derived_written {
+            let ranges = self.derived_pks.entry(model).or_default();
+            for pk in pks {
+                ranges.insert(pk);
+            }
         }
         for (old, mapping) in mappings {
             match mapping.kind {
@@ -800,6 +865,12 @@ impl ModelRun<'_> {
     }
 }
 
+/// The first ordinals of the chunks a batch of `len` records from
+/// `first_ordinal` falls into.
+fn chunk_starts(first_ordinal: u64, len: usize) -> BTreeSet<i64> {
+    (first_ordinal..first_ordinal + len as u64).map(|o| ((o - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64).collect()
+}
+
 fn value_fits(kind: ColumnKind, value: &Value) -> bool {
     matches!(
         (kind, value),
@@ -810,4 +881,26 @@ fn value_fits(kind: ColumnKind, value: &Value) -> bool {
             | (ColumnKind::Text | ColumnKind::Datetime, Value::Text(_))
             | (ColumnKind::Json, Value::Json(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_spans_the_chunks_of_its_ordinals() {
+        assert_eq!(chunk_starts(1, 20), BTreeSet::from([1]));
+        assert_eq!(chunk_starts(1, 21), BTreeSet::from([1, 21]));
+        assert_eq!(chunk_starts(21, 40), BTreeSet::from([21, 41]));
+        assert!(chunk_starts(41, 0).is_empty());
+    }
+
+    #[test]
+    fn only_unique_violations_can_be_a_lost_race() {
+        let model = ModelName::new("sentry.user").expect("a valid name");
+        let unique = || db::Error::UniqueViolation { context: "insert".into(), message: "duplicate key".into() };
+        assert!(Error::Write { model: model.clone(), first: 1, last: 20, source: unique() }.is_unique_violation());
+        assert!(Error::Db(unique()).is_unique_violation());
+        assert!(!Error::Write { model, first: 1, last: 20, source: db::Error::Corrupt("x".into()) }.is_unique_violation());
+    }
 }

@@ -11,3 +11,4 @@ mod errors;
 mod import;
 mod releases;
 mod sandbox;
+mod scenarios;

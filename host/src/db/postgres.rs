@@ -205,12 +205,12 @@ pub async fn sync_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {
     Ok(())
 }
 
-pub async fn reset_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {
+pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
     sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), 1, false)")
-        .bind(model.table.as_str())
+        .bind(table)
         .execute(&mut **t)
         .await
-        .map_err(query_error(format!("reset the pk sequence of {}", model.name)))?;
+        .map_err(query_error(format!("reset the pk sequence of {table}")))?;
     Ok(())
 }
 

@@ -61,3 +61,71 @@ impl Facts for PkMap {
         self.get(model, old_pk)
     }
 }
+
+/// A set of pks kept as ranges: the pks the host reserves for one batch are
+/// mostly consecutive, so a large import's derived rows take a few entries
+/// per batch instead of one per row.
+#[derive(Debug, Default)]
+pub struct PkRanges {
+    /// First pk → last pk, inclusive; ranges neither overlap nor touch.
+    ranges: std::collections::BTreeMap<Pk, Pk>,
+}
+
+impl PkRanges {
+    pub fn insert(&mut self, pk: Pk) {
+        if self.contains(pk) {
+            return;
+        }
+        let (mut first, mut last) = (pk, pk);
+        if let Some((&start, &end)) = self.ranges.range(..pk).next_back()
+            && end.checked_add(1) == Some(pk)
+        {
+            self.ranges.remove(&start);
+            first = start;
+        }
+        if let Some(next) = pk.checked_add(1)
+            && let Some(end) = self.ranges.remove(&next)
+        {
+            last = end;
+        }
+        self.ranges.insert(first, last);
+    }
+
+    pub fn contains(&self, pk: Pk) -> bool {
+        self.ranges.range(..=pk).next_back().is_some_and(|(_, &end)| pk <= end)
+    }
+
+    /// The number of ranges held (for tests).
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consecutive_pks_make_one_range() {
+        let mut r = PkRanges::default();
+        for pk in [5, 6, 7, 9, 8, 20] {
+            r.insert(pk);
+        }
+        assert_eq!(r.len(), 2);
+        for pk in [5, 6, 7, 8, 9, 20] {
+            assert!(r.contains(pk), "{pk}");
+        }
+        for pk in [4, 10, 19, 21, i64::MIN, i64::MAX] {
+            assert!(!r.contains(pk), "{pk}");
+        }
+        r.insert(i64::MAX);
+        r.insert(i64::MIN);
+        assert!(r.contains(i64::MAX) && r.contains(i64::MIN));
+        r.insert(6);
+        assert_eq!(r.len(), 4);
+    }
+}

@@ -9,6 +9,7 @@ use relocate_plugin_sdk::{register_plugin, ImportKind, Prepared, Record};
 
 pub mod email;
 pub mod owned;
+pub mod timezone;
 pub mod user;
 
 register_plugin!(

@@ -1,7 +1,9 @@
 //! What hangs off a user: authenticators, options, IP addresses and
 //! permissions. Each is dropped when its user was merged into an existing one.
 
-use relocate_plugin_sdk::{Answers, Decision, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value};
+use std::collections::BTreeSet;
+
+use relocate_plugin_sdk::{Answers, Decision, FieldError, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value};
 
 use crate::skip_if_user_merged;
 
@@ -23,6 +25,11 @@ impl Model for Authenticator {
 }
 
 /// A user's setting (`sentry.useroption`).
+///
+/// A `timezone` must name a time zone Sentry knows, as its user-options
+/// serializer checks on import; anything else stops the import with a
+/// validation error rather than leave the user with a setting the product
+/// cannot use.
 pub struct UserOption;
 
 impl Model for UserOption {
@@ -36,7 +43,18 @@ impl Model for UserOption {
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
         sentry_models::pickled::normalize(record, "value")?;
-        Ok(skip_if_user_merged(record, "user").unwrap_or_else(Prepared::ready))
+        if let Some(skip) = skip_if_user_merged(record, "user") {
+            return Ok(skip);
+        }
+        if record.text("key") == Some("timezone") {
+            let stored = record.json("value").and_then(|v| serde_json::from_str::<serde_json::Value>(v).ok());
+            let zone = stored.as_ref().and_then(serde_json::Value::as_str);
+            if !zone.is_some_and(crate::timezone::is_known) {
+                let shown = record.json("value").unwrap_or("null");
+                return Ok(Prepared::invalid(FieldError::new("value", format!("{shown} is not a valid choice of timezone"))));
+            }
+        }
+        Ok(Prepared::ready())
     }
 }
 
@@ -45,8 +63,16 @@ impl Model for UserOption {
 /// The geo codes are cleared (Sentry recomputes them from its GeoIP
 /// database, which a plugin does not have). Outside the global scope the
 /// first and last sightings become the import's start. A row for the same
-/// user and address is overwritten, as Sentry's `get_or_create` does.
-pub struct UserIp;
+/// user and address is overwritten, as Sentry's `get_or_create` does, so a
+/// user has one row per address (getsentry/self-hosted#2437, #2468). An
+/// address that is not an IPv4 or IPv6 address is a validation error, as
+/// Sentry's `full_clean` makes it.
+pub struct UserIp {
+    /// (user, address) pairs this import inserted: a repeat in the same
+    /// batch is not in the database yet, so it cannot be overwritten, and
+    /// is left out instead.
+    inserted: BTreeSet<(i64, String)>,
+}
 
 impl Model for UserIp {
     fn describe() -> ModelDesc {
@@ -54,12 +80,16 @@ impl Model for UserIp {
     }
 
     fn new(_: &Session) -> Result<Self> {
-        Ok(Self)
+        Ok(Self { inserted: BTreeSet::new() })
     }
 
     fn prepare(&mut self, session: &Session, record: &mut Record) -> Result<Prepared> {
         if let Some(skip) = skip_if_user_merged(record, "user") {
             return Ok(skip);
+        }
+        let ip = record.text("ip_address").unwrap_or_default();
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            return Ok(Prepared::invalid(FieldError::new("ip_address", format!("`{ip}` is not a valid IPv4 or IPv6 address"))));
         }
         record.set("country_code", Value::Null)?;
         record.set("region_code", Value::Null)?;
@@ -71,10 +101,14 @@ impl Model for UserIp {
     }
 
     fn resolve(&mut self, _: &Session, record: Record, answers: &Answers) -> Result<Decision> {
-        Ok(match answers.found(0) {
-            Some(pk) => Decision::overwrite(pk, record),
-            None => Decision::insert(record),
-        })
+        if let Some(pk) = answers.found(0) {
+            return Ok(Decision::overwrite(pk, record));
+        }
+        let key = (record.integer("user").unwrap_or_default(), record.text("ip_address").unwrap_or_default().to_string());
+        if !self.inserted.insert(key) {
+            return Ok(Decision::skip("the user's row for this address was imported earlier in this batch"));
+        }
+        Ok(Decision::insert(record))
     }
 }
 
@@ -174,6 +208,61 @@ mod tests {
         let out = host.session::<UserIp>(Scope::Global, ImportFlags::default()).run(vec![ip()]).unwrap();
         assert_eq!(at(&out[0], "region_code"), Value::Null);
         assert_eq!(at(&out[0], "last_seen"), Value::from("2013-04-05T03:29:45.000Z"));
+    }
+
+    fn ip(pk: i64, address: &str) -> relocate_plugin_sdk::testing::InputRecord {
+        record::<UserIp>(pk)
+            .fk("user", 2, 7, ImportKind::Inserted)
+            .set("ip_address", address)
+            .set("first_seen", "2013-04-05T03:29:45.000Z")
+            .set("last_seen", "2013-04-05T03:29:45.000Z")
+            .build()
+    }
+
+    #[test]
+    fn user_ip_is_one_row_per_user_and_address_within_a_batch() {
+        // Sentry's test_good_multiple_user_ips_per_user_in_global_scope.
+        let host = TestHost::new(1);
+        let batch = vec![ip(2, "8.8.8.8"), ip(3, "8.8.8.9"), ip(4, "8.8.8.9"), ip(4, "8.8.8.7")];
+        let out = host.session::<UserIp>(Scope::Global, ImportFlags::default()).run(batch).unwrap();
+        assert!(matches!(out[0], Decision::Insert { .. }));
+        assert!(matches!(out[1], Decision::Insert { .. }));
+        assert!(matches!(&out[2], Decision::Skip(reason) if reason.contains("earlier in this batch")));
+        assert!(matches!(out[3], Decision::Insert { .. }));
+    }
+
+    #[test]
+    fn user_ip_must_be_an_address() {
+        let host = TestHost::new(1);
+        let batch = vec![ip(1, "0.1.2.3.4.5.6.7.8.9.abc.def"), ip(2, "::ffff:8.8.8.8"), ip(3, "")];
+        let out = host.session::<UserIp>(Scope::Global, ImportFlags::default()).run(batch).unwrap();
+        assert!(matches!(&out[0], Decision::Invalid(e) if e[0].field.as_deref() == Some("ip_address")));
+        assert!(matches!(out[1], Decision::Insert { .. }));
+        assert!(matches!(out[2], Decision::Invalid(_)));
+    }
+
+    fn option(key: &str, value: &str) -> relocate_plugin_sdk::testing::InputRecord {
+        record::<UserOption>(1).fk("user", 2, 7, ImportKind::Inserted).set("key", key).set("value", Value::Json(value.into())).build()
+    }
+
+    #[test]
+    fn a_timezone_must_be_one_sentry_knows() {
+        // Sentry's test_bad_invalid_user_option, and the fixtures' two
+        // spellings of a valid one: JSON in a string, and plain text.
+        let host = TestHost::new(1);
+        let batch = vec![
+            option("timezone", r#""\"MiddleEarth/Gondor\"""#),
+            option("timezone", r#""\"Europe/Vienna\"""#),
+            option("timezone", r#""Europe/Vienna""#),
+            option("timezone", "12"),
+            option("language", r#""\"xx\"""#),
+        ];
+        let out = host.session::<UserOption>(Scope::User, ImportFlags::default()).run(batch).unwrap();
+        assert!(matches!(&out[0], Decision::Invalid(e) if e[0].message.contains("MiddleEarth/Gondor")));
+        assert!(matches!(out[1], Decision::Insert { .. }));
+        assert!(matches!(out[2], Decision::Insert { .. }));
+        assert!(matches!(out[3], Decision::Invalid(_)));
+        assert!(matches!(out[4], Decision::Insert { .. }), "only the timezone is checked");
     }
 
     #[test]
