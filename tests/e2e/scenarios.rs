@@ -1,4 +1,4 @@
-//! Sentry's acceptance scenarios (spec §11, scenarios 1–35 and 42–65),
+//! Sentry's acceptance scenarios (spec §11, scenarios 1–65),
 //! ported from `tests/sentry/backup/test_imports.py` and `test_rpc.py`, each
 //! run against SQLite and PostgreSQL.
 //!
@@ -25,6 +25,7 @@ mod retries;
 mod sanitization;
 mod scoping;
 mod signals;
+mod tokens;
 
 /// The records of a fixture under `tests/fixtures/sentry/`.
 pub fn load(rel: &str) -> Vec<Value> {
