@@ -25,10 +25,10 @@ async fn assert_nothing_written(t: &Target, table: &str) {
 
 db_test!(a_panicking_plugin_is_a_clear_error, |t| {
     let src = export(&t, "test.panic", "boom");
-    let plugin = test_plugin("panic");
+    let plugin = test_plugin("misbehave");
     let run = t.relocate(&["import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--no-prompt"]);
     run.failure(PLUGIN_FAILED);
-    for needle in ["plugin panic", "test.panic", "record #2", "blew up on old pk 11"] {
+    for needle in ["plugin misbehave", "test.panic", "record #2", "blew up on old pk 11"] {
         assert!(run.stderr.contains(needle), "`{needle}` missing from: {}", run.stderr);
     }
     assert_nothing_written(&t, "test_panic").await;
@@ -36,13 +36,13 @@ db_test!(a_panicking_plugin_is_a_clear_error, |t| {
 
 db_test!(a_plugin_that_loops_forever_is_stopped, |t| {
     let src = export(&t, "test.spin", "spin");
-    let plugin = test_plugin("spin");
+    let plugin = test_plugin("misbehave");
     let started = std::time::Instant::now();
     let run = t.relocate(&[
         "import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--plugin-timeout", "0.5", "--no-prompt",
     ]);
     run.failure(PLUGIN_FAILED);
-    for needle in ["plugin spin", "test.spin", "record #2", "time limit"] {
+    for needle in ["plugin misbehave", "test.spin", "record #2", "time limit"] {
         assert!(run.stderr.contains(needle), "`{needle}` missing from: {}", run.stderr);
     }
     // Not a timing assertion on the limit itself: the process did not hang.
@@ -52,12 +52,12 @@ db_test!(a_plugin_that_loops_forever_is_stopped, |t| {
 
 db_test!(a_plugin_that_allocates_without_bound_is_stopped, |t| {
     let src = export(&t, "test.oom", "oom");
-    let plugin = test_plugin("oom");
+    let plugin = test_plugin("misbehave");
     let run = t.relocate(&[
         "import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--plugin-memory", "16", "--no-prompt",
     ]);
     run.failure(PLUGIN_FAILED);
-    for needle in ["plugin oom", "test.oom", "record #2", "memory limit of 16 MiB"] {
+    for needle in ["plugin misbehave", "test.oom", "record #2", "memory limit of 16 MiB"] {
         assert!(run.stderr.contains(needle), "`{needle}` missing from: {}", run.stderr);
     }
     assert_nothing_written(&t, "test_oom").await;

@@ -241,19 +241,19 @@ fn random_bytes_are_reproducible_per_seed_and_model() {
 #[test]
 fn a_spinning_plugin_times_out_and_poisons_its_session() {
     let (mut host, _) = host(RuntimeConfig { call_timeout: Duration::from_millis(300), ..config() });
-    let id = load(&mut host, "spin");
+    let id = load(&mut host, "misbehave");
     let mut session = open(&host, id, "test.spin");
     let error = session.prepare(&[one(1, "fine"), one(2, "spin")]).unwrap_err();
     match &error {
         Error::Timeout { plugin, model, ordinal, limit } => {
-            assert_eq!(plugin, "spin@0.1.0");
+            assert_eq!(plugin, "misbehave@0.1.0");
             assert_eq!(model.as_str(), "test.spin");
             assert_eq!(*ordinal, Some(2));
             assert_eq!(*limit, Duration::from_millis(300));
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert_eq!(error.to_string(), "plugin spin@0.1.0 on test.spin record #2: ran past its time limit of 300ms");
+    assert_eq!(error.to_string(), "plugin misbehave@0.1.0 on test.spin record #2: ran past its time limit of 300ms");
 
     let again = session.prepare(&[one(3, "fine")]).unwrap_err();
     assert!(matches!(&again, Error::Poisoned { cause, .. } if cause.contains("time limit")), "{again}");
@@ -266,12 +266,12 @@ fn a_spinning_plugin_times_out_and_poisons_its_session() {
 #[test]
 fn an_allocating_plugin_runs_out_of_memory() {
     let (mut host, _) = host(RuntimeConfig { memory_limit: 16 << 20, ..config() });
-    let id = load(&mut host, "oom");
+    let id = load(&mut host, "misbehave");
     let mut session = open(&host, id, "test.oom");
     let error = session.prepare(&[one(4, "fine"), one(5, "oom")]).unwrap_err();
     match &error {
         Error::OutOfMemory { plugin, model, ordinal, limit_mib } => {
-            assert_eq!((plugin.as_str(), model.as_str()), ("oom@0.1.0", "test.oom"));
+            assert_eq!((plugin.as_str(), model.as_str()), ("misbehave@0.1.0", "test.oom"));
             assert_eq!((*ordinal, *limit_mib), (Some(5), 16));
         }
         other => panic!("expected out of memory, got {other:?}"),
@@ -282,12 +282,12 @@ fn an_allocating_plugin_runs_out_of_memory() {
 #[test]
 fn a_panic_traps_with_its_message_and_a_new_session_works() {
     let (mut host, _) = host(config());
-    let id = load(&mut host, "panic");
+    let id = load(&mut host, "misbehave");
     let mut session = open(&host, id, "test.panic");
     let error = session.prepare(&[one(1, "fine"), record(2, 42, vec![text("boom")])]).unwrap_err();
     match &error {
         Error::Trap { plugin, model, ordinal, message } => {
-            assert_eq!((plugin.as_str(), model.as_str(), *ordinal), ("panic@0.1.0", "test.panic", Some(2)));
+            assert_eq!((plugin.as_str(), model.as_str(), *ordinal), ("misbehave@0.1.0", "test.panic", Some(2)));
             assert!(message.contains("the panic plugin blew up on old pk 42"), "{message}");
         }
         other => panic!("expected a trap, got {other:?}"),
@@ -295,7 +295,7 @@ fn a_panic_traps_with_its_message_and_a_new_session_works() {
     let again = session.prepare(&[one(3, "fine")]).unwrap_err();
     assert_eq!(
         again.to_string(),
-        "plugin panic@0.1.0 on test.panic: cannot be called after an earlier failure (it trapped); open a new session"
+        "plugin misbehave@0.1.0 on test.panic: cannot be called after an earlier failure (it trapped); open a new session"
     );
     drop(session);
 
