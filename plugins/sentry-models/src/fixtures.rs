@@ -35,3 +35,19 @@ pub fn all() -> Vec<(String, String)> {
     out.sort();
     out
 }
+
+/// Imports every fixture in every scope through plugin `P` and fails on the
+/// first record it calls invalid: real exports must all be acceptable.
+pub fn assert_every_fixture_imports<P: relocate_plugin_sdk::__private::PluginDef>() {
+    use relocate_plugin_sdk::testing::{TestHost, import_export};
+    use relocate_plugin_sdk::{Decision, ImportFlags, Scope};
+    for (name, export) in all() {
+        for scope in [Scope::User, Scope::Organization, Scope::Config, Scope::Global] {
+            let host = TestHost::new(1);
+            let out = import_export::<P>(&host, scope, ImportFlags::default(), &export).unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
+            for r in out {
+                assert!(!matches!(r.decision, Decision::Invalid(_)), "{name} in {scope}: {} {}: {:?}", r.model, r.old_pk, r.decision);
+            }
+        }
+    }
+}

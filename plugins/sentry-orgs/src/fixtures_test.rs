@@ -69,16 +69,7 @@ fn project_ids_survive_only_a_global_import() {
 
 #[test]
 fn every_fixture_imports_in_every_scope_without_errors() {
-    for (name, export) in fixtures::all() {
-        for scope in [Scope::User, Scope::Organization, Scope::Config, Scope::Global] {
-            let host = TestHost::new(1);
-            let out = import_export::<Plugin>(&host, scope, ImportFlags::default(), &export)
-                .unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
-            for r in out {
-                assert!(!matches!(r.decision, Decision::Invalid(_)), "{name} in {scope}: {} {}: {:?}", r.model, r.old_pk, r.decision);
-            }
-        }
-    }
+    sentry_models::fixtures::assert_every_fixture_imports::<Plugin>();
 }
 
 #[test]
