@@ -30,12 +30,13 @@ fn main() {
     let mut host = PluginHost::new(RuntimeConfig::default()).expect("plugin host");
     relocate::builtin::load(&mut host).expect("builtin plugins");
     let registry = engine::graph::Registry::new(host.plugins());
-    let export = Export::open(&export_path, None).expect("open export");
+    let export = std::sync::Arc::new(Export::open(&export_path, None).expect("open export"));
 
     let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());
     rt.block_on(run("sqlite", &sqlite, &export, &host, &registry, records));
 
-    let admin = std::env::var("RELOCATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let admin =
+        std::env::var("RELOCATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let name = format!("relocate_bench_{}", std::process::id());
     rt.block_on(async {
         let Ok(mut c) = sqlx::PgConnection::connect(&admin).await else {
@@ -45,15 +46,25 @@ fn main() {
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create db");
         let url = format!("{}/{name}", admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin));
         run("postgres", &url, &export, &host, &registry, records).await;
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)"))).execute(&mut c).await.expect("drop db");
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {name} WITH (FORCE)")))
+            .execute(&mut c)
+            .await
+            .expect("drop db");
     });
 }
 
-async fn run(label: &str, url: &str, export: &Export, host: &PluginHost, registry: &engine::graph::Registry, records: usize) {
+async fn run(
+    label: &str,
+    url: &str,
+    export: &std::sync::Arc<Export>,
+    host: &PluginHost,
+    registry: &engine::graph::Registry,
+    records: usize,
+) {
     let mut db = Db::connect(url).await.expect("connect");
     let opts = ImportOptions {
         scope: ImportScope::Global,
-        import_uuid: uuid::Uuid::new_v4().to_string(),
+        import_uuid: uuid::Uuid::new_v4(),
         flags: ImportFlags::default(),
         filters: Filters::default(),
         batch_size: 1000,
@@ -64,14 +75,18 @@ async fn run(label: &str, url: &str, export: &Export, host: &PluginHost, registr
     let summary = engine::import(export, host, registry, &mut db, &opts, &NoopReporter).await.expect("import");
     let secs = started.elapsed().as_secs_f64();
     let inserted: u64 = summary.models.iter().map(|m| m.inserted + m.existing + m.overwritten).sum();
-    println!("{label}: {inserted} of {records} records written in {secs:.2} s = {:.0} records/s", records as f64 / secs);
+    println!(
+        "{label}: {inserted} of {records} records written in {secs:.2} s = {:.0} records/s",
+        records as f64 / secs
+    );
 }
 
 /// Repeats fresh-install's tenant-shaped records with unique keys; the
 /// instance-wide ones (options, relays, roles) once.
 fn write_export(path: &Path, tenants: usize) -> usize {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/sentry/backup/fresh-install.json");
-    let template: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(fixture).expect("read fixture")).expect("parse fixture");
+    let template: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture).expect("read fixture")).expect("parse fixture");
     let once = ["sentry.option", "sentry.relay", "sentry.relayusage", "sentry.userrole", "sentry.apiapplication"];
     let mut by_model: Vec<(String, Vec<Value>)> = Vec::new();
     for t in 0..tenants {
@@ -85,8 +100,10 @@ fn write_export(path: &Path, tenants: usize) -> usize {
             r["pk"] = json!(r["pk"].as_i64().unwrap_or(0) + offset);
             let fields = r["fields"].as_object_mut().expect("fields");
             for (key, value) in fields.iter_mut() {
-                let is_fk = matches!(key.as_str(), "user" | "user_id" | "organization" | "project" | "team" | "organizationmember")
-                    && !(model == "sentry.userroleuser" && t > 0);
+                let is_fk = matches!(
+                    key.as_str(),
+                    "user" | "user_id" | "organization" | "project" | "team" | "organizationmember"
+                ) && !(model == "sentry.userroleuser" && t > 0);
                 if is_fk && let Some(pk) = value.as_i64() {
                     *value = json!(pk + offset);
                 }

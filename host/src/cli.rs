@@ -142,14 +142,22 @@ struct ImportArgs {
     /// Print nothing but errors.
     #[arg(long)]
     silent: bool,
-    /// Records per plugin call and per transaction (rounded up to a multiple of 20).
-    #[arg(long, default_value_t = 1000)]
+    /// Records per plugin call and per transaction (rounded up to a multiple of 20; at most 10000).
+    #[arg(long, default_value_t = 1000, value_parser = batch_size)]
     batch_size: usize,
     /// Seed for generated suffixes, tokens and passwords (makes runs reproducible).
     #[arg(long)]
     seed: Option<u64>,
     #[command(flatten)]
     plugins: PluginArgs,
+}
+
+/// `--batch-size`: 1 to [`engine::MAX_BATCH_SIZE`].
+fn batch_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=engine::MAX_BATCH_SIZE).contains(&n) => Ok(n),
+        _ => Err(format!("expected a number of records from 1 to {}", engine::MAX_BATCH_SIZE)),
+    }
 }
 
 #[derive(Args)]
@@ -228,7 +236,9 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 engine::Error::Plugin(_) | engine::Error::Contract { .. } | engine::Error::Graph(_) => exit::PLUGIN,
                 engine::Error::Db(db::Error::UniqueViolation { .. }) => exit::IMPORT_FAILED,
                 engine::Error::Db(_) => exit::DATABASE,
-                engine::Error::Deserialization { .. } | engine::Error::Invalid { .. } | engine::Error::Write { .. } => exit::IMPORT_FAILED,
+                engine::Error::Deserialization { .. } | engine::Error::Invalid { .. } | engine::Error::Write { .. } | engine::Error::Internal(_) => {
+                    exit::IMPORT_FAILED
+                }
             };
         }
         if let Some(r) = cause.downcast_ref::<reader::Error>() {
@@ -401,11 +411,9 @@ async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags,
     let import_uuid = match &common.import_uuid {
         Some(u) => uuid::Uuid::parse_str(u).map_err(|e| UsageError(format!("--import-uuid `{u}` is not a UUID: {e}")))?,
         None => uuid::Uuid::new_v4(),
-    }
-    .hyphenated()
-    .to_string();
+    };
     let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
-    let export = reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?;
+    let export = std::sync::Arc::new(reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?);
     let (host, registry) = load_plugins(&common.plugins)?;
     let mut conn = db::Db::connect(&common.db.db).await.map_err(engine::Error::from)?;
     let clear_first = scope == ImportScope::Global;
@@ -418,7 +426,7 @@ async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags,
     }
     let opts = ImportOptions {
         scope,
-        import_uuid: import_uuid.clone(),
+        import_uuid,
         flags,
         filters,
         batch_size: common.batch_size,

@@ -54,7 +54,7 @@ pub enum Tx<'c> {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chunk {
     pub silo: Silo,
-    pub import_uuid: String,
+    pub import_uuid: uuid::Uuid,
     pub model: ModelName,
     pub min_ordinal: i64,
     pub max_ordinal: i64,
@@ -107,7 +107,10 @@ impl Db {
         let known: Vec<&ModelName> = models.iter().map(|m| &m.name).collect();
         for model in models {
             statements.extend(table_ddl(dialect, model, |target| {
-                known.contains(&target).then(|| models.iter().find(|m| &m.name == target).map(|m| m.table.clone())).flatten()
+                known
+                    .contains(&target)
+                    .then(|| models.iter().find(|m| &m.name == target).map(|m| m.table.clone()))
+                    .flatten()
             }));
         }
         for table in [REGION_CHUNKS, CONTROL_CHUNKS, CONTROL_CHUNK_REPLICAS] {
@@ -120,8 +123,60 @@ impl Db {
         tx.commit().await
     }
 
+    /// Makes sure an index serves `lookup` on `model`'s table, creating one
+    /// when no index leads with the lookup's columns. Existing schemas
+    /// (Sentry's own) get the index too, once.
+    pub async fn ensure_index(&mut self, model: &ModelDesc, lookup: &Lookup) -> Result<()> {
+        if let Lookup::Equal(columns) = lookup {
+            let wanted: std::collections::BTreeSet<&str> =
+                columns.iter().map(|&c| model.columns[c].name.as_str()).collect();
+            let indexes = match self {
+                Db::Sqlite(c) => sqlite::index_columns(c, &model.table).await?,
+                Db::Postgres(c) => postgres::index_columns(c, &model.table).await?,
+            };
+            let covered = indexes.iter().any(|index| {
+                index.len() >= wanted.len()
+                    && index[..wanted.len()].iter().all(|c| c.as_deref().is_some_and(|c| wanted.contains(c)))
+            });
+            if covered {
+                return Ok(());
+            }
+        }
+        let name = lookup.index_name(model);
+        let element = match lookup {
+            Lookup::Equal(columns) => {
+                columns.iter().map(|&c| model.columns[c].name.quoted()).collect::<Vec<_>>().join(", ")
+            }
+            Lookup::Folded(c) => match self.dialect() {
+                Dialect::Sqlite => format!("{SQLITE_FOLD}({})", model.columns[*c].name.quoted()),
+                Dialect::Postgres => format!("({PG_FOLD}({})) COLLATE \"C\"", model.columns[*c].name.quoted()),
+            },
+        };
+        let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON {} ({element})", model.table);
+        let created = async {
+            let mut tx = self.begin().await?;
+            tx.execute(&sql).await?;
+            tx.commit().await
+        }
+        .await;
+        match created {
+            Ok(()) => Ok(()),
+            // Another import created it at the same moment.
+            Err(e) => match self {
+                Db::Postgres(c) => {
+                    if postgres::relation_exists(c, &name).await? {
+                        Ok(())
+                    } else {
+                        Err(e)
+                    }
+                }
+                Db::Sqlite(_) => Err(e),
+            },
+        }
+    }
+
     /// All chunks already written by the import `uuid`.
-    pub async fn load_chunks(&mut self, uuid: &str) -> Result<Vec<Chunk>> {
+    pub async fn load_chunks(&mut self, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
         match self {
             Db::Sqlite(c) => sqlite::load_chunks(c, uuid).await,
             Db::Postgres(c) => postgres::load_chunks(c, uuid).await,
@@ -169,7 +224,7 @@ impl Tx<'_> {
 
     /// For each key, the lowest pk of a row of `model` whose `columns` equal
     /// it. NULL never matches.
-    pub async fn find(&mut self, model: &ModelDesc, columns: &[usize], keys: &[Vec<Value>]) -> Result<Vec<Option<Pk>>> {
+    pub async fn find(&mut self, model: &ModelDesc, columns: &[usize], keys: &[&[Value]]) -> Result<Vec<Option<Pk>>> {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
@@ -180,14 +235,24 @@ impl Tx<'_> {
     }
 
     /// For each base, the values of text `column` equal to it or starting
-    /// with `base-`, ignoring case.
-    pub async fn taken(&mut self, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
+    /// with `base-`, ignoring case. Served by the folded-column index
+    /// ([`Lookup::Folded`]) as one bounded range per base.
+    pub async fn taken(&mut self, model: &ModelDesc, column: usize, bases: &[&str]) -> Result<Vec<Vec<String>>> {
         if bases.is_empty() {
             return Ok(Vec::new());
         }
+        let dialect = self.dialect();
+        let ranges: Vec<TakenRange> = bases.iter().map(|b| TakenRange::new(dialect, b)).collect();
         match self {
-            Tx::Sqlite(t) => sqlite::taken(t, model, column, bases).await,
-            Tx::Postgres(t) => postgres::taken(t, model, column, bases).await,
+            Tx::Sqlite(t) => sqlite::taken(t, model, column, &ranges).await,
+            Tx::Postgres(t) => postgres::taken(t, model, column, &ranges).await,
+        }
+    }
+
+    fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Sqlite(_) => Dialect::Sqlite,
+            Tx::Postgres(_) => Dialect::Postgres,
         }
     }
 
@@ -253,19 +318,78 @@ impl Tx<'_> {
 
     pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {
         let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
-        for chunk in chunks {
-            let tables: &[&str] = match chunk.silo {
-                Silo::Region => &[REGION_CHUNKS],
-                Silo::Control => &[CONTROL_CHUNKS, CONTROL_CHUNK_REPLICAS],
-            };
-            for table in tables {
+        let region: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Region).collect();
+        let control: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Control).collect();
+        for (table, chunks) in
+            [(REGION_CHUNKS, &region), (CONTROL_CHUNKS, &control), (CONTROL_CHUNK_REPLICAS, &control)]
+        {
+            for part in chunks.chunks(CHUNKS_PER_STATEMENT) {
                 match self {
-                    Tx::Sqlite(t) => sqlite::insert_chunk(t, table, chunk, &now).await?,
-                    Tx::Postgres(t) => postgres::insert_chunk(t, table, chunk, &now).await?,
+                    Tx::Sqlite(t) => sqlite::insert_chunks(t, table, part, &now).await?,
+                    Tx::Postgres(t) => postgres::insert_chunks(t, table, part, &now).await?,
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The SQL function both the folded-column index and `taken` apply, per
+/// dialect. SQLite's `lower` folds ASCII only, as its `LIKE` does.
+const SQLITE_FOLD: &str = "lower";
+const PG_FOLD: &str = "lower";
+
+/// Folds a base the way the dialect's [`SQLITE_FOLD`] / [`PG_FOLD`] folds
+/// stored values, so that the range below finds them.
+fn fold(dialect: Dialect, s: &str) -> String {
+    match dialect {
+        Dialect::Sqlite => s.to_ascii_lowercase(),
+        Dialect::Postgres => s.to_lowercase(),
+    }
+}
+
+/// A `taken` base as an index range: every folded value equal to `base` or
+/// starting with `base-` lies in `[base, base + ".")` in byte order, because
+/// `-` is the byte before `.`; `pattern` then keeps exactly those.
+pub(crate) struct TakenRange {
+    base: String,
+    upper: String,
+    pattern: String,
+}
+
+impl TakenRange {
+    fn new(dialect: Dialect, base: &str) -> TakenRange {
+        let base = fold(dialect, base);
+        TakenRange { upper: format!("{base}."), pattern: format!("{}-%", like_escape(&base)), base }
+    }
+}
+
+/// The kind of index a question needs.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// `find`: equality on these columns (indexes into the model's columns).
+    Equal(Vec<usize>),
+    /// `taken`: a range over this text column, folded to lower case.
+    Folded(usize),
+}
+
+impl Lookup {
+    /// The name relocate gives the index it creates for this lookup.
+    fn index_name(&self, model: &ModelDesc) -> String {
+        let (kind, columns) = match self {
+            Lookup::Equal(columns) => ("eq", columns.clone()),
+            Lookup::Folded(column) => ("fold", vec![*column]),
+        };
+        let names: Vec<&str> = columns.iter().map(|&c| model.columns[c].name.as_str()).collect();
+        let name = format!("{}_relocate_{kind}_{}", model.table, names.join("_"));
+        if name.len() <= 63 {
+            return name;
+        }
+        // PostgreSQL cuts names at 63 bytes; keep them distinct with a hash.
+        use sha2::Digest as _;
+        let digest = sha2::Sha256::digest(name.as_bytes());
+        let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}_{hash}", &name[..54])
     }
 }
 
@@ -312,7 +436,12 @@ fn table_ddl(dialect: Dialect, model: &ModelDesc, table_of: impl Fn(&ModelName) 
     let mut out = vec![format!("CREATE TABLE IF NOT EXISTS {} (\n  {}\n)", model.table, columns.join(",\n  "))];
     for (n, unique) in model.uniques.iter().enumerate() {
         let cols: Vec<String> = unique.iter().map(|&i| model.columns[i].name.quoted()).collect();
-        out.push(format!("CREATE UNIQUE INDEX IF NOT EXISTS {}_uniq_{n} ON {} ({})", model.table, model.table, cols.join(", ")));
+        out.push(format!(
+            "CREATE UNIQUE INDEX IF NOT EXISTS {}_uniq_{n} ON {} ({})",
+            model.table,
+            model.table,
+            cols.join(", ")
+        ));
     }
     out
 }
@@ -344,24 +473,55 @@ fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
     )]
 }
 
-/// `INSERT` of one chunk row with 13 numbered parameters, bound by
-/// [`bind_chunk!`]; `placeholder` writes parameter `n` in the dialect, with its cast.
-fn chunk_insert(table: &str, placeholder: impl Fn(usize) -> String) -> String {
-    let params: Vec<String> = (1..=13).map(&placeholder).collect();
+/// Chunk rows per `INSERT`: 12 parameters each, far under either
+/// database's parameter limit.
+const CHUNKS_PER_STATEMENT: usize = 1000;
+
+/// `INSERT` of `rows` chunk rows in one statement. Parameter 1 is the time
+/// (`date_added` and `date_updated`); row `r` takes the 12 after it, bound by
+/// [`bind_chunk!`] in order. `placeholder` writes parameter `n` in the
+/// dialect, with its cast.
+fn chunk_insert(table: &str, rows: usize, placeholder: impl Fn(usize, ChunkParam) -> String) -> String {
+    let now = placeholder(1, ChunkParam::Time);
+    let values: Vec<String> = (0..rows)
+        .map(|r| {
+            let mut params: Vec<String> = (0..12)
+                .map(|k| {
+                    let kind = match k {
+                        0 => ChunkParam::Uuid,
+                        8..=11 => ChunkParam::Json,
+                        _ => ChunkParam::Plain,
+                    };
+                    placeholder(2 + r * 12 + k, kind)
+                })
+                .collect();
+            params.push(now.clone());
+            params.push(now.clone());
+            format!("({})", params.join(", "))
+        })
+        .collect();
     format!(
         "INSERT INTO {table} (import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
          min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
-         date_added, date_updated) VALUES ({}, {})",
-        params.join(", "),
-        placeholder(13)
+         date_added, date_updated) VALUES {}",
+        values.join(", ")
     )
 }
 
-/// Binds a chunk's values in the order of [`chunk_insert`]'s parameters.
+/// What a chunk parameter holds, for the dialects that cast.
+#[derive(Clone, Copy)]
+enum ChunkParam {
+    Plain,
+    Uuid,
+    Json,
+    Time,
+}
+
+/// Binds one chunk's 12 values in the order of [`chunk_insert`]'s parameters.
 macro_rules! bind_chunk {
-    ($query:expr, $chunk:expr, $now:expr) => {
+    ($query:expr, $chunk:expr) => {
         $query
-            .bind(&$chunk.import_uuid)
+            .bind($chunk.import_uuid.hyphenated().to_string())
             .bind($chunk.model.as_str())
             .bind($chunk.min_ordinal)
             .bind($chunk.max_ordinal)
@@ -373,7 +533,6 @@ macro_rules! bind_chunk {
             .bind($crate::db::map_to_json(&$chunk.existing_map))
             .bind($crate::db::map_to_json(&$chunk.overwrite_map))
             .bind($crate::db::map_to_json(&$chunk.inserted_identifiers))
-            .bind($now)
     };
 }
 use bind_chunk;
@@ -381,8 +540,10 @@ use bind_chunk;
 /// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
 /// them; each dialect casts the JSON maps to text its own way.
 fn chunk_select(table: &str, json_as_text: &str, uuid_param: &str) -> String {
-    let maps: Vec<String> =
-        ["inserted_map", "existing_map", "overwrite_map", "inserted_identifiers"].iter().map(|m| format!("{m}{json_as_text}")).collect();
+    let maps: Vec<String> = ["inserted_map", "existing_map", "overwrite_map", "inserted_identifiers"]
+        .iter()
+        .map(|m| format!("{m}{json_as_text}"))
+        .collect();
     format!(
         "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, {} \
          FROM {table} WHERE import_uuid = {uuid_param} ORDER BY model, min_ordinal",
@@ -391,7 +552,7 @@ fn chunk_select(table: &str, json_as_text: &str, uuid_param: &str) -> String {
 }
 
 /// A chunk from a row selected by [`chunk_select`], on either database.
-fn chunk_from_row<R>(row: &R, silo: Silo, uuid: &str) -> Result<Chunk>
+fn chunk_from_row<R>(row: &R, silo: Silo, uuid: &uuid::Uuid) -> Result<Chunk>
 where
     R: sqlx::Row,
     usize: sqlx::ColumnIndex<R>,
@@ -405,7 +566,7 @@ where
     let model: String = get_text(0).map_err(decode)?;
     Ok(Chunk {
         silo,
-        import_uuid: uuid.to_string(),
+        import_uuid: *uuid,
         model: ModelName::new(&model).map_err(|e| Error::Corrupt(format!("import chunk: {e}")))?,
         min_ordinal: get_i64(1).map_err(decode)?,
         max_ordinal: get_i64(2).map_err(decode)?,
@@ -428,10 +589,14 @@ fn map_to_json<V: serde::Serialize>(map: &BTreeMap<Pk, V>) -> String {
 }
 
 fn map_from_json<V: serde::de::DeserializeOwned>(text: &str) -> Result<BTreeMap<Pk, V>> {
-    let raw: BTreeMap<String, V> =
-        serde_json::from_str(text).map_err(|e| Error::Corrupt(format!("an import chunk holds a malformed map: {e}")))?;
+    let raw: BTreeMap<String, V> = serde_json::from_str(text)
+        .map_err(|e| Error::Corrupt(format!("an import chunk holds a malformed map: {e}")))?;
     raw.into_iter()
-        .map(|(k, v)| k.parse().map(|k| (k, v)).map_err(|_| Error::Corrupt(format!("an import chunk map has a non-integer key `{k}`"))))
+        .map(|(k, v)| {
+            k.parse()
+                .map(|k| (k, v))
+                .map_err(|_| Error::Corrupt(format!("an import chunk map has a non-integer key `{k}`")))
+        })
         .collect()
 }
 

@@ -9,10 +9,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use uuid::Uuid;
+
 use crate::db::{self, Chunk, Db, NewRow};
 use crate::model::{ColumnKind, ImportKind, ImportScope, ModelDesc, ModelName, Pk, Scope, Value};
-use crate::plugin::{self, Answer, Answered, Decision, FieldError, ImportFlags, InputRecord, MappedRef, Mapping, PluginHost, Prepared, Query};
-use crate::reader::{self, Export, RecordRef};
+use crate::plugin::{
+    self, Answer, Answered, Decision, FieldError, ImportFlags, InputRecord, MappedRef, Mapping, PluginHost, Prepared,
+    Query, SessionThread,
+};
+use crate::reader::{self, Export};
 
 pub mod graph;
 pub mod pkmap;
@@ -25,6 +30,10 @@ use record::Problem;
 /// Sentry's `MAX_BATCH_SIZE`: the granularity of import chunks. Batches are
 /// whole multiples of it, so chunk rows match Sentry's.
 pub const CHUNK_SIZE: usize = 20;
+
+/// The largest batch: every plugin call's records and results must fit in
+/// the plugin's memory (64 MiB by default) and the host's hostcall fuel.
+pub const MAX_BATCH_SIZE: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -44,6 +53,9 @@ pub enum Error {
     Write { model: ModelName, first: u64, last: u64, source: db::Error },
     #[error("plugin {plugin} on {model} record #{ordinal} (pk {pk}): broke the contract: {message}")]
     Contract { plugin: String, model: ModelName, ordinal: u64, pk: Pk, message: String },
+    /// A bug in relocate, not in the input, a plugin or the database.
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -56,9 +68,11 @@ impl Error {
     /// The `RpcImportErrorKind` Sentry would report (spec §9.1).
     pub fn sentry_kind(&self) -> &'static str {
         match self {
-            Error::Reader(reader::Error::Syntax { .. } | reader::Error::Record { .. }) | Error::Deserialization { .. } => "DeserializationFailed",
+            Error::Reader(reader::Error::Syntax { .. } | reader::Error::Record { .. })
+            | Error::Deserialization { .. } => "DeserializationFailed",
             Error::Invalid { .. } => "ValidationError",
-            Error::Write { source: db::Error::UniqueViolation { .. }, .. } | Error::Db(db::Error::UniqueViolation { .. }) => "IntegrityError",
+            Error::Write { source: db::Error::UniqueViolation { .. }, .. }
+            | Error::Db(db::Error::UniqueViolation { .. }) => "IntegrityError",
             Error::Write { .. } | Error::Db(_) => "DatabaseError",
             _ => "Unknown",
         }
@@ -66,18 +80,24 @@ impl Error {
 
     /// A unique key refused a write: another import may have won the race.
     pub fn is_unique_violation(&self) -> bool {
-        matches!(self, Error::Write { source: db::Error::UniqueViolation { .. }, .. } | Error::Db(db::Error::UniqueViolation { .. }))
+        matches!(
+            self,
+            Error::Write { source: db::Error::UniqueViolation { .. }, .. }
+                | Error::Db(db::Error::UniqueViolation { .. })
+        )
     }
 
     /// The model and ordinal the error is about, when it is about one record.
     pub fn instance(&self) -> Option<(&ModelName, Option<u64>, Option<Pk>)> {
         match self {
-            Error::Deserialization { model, ordinal, pk, .. } | Error::Invalid { model, ordinal, pk, .. } | Error::Contract { model, ordinal, pk, .. } => {
-                Some((model, Some(*ordinal), Some(*pk)))
-            }
+            Error::Deserialization { model, ordinal, pk, .. }
+            | Error::Invalid { model, ordinal, pk, .. }
+            | Error::Contract { model, ordinal, pk, .. } => Some((model, Some(*ordinal), Some(*pk))),
             Error::Write { model, first, .. } => Some((model, Some(*first), None)),
             Error::Plugin(
-                plugin::Error::Trap { model, ordinal, .. } | plugin::Error::Timeout { model, ordinal, .. } | plugin::Error::OutOfMemory { model, ordinal, .. },
+                plugin::Error::Trap { model, ordinal, .. }
+                | plugin::Error::Timeout { model, ordinal, .. }
+                | plugin::Error::OutOfMemory { model, ordinal, .. },
             ) => Some((model, *ordinal, None)),
             _ => None,
         }
@@ -93,7 +113,7 @@ pub struct Filters {
 
 pub struct ImportOptions {
     pub scope: ImportScope,
-    pub import_uuid: String,
+    pub import_uuid: Uuid,
     pub flags: ImportFlags,
     pub filters: Filters,
     /// Records per plugin call and per transaction; rounded up to a whole
@@ -131,7 +151,7 @@ pub struct ModelSummary {
 
 #[derive(Clone, Debug, Default)]
 pub struct Summary {
-    pub import_uuid: String,
+    pub import_uuid: Uuid,
     pub models: Vec<ModelSummary>,
     /// Models in the export that no plugin describes, with their counts.
     pub unknown: Vec<(String, u64)>,
@@ -171,7 +191,7 @@ pub async fn ensure_schema(db: &mut Db, registry: &Registry) -> Result<bool> {
 
 /// Rows a Global import would delete first: zero when the database is empty
 /// or the import resumes (its chunks exist).
-pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &str) -> Result<i64> {
+pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &Uuid) -> Result<i64> {
     let order = registry.order()?;
     let tables: Vec<&str> = order.iter().filter_map(|m| registry.desc(m)).map(|d| d.table.as_str()).collect();
     let existing = db.existing_tables(&tables).await?;
@@ -202,8 +222,12 @@ async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName]) -> 
 }
 
 /// Imports `export` into `db`.
+///
+/// Per model, batch by batch: the next batch is read, typed and remapped on
+/// a blocking thread while the current one goes through its plugin (on the
+/// session's own thread) and the database.
 pub async fn import(
-    export: &Export,
+    export: &Arc<Export>,
     plugins: &PluginHost,
     registry: &Registry,
     db: &mut Db,
@@ -224,13 +248,18 @@ pub async fn import(
         done.entry(chunk.model.clone()).or_default().insert(chunk.min_ordinal, chunk.max_ordinal);
     }
 
-    let filters = build_filters(export, &opts.filters)?;
-    // Rows plugins derived in this run, per model: an exported record that
-    // fills one in was inserted by this import, not overwritten.
-    let mut derived_pks: HashMap<ModelName, pkmap::PkRanges> = HashMap::new();
-    let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    let batch_size = opts.batch_size.max(1).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
-    let mut summary = Summary { import_uuid: opts.import_uuid.clone(), ..Summary::default() };
+    let mut filters = build_filters(export, &opts.filters)?;
+    let mut state = ImportState {
+        registry,
+        opts,
+        pkmap: pkmap.clone(),
+        derived: BTreeMap::new(),
+        derived_pks: HashMap::new(),
+        indexed: HashSet::new(),
+    };
+    let started_at = chrono::Utc::now();
+    let batch_size = opts.batch_size.clamp(1, MAX_BATCH_SIZE).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
+    let mut summary = Summary { import_uuid: opts.import_uuid, ..Summary::default() };
 
     for (model, records) in export.models() {
         if registry.get(model).is_none() {
@@ -239,49 +268,185 @@ pub async fn import(
     }
 
     for model in &order {
-        let records = export.records(model);
-        if records.is_empty() {
+        let count = export.records(model).len();
+        if count == 0 {
             continue;
         }
-        let Some((plugin_id, desc)) = registry.get(model) else { continue };
+        let Some((plugin_id, desc)) = registry.get(model) else {
+            continue;
+        };
         let mut stats = ModelSummary { model: model.to_string(), ..ModelSummary::default() };
         if !desc.in_import(opts.scope) {
-            stats.skipped = records.len() as u64;
+            stats.skipped = count as u64;
             summary.models.push(stats);
             continue;
         }
-        reporter.on_model_start(model, records.len());
+        reporter.on_model_start(model, count);
         let config = plugin::SessionConfig {
             model: model.clone(),
             scope: opts.scope.as_scope(),
             flags: opts.flags,
-            started_at: started_at.clone(),
+            started_at,
             seed: opts.seed,
             facts: pkmap.clone(),
         };
-        let mut session = plugins.open_session(*plugin_id, config)?;
+        let session = plugins.spawn_session(*plugin_id, config).await?;
         let plugin_name = plugins.info(*plugin_id).map(|i| format!("{}@{}", i.name, i.version)).unwrap_or_default();
-        let mut model_run = ModelRun {
-            export,
-            registry,
+        let mut run = ModelRun {
+            state: &mut state,
             desc,
             plugin: &plugin_name,
-            pkmap: &pkmap,
-            opts,
-            filter: filters.get(model),
-            done: done.remove(model).unwrap_or_default(),
+            session: &session,
+            done: Arc::new(done.remove(model).unwrap_or_default()),
             stats: &mut stats,
-            derived: &mut summary.derived,
-            derived_pks: &mut derived_pks,
         };
-        for (b, batch) in records.chunks(batch_size).enumerate() {
-            let first_ordinal = (b * batch_size) as u64 + 1;
-            model_run.batch(&mut session, db, batch, first_ordinal).await?;
-            reporter.on_batch_done(model, b * batch_size + batch.len());
+        let decoder = Decoder {
+            export: export.clone(),
+            desc: Arc::new(desc.clone()),
+            pkmap: pkmap.clone(),
+            filter: filters.remove(model).map(Arc::new),
+        };
+        let batches = count.div_ceil(batch_size);
+        let spawn = |b: usize, done: &Arc<BTreeMap<i64, i64>>| {
+            let range = b * batch_size..((b + 1) * batch_size).min(count);
+            let (decoder, done) = (decoder.clone(), done.clone());
+            tokio::task::spawn_blocking(move || decoder.decode(range, &done))
+        };
+        let mut next = Some(spawn(0, &run.done));
+        for b in 0..batches {
+            let decoded = match next.take() {
+                Some(handle) => {
+                    handle.await.map_err(|e| Error::Internal(format!("reading {model} stopped: {e}")))??
+                }
+                None => break,
+            };
+            if b + 1 < batches {
+                next = Some(spawn(b + 1, &run.done));
+            }
+            run.batch(db, decoded).await?;
+            reporter.on_batch_done(model, (b * batch_size + batch_size).min(count));
         }
         summary.models.push(stats);
     }
+    summary.derived = state.derived;
     Ok(summary)
+}
+
+/// What every model's run shares over one import.
+struct ImportState<'a> {
+    registry: &'a Registry,
+    opts: &'a ImportOptions,
+    pkmap: Arc<PkMap>,
+    /// Rows plugins derived, per model.
+    derived: BTreeMap<String, u64>,
+    /// Rows plugins derived in this run, per model: an exported record that
+    /// fills one in was inserted by this import, not overwritten.
+    derived_pks: HashMap<ModelName, pkmap::PkRanges>,
+    /// The lookups already known to be served by an index.
+    indexed: HashSet<(ModelName, db::Lookup)>,
+}
+
+/// Reads, types, filters and remaps one batch of a model's records; runs on
+/// a blocking thread, ahead of the batch being written.
+#[derive(Clone)]
+struct Decoder {
+    export: Arc<Export>,
+    desc: Arc<ModelDesc>,
+    pkmap: Arc<PkMap>,
+    filter: Option<Arc<Filter>>,
+}
+
+/// One batch, read: every record's ordinal and what became of it so far.
+struct Decoded {
+    records: Vec<(u64, Pk, Read)>,
+}
+
+enum Read {
+    /// Its chunk was written by an earlier run of this import.
+    Resumed,
+    /// Left out by a filter.
+    Filtered,
+    /// A required foreign key's target was not imported.
+    Dropped,
+    Ready {
+        values: Vec<Value>,
+        refs: Vec<MappedRef>,
+    },
+}
+
+impl Decoder {
+    fn decode(&self, range: std::ops::Range<usize>, done: &BTreeMap<i64, i64>) -> Result<Decoded> {
+        let refs = &self.export.records(&self.desc.name)[range.clone()];
+        let mut records = Vec::with_capacity(refs.len());
+        let mut buf = Vec::new();
+        for (i, at) in refs.iter().enumerate() {
+            let ordinal = (range.start + i) as u64 + 1;
+            if done.contains_key(&chunk_start(ordinal)) {
+                records.push((ordinal, at.pk, Read::Resumed));
+                continue;
+            }
+            let raw = self.export.read(at, &mut buf)?;
+            let mut values = record::values_from_fields(&self.desc, &raw.fields).map_err(|errors| {
+                Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
+            })?;
+            let read = if !passes_filter(self.filter.as_deref(), &self.desc, at.pk, &values) {
+                Read::Filtered
+            } else {
+                match remap(&self.desc, &self.pkmap, &mut values) {
+                    Some(refs) => Read::Ready { values, refs },
+                    None => Read::Dropped,
+                }
+            };
+            records.push((ordinal, at.pk, read));
+        }
+        Ok(Decoded { records })
+    }
+}
+
+/// Whether a record passes its model's filter.
+fn passes_filter(filter: Option<&Filter>, desc: &ModelDesc, pk: Pk, values: &[Value]) -> bool {
+    let Some(filter) = filter else { return true };
+    let value = if filter.field == "pk" {
+        FilterValue::Pk(pk)
+    } else {
+        match desc.column_index(&filter.field).map(|c| &values[c]) {
+            Some(Value::Text(s)) => FilterValue::Text(s.clone()),
+            Some(Value::Integer(i)) => FilterValue::Pk(*i),
+            _ => return false,
+        }
+    };
+    filter.values.contains(&value)
+}
+
+/// Rewrites foreign keys to new pks. `None` drops the record: a required
+/// target was not imported (spec §4.3).
+fn remap(desc: &ModelDesc, pkmap: &PkMap, values: &mut [Value]) -> Option<Vec<MappedRef>> {
+    let mut refs = Vec::new();
+    for fk in &desc.foreign_keys {
+        let Value::Integer(old) = values[fk.column] else {
+            continue;
+        };
+        // A self-reference is not remapped, as in Sentry.
+        if fk.target == desc.name {
+            continue;
+        }
+        match pkmap.get(&fk.target, old) {
+            Some(m) => {
+                values[fk.column] = Value::Integer(m.new_pk);
+                refs.push(MappedRef { column: fk.column, old_pk: old, kind: m.kind });
+            }
+            None => match fk.on_missing {
+                crate::model::OnMissing::SetNull => values[fk.column] = Value::Null,
+                crate::model::OnMissing::Drop => return None,
+            },
+        }
+    }
+    Some(refs)
+}
+
+/// The first ordinal of the chunk `ordinal` falls in.
+fn chunk_start(ordinal: u64) -> i64 {
+    ((ordinal - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64
 }
 
 /// A filter on one model: the allowed values of one field (`pk` is the old pk).
@@ -305,12 +470,19 @@ fn sentry_model(name: &str) -> ModelName {
 /// of the kept users. Needs one look at the users and members of the export.
 fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName, Filter>> {
     let mut out = HashMap::new();
-    let (user, email, org, member) =
-        (sentry_model("sentry.user"), sentry_model("sentry.email"), sentry_model("sentry.organization"), sentry_model("sentry.organizationmember"));
+    let (user, email, org, member) = (
+        sentry_model("sentry.user"),
+        sentry_model("sentry.email"),
+        sentry_model("sentry.organization"),
+        sentry_model("sentry.organizationmember"),
+    );
     let mut buf = Vec::new();
     let mut kept_user_pks: Option<HashSet<Pk>> = None;
     if let Some(names) = &filters.usernames {
-        out.insert(user.clone(), Filter { field: "username".into(), values: names.iter().cloned().map(FilterValue::Text).collect() });
+        out.insert(
+            user.clone(),
+            Filter { field: "username".into(), values: names.iter().cloned().map(FilterValue::Text).collect() },
+        );
         let mut pks = HashSet::new();
         for at in export.records(&user) {
             let rec = export.read(at, &mut buf)?;
@@ -321,7 +493,10 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
         kept_user_pks = Some(pks);
     }
     if let Some(slugs) = &filters.org_slugs {
-        out.insert(org.clone(), Filter { field: "slug".into(), values: slugs.iter().cloned().map(FilterValue::Text).collect() });
+        out.insert(
+            org.clone(),
+            Filter { field: "slug".into(), values: slugs.iter().cloned().map(FilterValue::Text).collect() },
+        );
         let mut orgs = HashSet::new();
         for at in export.records(&org) {
             let rec = export.read(at, &mut buf)?;
@@ -341,7 +516,10 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
             Some(by_name) => by_name.intersection(&users).copied().collect(),
             None => users,
         };
-        out.insert(user.clone(), Filter { field: "pk".into(), values: users.iter().copied().map(FilterValue::Pk).collect() });
+        out.insert(
+            user.clone(),
+            Filter { field: "pk".into(), values: users.iter().copied().map(FilterValue::Pk).collect() },
+        );
         kept_user_pks = Some(users);
     }
     if let Some(pks) = kept_user_pks {
@@ -360,27 +538,33 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
 }
 
 /// One model's import in progress.
-struct ModelRun<'a> {
-    export: &'a Export,
-    registry: &'a Registry,
+struct ModelRun<'a, 's> {
+    state: &'a mut ImportState<'s>,
     desc: &'a ModelDesc,
     plugin: &'a str,
-    pkmap: &'a Arc<PkMap>,
-    opts: &'a ImportOptions,
-    filter: Option<&'a Filter>,
+    session: &'a SessionThread,
     /// Chunks already written by this import: min ordinal → max ordinal.
-    done: BTreeMap<i64, i64>,
+    done: Arc<BTreeMap<i64, i64>>,
     stats: &'a mut ModelSummary,
-    derived: &'a mut BTreeMap<String, u64>,
-    derived_pks: &'a mut HashMap<ModelName, pkmap::PkRanges>,
 }
 
-/// A record on its way through one batch.
-struct Pending {
+/// Which record of the batch: its ordinal and its pk in the export.
+#[derive(Clone, Copy)]
+struct Rec {
     ordinal: u64,
     old_pk: Pk,
+}
+
+/// A ready record waiting for its answers.
+struct Pending {
     answers: Vec<Answer>,
 }
+
+/// The ready records of a batch, by index, and their questions.
+type Questions = (BTreeMap<usize, Pending>, Vec<(usize, Query)>);
+
+/// The derived rows of one model, ready to insert.
+type DerivedGroup<'d> = (&'d ModelDesc, Vec<Vec<Value>>);
 
 /// A record's final outcome, to be written.
 enum Outcome {
@@ -389,205 +573,375 @@ enum Outcome {
     Overwrite { pk: Pk, values: Vec<Value> },
 }
 
-impl ModelRun<'_> {
+/// A batch decided and checked, ready to write.
+struct Decisions {
+    /// Batch index → outcome, in index order.
+    outcomes: Vec<(usize, Outcome)>,
+    derived: Vec<(usize, plugin::DerivedRow)>,
+}
+
+/// What a batch wrote, to book once it committed.
+struct Written {
+    mappings: Vec<(Pk, Mapping)>,
+    derived: Vec<(ModelName, Vec<Pk>)>,
+}
+
+impl ModelRun<'_, '_> {
     /// Imports one batch. Another process importing under the same UUID
     /// may write some of its chunks first (Sentry's racing imports, spec
     /// §8.3): the write then fails on a unique key, and the batch takes the
     /// winner's chunks as resumed and retries whatever is left. The plugin
     /// has seen the lost records; what it remembers of them (names it gave
     /// out, say) can only make its later choices more cautious.
-    async fn batch(&mut self, session: &mut plugin::Session, db: &mut Db, batch: &[RecordRef], first_ordinal: u64) -> Result<()> {
+    async fn batch(&mut self, db: &mut Db, mut decoded: Decoded) -> Result<()> {
         loop {
             let before = self.stats.clone();
-            let err = match self.try_batch(session, db, batch, first_ordinal).await {
+            let err = match self.try_batch(db, &mut decoded).await {
                 Err(e) if e.is_unique_violation() => e,
                 other => return other,
             };
-            let starts = chunk_starts(first_ordinal, batch.len());
+            let starts: BTreeSet<i64> = decoded.records.iter().map(|(o, _, _)| chunk_start(*o)).collect();
             let won: Vec<Chunk> = db
-                .load_chunks(&self.opts.import_uuid)
+                .load_chunks(&self.state.opts.import_uuid)
                 .await?
                 .into_iter()
-                .filter(|c| c.model == self.desc.name && starts.contains(&c.min_ordinal) && !self.done.contains_key(&c.min_ordinal))
+                .filter(|c| {
+                    c.model == self.desc.name
+                        && starts.contains(&c.min_ordinal)
+                        && !self.done.contains_key(&c.min_ordinal)
+                })
                 .collect();
             if won.is_empty() {
                 return Err(err);
             }
             *self.stats = before;
+            let done = Arc::make_mut(&mut self.done);
             for chunk in won {
-                self.pkmap.extend_from_chunk(&chunk);
-                self.done.insert(chunk.min_ordinal, chunk.max_ordinal);
+                self.state.pkmap.extend_from_chunk(&chunk);
+                done.insert(chunk.min_ordinal, chunk.max_ordinal);
             }
         }
     }
 
-    async fn try_batch(&mut self, session: &mut plugin::Session, db: &mut Db, batch: &[RecordRef], first_ordinal: u64) -> Result<()> {
-        let model = &self.desc.name;
-        let mut inputs = Vec::with_capacity(batch.len());
-        let mut buf = Vec::new();
-        for (i, at) in batch.iter().enumerate() {
-            let ordinal = first_ordinal + i as u64;
-            let chunk_start = ((ordinal - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64;
-            if self.done.contains_key(&chunk_start) {
-                self.stats.resumed += 1;
-                continue;
-            }
-            let raw = self.export.read(at, &mut buf)?;
-            let mut values = record::values_from_fields(self.desc, &raw.fields)
-                .map_err(|errors| Error::Deserialization { model: model.clone(), ordinal, pk: at.pk, errors })?;
-            if !self.passes_filter(at.pk, &values) {
-                self.stats.skipped += 1;
-                continue;
-            }
-            match self.remap(&mut values) {
-                Some(refs) => inputs.push(InputRecord { ordinal, old_pk: at.pk, values, refs }),
-                None => self.stats.dropped += 1,
-            }
-        }
+    /// The stages of one batch, each its own function: the records still to
+    /// import, `prepare`, the questions, their answers, `resolve`, the
+    /// checks, the writes and the bookkeeping.
+    async fn try_batch(&mut self, db: &mut Db, decoded: &mut Decoded) -> Result<()> {
+        let (recs, inputs) = self.inputs(decoded);
         if inputs.is_empty() {
             return Ok(());
         }
+        let prepared = self.session.prepare(inputs).await?;
+        let (pending, queries) = self.questions(&recs, prepared)?;
+        if pending.is_empty() {
+            // The plugin still expects its `resolve` call after `prepare`.
+            self.session.resolve(Vec::new()).await?;
+            return Ok(());
+        }
+        self.ensure_indexes(db, &queries).await?;
 
-        let prepared = session.prepare(&inputs)?;
-        let mut pending: BTreeMap<usize, Pending> = BTreeMap::new();
-        let mut queries: Vec<(usize, Query)> = Vec::new();
-        for (index, (input, prep)) in inputs.iter().zip(prepared).enumerate() {
+        let (first, last) = (recs[0].ordinal, recs[recs.len() - 1].ordinal);
+        let model = self.desc.name.clone();
+        let write_err = move |source| Error::Write { model: model.clone(), first, last, source };
+        let mut tx = db.begin().await?;
+        let (answered, found) = self.answer(&mut tx, pending, queries).await.map_err(&write_err)?;
+        let decided = self.session.resolve(answered).await?;
+        let decisions = self.decide(&recs, &found, decided)?;
+        let written = self.write(&mut tx, &recs, decisions).await.map_err(|e| match e {
+            Error::Db(source) => write_err(source),
+            e => e,
+        })?;
+        tx.commit().await.map_err(&write_err)?;
+        self.book(written);
+        Ok(())
+    }
+
+    /// The records of the batch still to import, as the plugin gets them;
+    /// counts the others.
+    fn inputs(&mut self, decoded: &mut Decoded) -> (Vec<Rec>, Vec<InputRecord>) {
+        let mut recs = Vec::with_capacity(decoded.records.len());
+        let mut inputs = Vec::with_capacity(decoded.records.len());
+        for (ordinal, old_pk, read) in &mut decoded.records {
+            let (ordinal, old_pk) = (*ordinal, *old_pk);
+            if self.done.contains_key(&chunk_start(ordinal)) {
+                self.stats.resumed += 1;
+                continue;
+            }
+            match read {
+                Read::Resumed => self.stats.resumed += 1,
+                Read::Filtered => self.stats.skipped += 1,
+                Read::Dropped => self.stats.dropped += 1,
+                // A retry after a lost race needs the values again.
+                Read::Ready { values, refs } => {
+                    recs.push(Rec { ordinal, old_pk });
+                    inputs.push(InputRecord { ordinal, old_pk, values: values.clone(), refs: refs.clone() });
+                }
+            }
+        }
+        (recs, inputs)
+    }
+
+    /// Checks what `prepare` returned: the ready records and their questions.
+    fn questions(
+        &mut self,
+        recs: &[Rec],
+        prepared: Vec<Prepared>,
+    ) -> Result<Questions> {
+        let mut pending = BTreeMap::new();
+        let mut queries = Vec::new();
+        for (index, (rec, prep)) in recs.iter().zip(prepared).enumerate() {
             match prep {
                 Prepared::Skip(_) => self.stats.skipped += 1,
-                Prepared::Invalid(errors) => return Err(self.invalid(input, errors)),
+                Prepared::Invalid(errors) => return Err(self.invalid(rec, errors)),
                 Prepared::Ready { scope, queries: qs } => {
-                    let scope = self.record_scope(scope, input)?;
-                    if !self.opts.scope.accepts(scope) {
+                    let scope = self.record_scope(scope, rec)?;
+                    if !self.state.opts.scope.accepts(scope) {
                         self.stats.skipped += 1;
                         continue;
                     }
                     for q in qs {
-                        self.check_query(&q, input)?;
+                        self.check_query(&q, rec)?;
                         queries.push((index, q));
                     }
-                    pending.insert(index, Pending { ordinal: input.ordinal, old_pk: input.old_pk, answers: Vec::new() });
+                    pending.insert(index, Pending { answers: Vec::new() });
                 }
             }
         }
-        if pending.is_empty() {
-            // The plugin still expects its `resolve` call after `prepare`.
-            session.resolve(&[])?;
-            return Ok(());
-        }
+        Ok((pending, queries))
+    }
 
-        let first = inputs[0].ordinal;
-        let last = inputs[inputs.len() - 1].ordinal;
-        let write_err = |source| Error::Write { model: model.clone(), first, last, source };
-        let mut tx = db.begin().await?;
-        for (index, answer) in self.answer(&mut tx, &queries).await.map_err(write_err)? {
-            if let Some(p) = pending.get_mut(&index) {
-                p.answers.push(answer);
+    /// Makes sure an index serves every kind of question of the batch,
+    /// once per import, outside the batch's transaction.
+    async fn ensure_indexes(&mut self, db: &mut Db, queries: &[(usize, Query)]) -> Result<()> {
+        for (_, q) in queries {
+            let (model, lookup) = self.lookup(q)?;
+            let key = (model.clone(), lookup);
+            if self.state.indexed.contains(&key) {
+                continue;
+            }
+            let desc =
+                self.state.registry.desc(&key.0).ok_or_else(|| Error::Internal(format!("no model {}", key.0)))?;
+            db.ensure_index(desc, &key.1).await?;
+            self.state.indexed.insert(key);
+        }
+        Ok(())
+    }
+
+    /// The model a question is about and the index it needs.
+    fn lookup<'q>(&self, q: &'q Query) -> Result<(&'q ModelName, db::Lookup)> {
+        let no_column = |model: &ModelName, column: &str| Error::Internal(format!("no column {model}.{column}"));
+        match q {
+            Query::Find { model, columns, .. } => {
+                let desc =
+                    self.state.registry.desc(model).ok_or_else(|| Error::Internal(format!("no model {model}")))?;
+                let cols = columns
+                    .iter()
+                    .map(|c| desc.column_index(c).ok_or_else(|| no_column(model, c)))
+                    .collect::<Result<_>>()?;
+                Ok((model, db::Lookup::Equal(cols)))
+            }
+            Query::Taken { model, column, .. } => {
+                let desc =
+                    self.state.registry.desc(model).ok_or_else(|| Error::Internal(format!("no model {model}")))?;
+                Ok((model, db::Lookup::Folded(desc.column_index(column).ok_or_else(|| no_column(model, column))?)))
             }
         }
-        let answered: Vec<Answered> = pending.iter().map(|(&index, p)| Answered { index, answers: p.answers.clone() }).collect();
-        let decided = session.resolve(&answered)?;
+    }
 
-        let mut outcomes: Vec<(usize, Outcome)> = Vec::with_capacity(decided.len());
-        let mut derived_rows: Vec<(usize, plugin::DerivedRow)> = Vec::new();
+    /// Answers all questions of a batch with one statement per kind of
+    /// question; returns the answers for `resolve` and, per record, the pks
+    /// they named (the only rows it may reuse or overwrite).
+    async fn answer(
+        &self,
+        tx: &mut db::Tx<'_>,
+        mut pending: BTreeMap<usize, Pending>,
+        queries: Vec<(usize, Query)>,
+    ) -> db::Result<(Vec<Answered>, HashMap<usize, Vec<Pk>>)> {
+        let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
+        let mut takens: BTreeMap<(ModelName, usize), Vec<usize>> = BTreeMap::new();
+        for (n, (_, q)) in queries.iter().enumerate() {
+            match self.lookup(q).map_err(|e| db::Error::Corrupt(e.to_string()))? {
+                (model, db::Lookup::Equal(cols)) => finds.entry((model.clone(), cols)).or_default().push(n),
+                (model, db::Lookup::Folded(col)) => takens.entry((model.clone(), col)).or_default().push(n),
+            }
+        }
+        let mut answers: Vec<Option<Answer>> = vec![None; queries.len()];
+        for ((model, cols), ns) in finds {
+            let desc =
+                self.state.registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
+            let keys: Vec<&[Value]> = ns
+                .iter()
+                .map(|&n| match &queries[n].1 {
+                    Query::Find { values, .. } => values.as_slice(),
+                    Query::Taken { .. } => &[],
+                })
+                .collect();
+            for (n, pk) in ns.iter().zip(tx.find(desc, &cols, &keys).await?) {
+                answers[*n] = Some(Answer::Found(pk));
+            }
+        }
+        for ((model, col), ns) in takens {
+            let desc =
+                self.state.registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
+            let bases: Vec<&str> = ns
+                .iter()
+                .map(|&n| match &queries[n].1 {
+                    Query::Taken { base, .. } => base.as_str(),
+                    Query::Find { .. } => "",
+                })
+                .collect();
+            for (n, found) in ns.iter().zip(tx.taken(desc, col, &bases).await?) {
+                answers[*n] = Some(Answer::Taken(found));
+            }
+        }
+        for ((index, _), answer) in queries.iter().zip(answers) {
+            if let (Some(p), Some(a)) = (pending.get_mut(index), answer) {
+                p.answers.push(a);
+            }
+        }
+        let mut found = HashMap::new();
+        let answered = pending
+            .into_iter()
+            .map(|(index, p)| {
+                let pks: Vec<Pk> = p
+                    .answers
+                    .iter()
+                    .filter_map(|a| if let Answer::Found(Some(pk)) = a { Some(*pk) } else { None })
+                    .collect();
+                found.insert(index, pks);
+                Answered { index, answers: p.answers }
+            })
+            .collect();
+        Ok((answered, found))
+    }
+
+    /// Checks every decision of `resolve`; counts skips.
+    fn decide(
+        &mut self,
+        recs: &[Rec],
+        found: &HashMap<usize, Vec<Pk>>,
+        decided: Vec<plugin::Decided>,
+    ) -> Result<Decisions> {
+        let mut outcomes = Vec::with_capacity(decided.len());
+        let mut derived = Vec::new();
         for d in decided {
-            let Some(p) = pending.get(&d.index) else { continue };
-            derived_rows.extend(d.derived.into_iter().map(|r| (d.index, r)));
-            let input = &inputs[d.index];
+            let Some(known) = found.get(&d.index) else {
+                continue;
+            };
+            let rec = &recs[d.index];
+            derived.extend(d.derived.into_iter().map(|r| (d.index, r)));
             let outcome = match d.decision {
                 Decision::Skip(_) => {
                     self.stats.skipped += 1;
                     continue;
                 }
-                Decision::Invalid(errors) => return Err(self.invalid(input, errors)),
+                Decision::Invalid(errors) => return Err(self.invalid(rec, errors)),
                 Decision::Insert { mut values, pk } => {
-                    self.check_row(input, &mut values)?;
+                    self.check_row(rec, &mut values)?;
                     Outcome::Insert { values, pk }
                 }
                 Decision::Reuse(pk) => {
-                    self.check_known_pk(p, pk)?;
+                    self.check_known_pk(rec, known, pk)?;
                     Outcome::Existing(pk)
                 }
                 Decision::Overwrite { pk, mut values } => {
-                    self.check_known_pk(p, pk)?;
-                    self.check_row(input, &mut values)?;
+                    self.check_known_pk(rec, known, pk)?;
+                    self.check_row(rec, &mut values)?;
                     Outcome::Overwrite { pk, values }
                 }
             };
             outcomes.push((d.index, outcome));
         }
+        Ok(Decisions { outcomes, derived })
+    }
 
-        // Write: fresh pks for inserts that do not keep theirs, then rows.
+    /// Writes rows, overwrites, derived rows and chunks in `tx`.
+    async fn write(&self, tx: &mut db::Tx<'_>, recs: &[Rec], decisions: Decisions) -> Result<Written> {
+        let Decisions { outcomes, derived } = decisions;
+        let new_pks = self.insert_rows(tx, &outcomes).await?;
+        for (_, o) in &outcomes {
+            if let Outcome::Overwrite { pk, values } = o {
+                tx.update(self.desc, *pk, values).await?;
+            }
+        }
+        let derived = self.derived_rows(derived, recs, &outcomes, &new_pks)?;
+        let mut derived_written = Vec::with_capacity(derived.len());
+        for (desc, rows) in &derived {
+            let pks = tx.reserve_pks(desc, rows.len()).await?;
+            let rows: Vec<NewRow> = pks.iter().zip(rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
+            tx.insert(desc, &rows).await?;
+            derived_written.push((desc.name.clone(), pks));
+        }
+        let mappings = self.mappings(&outcomes, &new_pks);
+        tx.insert_chunks(&self.chunks(recs, &outcomes, &mappings)).await?;
+        let mappings = outcomes.iter().zip(mappings).map(|((index, _), m)| (recs[*index].old_pk, m)).collect();
+        Ok(Written { mappings, derived: derived_written })
+    }
+
+    /// Inserts the batch's new rows, with fresh pks where the plugin kept
+    /// none; returns each inserted record's pk by batch index.
+    async fn insert_rows(&self, tx: &mut db::Tx<'_>, outcomes: &[(usize, Outcome)]) -> Result<HashMap<usize, Pk>> {
         let fresh = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Insert { pk: None, .. })).count();
-        let mut reserved = tx.reserve_pks(self.desc, fresh).await.map_err(write_err)?.into_iter();
+        let mut reserved = tx.reserve_pks(self.desc, fresh).await?.into_iter();
         let mut explicit = false;
-        let mut new_pks = HashMap::new();
-        for (index, outcome) in &outcomes {
-            if let Outcome::Insert { pk, .. } = outcome {
+        let mut new_pks = HashMap::with_capacity(outcomes.len());
+        let mut rows = Vec::with_capacity(outcomes.len());
+        for (index, outcome) in outcomes {
+            if let Outcome::Insert { pk, values } = outcome {
                 let new = match pk {
                     Some(p) => {
                         explicit = true;
                         *p
                     }
-                    None => reserved.next().ok_or_else(|| write_err(db::Error::Corrupt("too few pks reserved".into())))?,
+                    None => reserved.next().ok_or_else(|| db::Error::Corrupt("too few pks reserved".into()))?,
                 };
                 new_pks.insert(*index, new);
+                rows.push(NewRow { pk: new, values });
             }
         }
-        let rows: Vec<NewRow> = outcomes
-            .iter()
-            .filter_map(|(index, o)| match o {
-                Outcome::Insert { values, .. } => Some(NewRow { pk: new_pks[index], values }),
-                _ => None,
-            })
-            .collect();
-        tx.insert(self.desc, &rows).await.map_err(write_err)?;
-        for (_, o) in &outcomes {
-            if let Outcome::Overwrite { pk, values } = o {
-                tx.update(self.desc, *pk, values).await.map_err(write_err)?;
-            }
-        }
+        tx.insert(self.desc, &rows).await?;
         if explicit {
-            tx.sync_sequence(self.desc).await.map_err(write_err)?;
+            tx.sync_sequence(self.desc).await?;
         }
-        let derived = self.derived_rows(derived_rows, &outcomes, &new_pks, &inputs)?;
-        let mut derived_counts = Vec::with_capacity(derived.len());
-        let mut derived_written = Vec::with_capacity(derived.len());
-        for (desc, rows) in &derived {
-            let pks = tx.reserve_pks(desc, rows.len()).await.map_err(write_err)?;
-            let rows: Vec<NewRow> = pks.iter().zip(rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
-            tx.insert(desc, &rows).await.map_err(write_err)?;
-            derived_counts.push((desc.name.to_string(), rows.len() as u64));
-            derived_written.push((desc.name.clone(), pks));
-        }
-        drop(derived);
+        Ok(new_pks)
+    }
 
-        // Bookkeeping: mappings and one chunk per run of CHUNK_SIZE ordinals.
+    /// Each outcome's mapping, in the order of `outcomes`.
+    fn mappings(&self, outcomes: &[(usize, Outcome)], new_pks: &HashMap<usize, Pk>) -> Vec<Mapping> {
         let slug_col = self.desc.slug_column();
-        let mut mappings = Vec::with_capacity(outcomes.len());
-        let mut chunks: BTreeMap<i64, Chunk> = BTreeMap::new();
-        for (index, o) in &outcomes {
-            let p = &pending[index];
-            let slug = |values: &[Value]| slug_col.and_then(|c| values[c].as_text().map(str::to_string));
-            let mapping = match o {
-                Outcome::Insert { values, .. } => Mapping { new_pk: new_pks[index], kind: ImportKind::Inserted, slug: slug(values) },
+        let slug = |values: &[Value]| slug_col.and_then(|c| values[c].as_text().map(str::to_string));
+        outcomes
+            .iter()
+            .map(|(index, o)| match o {
+                Outcome::Insert { values, .. } => {
+                    Mapping { new_pk: new_pks[index], kind: ImportKind::Inserted, slug: slug(values) }
+                }
                 Outcome::Existing(pk) => Mapping { new_pk: *pk, kind: ImportKind::Existing, slug: None },
                 // Filling in a row this import derived (Sentry's signal-made
                 // primary UserEmail) is how Sentry inserts: it reports it so.
                 Outcome::Overwrite { pk, values } => {
-                    let derived_here = self.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(*pk));
+                    let derived_here = self.state.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(*pk));
                     let kind = if derived_here { ImportKind::Inserted } else { ImportKind::Overwrite };
                     Mapping { new_pk: *pk, kind, slug: slug(values) }
                 }
-            };
-            let start = ((p.ordinal - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64;
+            })
+            .collect()
+    }
+
+    /// One chunk per run of [`CHUNK_SIZE`] ordinals that holds a mapped record.
+    fn chunks(&self, recs: &[Rec], outcomes: &[(usize, Outcome)], mappings: &[Mapping]) -> Vec<Chunk> {
+        let mut chunks: BTreeMap<i64, Chunk> = BTreeMap::new();
+        for ((index, _), mapping) in outcomes.iter().zip(mappings) {
+            let rec = recs[*index];
+            let start = chunk_start(rec.ordinal);
             let chunk = chunks.entry(start).or_insert_with(|| Chunk {
                 silo: self.desc.silo,
-                import_uuid: self.opts.import_uuid.clone(),
+                import_uuid: self.state.opts.import_uuid,
                 model: self.desc.name.clone(),
                 min_ordinal: start,
                 max_ordinal: start - 1,
-                min_source_pk: p.old_pk,
-                max_source_pk: p.old_pk,
+                min_source_pk: rec.old_pk,
+                max_source_pk: rec.old_pk,
                 min_inserted_pk: None,
                 max_inserted_pk: None,
                 inserted_map: BTreeMap::new(),
@@ -596,47 +950,46 @@ impl ModelRun<'_> {
                 inserted_identifiers: BTreeMap::new(),
             });
             chunk.max_ordinal += 1;
-            chunk.max_source_pk = chunk.max_source_pk.max(p.old_pk);
+            chunk.max_source_pk = chunk.max_source_pk.max(rec.old_pk);
             match mapping.kind {
                 ImportKind::Inserted => {
-                    chunk.inserted_map.insert(p.old_pk, mapping.new_pk);
-                    chunk.min_inserted_pk = Some(chunk.min_inserted_pk.map_or(mapping.new_pk, |m| m.min(mapping.new_pk)));
-                    chunk.max_inserted_pk = Some(chunk.max_inserted_pk.map_or(mapping.new_pk, |m| m.max(mapping.new_pk)));
+                    chunk.inserted_map.insert(rec.old_pk, mapping.new_pk);
+                    chunk.min_inserted_pk =
+                        Some(chunk.min_inserted_pk.map_or(mapping.new_pk, |m| m.min(mapping.new_pk)));
+                    chunk.max_inserted_pk =
+                        Some(chunk.max_inserted_pk.map_or(mapping.new_pk, |m| m.max(mapping.new_pk)));
                     if let Some(s) = &mapping.slug {
-                        chunk.inserted_identifiers.insert(p.old_pk, s.clone());
+                        chunk.inserted_identifiers.insert(rec.old_pk, s.clone());
                     }
                 }
                 ImportKind::Existing => {
-                    chunk.existing_map.insert(p.old_pk, mapping.new_pk);
+                    chunk.existing_map.insert(rec.old_pk, mapping.new_pk);
                 }
                 ImportKind::Overwrite => {
-                    chunk.overwrite_map.insert(p.old_pk, mapping.new_pk);
+                    chunk.overwrite_map.insert(rec.old_pk, mapping.new_pk);
                 }
             }
-            mappings.push((p.old_pk, mapping));
         }
-        let chunks: Vec<Chunk> = chunks.into_values().collect();
-        tx.insert_chunks(&chunks).await.map_err(write_err)?;
-        tx.commit().await.map_err(write_err)?;
+        chunks.into_values().collect()
+    }
 
-        for (model, count) in derived_counts {
-            *self.derived.entry(model).or_default() += count;
-        }
-        for (model, pks) in derived_written {
-            let ranges = self.derived_pks.entry(model).or_default();
+    /// After the commit: counts, derived pks and the pk map.
+    fn book(&mut self, written: Written) {
+        for (model, pks) in written.derived {
+            *self.state.derived.entry(model.to_string()).or_default() += pks.len() as u64;
+            let ranges = self.state.derived_pks.entry(model).or_default();
             for pk in pks {
                 ranges.insert(pk);
             }
         }
-        for (old, mapping) in mappings {
+        for (old, mapping) in written.mappings {
             match mapping.kind {
                 ImportKind::Inserted => self.stats.inserted += 1,
                 ImportKind::Existing => self.stats.existing += 1,
                 ImportKind::Overwrite => self.stats.overwritten += 1,
             }
-            self.pkmap.insert(&self.desc.name, old, mapping);
+            self.state.pkmap.insert(&self.desc.name, old, mapping);
         }
-        Ok(())
     }
 
     /// Checks the rows plugins derived and fills in their parent's pk;
@@ -644,50 +997,79 @@ impl ModelRun<'_> {
     fn derived_rows(
         &self,
         rows: Vec<(usize, plugin::DerivedRow)>,
+        recs: &[Rec],
         outcomes: &[(usize, Outcome)],
         new_pks: &HashMap<usize, Pk>,
-        inputs: &[InputRecord],
-    ) -> Result<Vec<(&ModelDesc, Vec<Vec<Value>>)>> {
+    ) -> Result<Vec<DerivedGroup<'_>>> {
+        let parents: HashMap<usize, Pk> = outcomes
+            .iter()
+            .map(|(i, o)| match o {
+                Outcome::Insert { .. } => (*i, new_pks.get(i).copied().unwrap_or_default()),
+                Outcome::Existing(pk) | Outcome::Overwrite { pk, .. } => (*i, *pk),
+            })
+            .collect();
         let mut grouped: BTreeMap<ModelName, (&ModelDesc, Vec<Vec<Value>>)> = BTreeMap::new();
         for (index, row) in rows {
-            let input = &inputs[index];
-            let Some(desc) = self.registry.desc(&row.model) else {
-                return Err(self.contract(input, format!("derived a row of {}, which no plugin describes", row.model)));
+            let rec = &recs[index];
+            let Some(desc) = self.state.registry.desc(&row.model) else {
+                return Err(self.contract(rec, format!("derived a row of {}, which no plugin describes", row.model)));
             };
-            let parent_pk = outcomes.iter().find(|(i, _)| *i == index).map(|(_, o)| match o {
-                Outcome::Insert { .. } => new_pks.get(&index).copied().unwrap_or_default(),
-                Outcome::Existing(pk) | Outcome::Overwrite { pk, .. } => *pk,
-            });
+            let parent_pk = parents.get(&index).copied();
             let mut values = row.values;
             if values.len() != desc.columns.len() {
-                return Err(self.contract(input, format!("derived a {} row of {} values for {} columns", desc.name, values.len(), desc.columns.len())));
+                return Err(self.contract(
+                    rec,
+                    format!(
+                        "derived a {} row of {} values for {} columns",
+                        desc.name,
+                        values.len(),
+                        desc.columns.len()
+                    ),
+                ));
             }
             if let Some(field) = &row.parent_field {
                 let column = desc.column_index(field);
-                let is_parent_fk = column.is_some_and(|c| desc.foreign_keys.iter().any(|fk| fk.column == c && fk.target == self.desc.name));
+                let is_parent_fk = column
+                    .is_some_and(|c| desc.foreign_keys.iter().any(|fk| fk.column == c && fk.target == self.desc.name));
                 match (column, parent_pk) {
                     (Some(c), Some(pk)) if is_parent_fk => values[c] = Value::Integer(pk),
                     _ => {
                         return Err(self.contract(
-                            input,
-                            format!("derived a {} row whose parent field `{field}` is no foreign key to {}", desc.name, self.desc.name),
+                            rec,
+                            format!(
+                                "derived a {} row whose parent field `{field}` is no foreign key to {}",
+                                desc.name, self.desc.name
+                            ),
                         ));
                     }
                 }
             }
             match record::check_values(desc, &mut values) {
                 Ok(()) => {}
-                Err(Problem::Contract(m)) => return Err(self.contract(input, format!("derived {} row: {m}", desc.name))),
+                Err(Problem::Contract(m)) => {
+                    return Err(self.contract(rec, format!("derived {} row: {m}", desc.name)));
+                }
                 Err(Problem::Invalid(errors)) => {
-                    return Err(self.contract(input, format!("derived {} row: {}", desc.name, join(&errors))));
+                    return Err(self.contract(rec, format!("derived {} row: {}", desc.name, join(&errors))));
                 }
             }
             for fk in &desc.foreign_keys {
-                let Value::Integer(pk) = values[fk.column] else { continue };
+                let Value::Integer(pk) = values[fk.column] else {
+                    continue;
+                };
                 let is_parent = row.parent_field.as_deref() == Some(desc.columns[fk.column].field.as_str());
-                if !is_parent && self.registry.desc(&fk.target).is_some() && !self.pkmap.is_mapped_target(&fk.target, pk) {
+                if !is_parent
+                    && self.state.registry.desc(&fk.target).is_some()
+                    && !self.state.pkmap.is_mapped_target(&fk.target, pk)
+                {
                     let field = &desc.columns[fk.column].field;
-                    return Err(self.contract(input, format!("derived a {} row whose `{field}` is {pk}, no {} this import mapped", desc.name, fk.target)));
+                    return Err(self.contract(
+                        rec,
+                        format!(
+                            "derived a {} row whose `{field}` is {pk}, no {} this import mapped",
+                            desc.name, fk.target
+                        ),
+                    ));
                 }
             }
             grouped.entry(desc.name.clone()).or_insert_with(|| (desc, Vec::new())).1.push(values);
@@ -695,69 +1077,34 @@ impl ModelRun<'_> {
         Ok(grouped.into_values().collect())
     }
 
-    fn passes_filter(&self, pk: Pk, values: &[Value]) -> bool {
-        let Some(filter) = self.filter else { return true };
-        let value = if filter.field == "pk" {
-            FilterValue::Pk(pk)
-        } else {
-            match self.desc.column_index(&filter.field).map(|c| &values[c]) {
-                Some(Value::Text(s)) => FilterValue::Text(s.clone()),
-                Some(Value::Integer(i)) => FilterValue::Pk(*i),
-                _ => return false,
-            }
-        };
-        filter.values.contains(&value)
-    }
-
-    /// Rewrites foreign keys to new pks. `None` drops the record: a required
-    /// target was not imported (spec §4.3).
-    fn remap(&self, values: &mut [Value]) -> Option<Vec<MappedRef>> {
-        let mut refs = Vec::new();
-        for fk in &self.desc.foreign_keys {
-            let Value::Integer(old) = values[fk.column] else { continue };
-            // A self-reference is not remapped, as in Sentry.
-            if fk.target == self.desc.name {
-                continue;
-            }
-            match self.pkmap.get(&fk.target, old) {
-                Some(m) => {
-                    values[fk.column] = Value::Integer(m.new_pk);
-                    refs.push(MappedRef { column: fk.column, old_pk: old, kind: m.kind });
-                }
-                None => match fk.on_missing {
-                    crate::model::OnMissing::SetNull => values[fk.column] = Value::Null,
-                    crate::model::OnMissing::Drop => return None,
-                },
-            }
-        }
-        Some(refs)
-    }
-
-    fn record_scope(&self, scope: Option<Scope>, input: &InputRecord) -> Result<Scope> {
+    fn record_scope(&self, scope: Option<Scope>, rec: &Rec) -> Result<Scope> {
         match (scope, self.desc.scopes.as_slice()) {
             (Some(s), scopes) if scopes.contains(&s) => Ok(s),
             (None, [only]) => Ok(*only),
-            (Some(s), _) => Err(self.contract(input, format!("gave scope {s:?}, which the model does not have"))),
-            (None, _) => Err(self.contract(input, "did not say which of the model's scopes the record is in".into())),
+            (Some(s), _) => Err(self.contract(rec, format!("gave scope {s:?}, which the model does not have"))),
+            (None, _) => Err(self.contract(rec, "did not say which of the model's scopes the record is in".into())),
         }
     }
 
-    fn check_query(&self, q: &Query, input: &InputRecord) -> Result<()> {
+    fn check_query(&self, q: &Query, rec: &Rec) -> Result<()> {
         let (target, columns): (&ModelName, Vec<&str>) = match q {
             Query::Find { model, columns, values } => {
                 if columns.is_empty() || columns.len() != values.len() {
-                    return Err(self.contract(input, format!("asked a find on {model} with {} columns and {} values", columns.len(), values.len())));
+                    return Err(self.contract(
+                        rec,
+                        format!("asked a find on {model} with {} columns and {} values", columns.len(), values.len()),
+                    ));
                 }
                 (model, columns.iter().map(String::as_str).collect())
             }
             Query::Taken { model, column, .. } => (model, vec![column.as_str()]),
         };
-        let Some(desc) = self.registry.desc(target) else {
-            return Err(self.contract(input, format!("asked about {target}, which no plugin describes")));
+        let Some(desc) = self.state.registry.desc(target) else {
+            return Err(self.contract(rec, format!("asked about {target}, which no plugin describes")));
         };
         for (n, name) in columns.iter().enumerate() {
             let Some(c) = desc.column_index(name) else {
-                return Err(self.contract(input, format!("asked about {target}.{name}, which is not a column")));
+                return Err(self.contract(rec, format!("asked about {target}.{name}, which is not a column")));
             };
             let kind = desc.columns[c].kind;
             let fits = match q {
@@ -765,110 +1112,58 @@ impl ModelRun<'_> {
                 Query::Taken { .. } => kind == ColumnKind::Text,
             };
             if !fits {
-                return Err(self.contract(input, format!("asked about {target}.{name} with a value of the wrong kind")));
+                return Err(self.contract(rec, format!("asked about {target}.{name} with a value of the wrong kind")));
             }
         }
         Ok(())
     }
 
-    /// Answers all queries of a batch with one statement per kind of query.
-    async fn answer(&self, tx: &mut db::Tx<'_>, queries: &[(usize, Query)]) -> db::Result<Vec<(usize, Answer)>> {
-        let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
-        let mut takens: BTreeMap<(ModelName, usize), Vec<usize>> = BTreeMap::new();
-        for (n, (_, q)) in queries.iter().enumerate() {
-            match q {
-                Query::Find { model, columns, .. } => {
-                    let desc = self.registry.desc(model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
-                    let cols = columns.iter().filter_map(|c| desc.column_index(c)).collect();
-                    finds.entry((model.clone(), cols)).or_default().push(n);
-                }
-                Query::Taken { model, column, .. } => {
-                    let desc = self.registry.desc(model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
-                    let col = desc.column_index(column).ok_or_else(|| db::Error::Corrupt(format!("no column {column}")))?;
-                    takens.entry((model.clone(), col)).or_default().push(n);
-                }
-            }
-        }
-        let mut answers: Vec<Option<Answer>> = vec![None; queries.len()];
-        for ((model, cols), ns) in finds {
-            let desc = self.registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
-            let keys: Vec<Vec<Value>> = ns
-                .iter()
-                .map(|&n| match &queries[n].1 {
-                    Query::Find { values, .. } => values.clone(),
-                    Query::Taken { .. } => Vec::new(),
-                })
-                .collect();
-            for (n, pk) in ns.iter().zip(tx.find(desc, &cols, &keys).await?) {
-                answers[*n] = Some(Answer::Found(pk));
-            }
-        }
-        for ((model, col), ns) in takens {
-            let desc = self.registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
-            let bases: Vec<String> = ns
-                .iter()
-                .map(|&n| match &queries[n].1 {
-                    Query::Taken { base, .. } => base.clone(),
-                    Query::Find { .. } => String::new(),
-                })
-                .collect();
-            for (n, found) in ns.iter().zip(tx.taken(desc, col, &bases).await?) {
-                answers[*n] = Some(Answer::Taken(found));
-            }
-        }
-        Ok(queries.iter().zip(answers).filter_map(|((index, _), a)| a.map(|a| (*index, a))).collect())
-    }
-
     /// A decision's values: right shape, and foreign keys only to rows this
     /// import mapped (or null where allowed).
-    fn check_row(&self, input: &InputRecord, values: &mut [Value]) -> Result<()> {
+    fn check_row(&self, rec: &Rec, values: &mut [Value]) -> Result<()> {
         match record::check_values(self.desc, values) {
             Ok(()) => {}
-            Err(Problem::Contract(message)) => return Err(self.contract(input, message)),
-            Err(Problem::Invalid(errors)) => return Err(self.invalid(input, errors)),
+            Err(Problem::Contract(message)) => return Err(self.contract(rec, message)),
+            Err(Problem::Invalid(errors)) => return Err(self.invalid(rec, errors)),
         }
         for fk in &self.desc.foreign_keys {
-            if fk.target == self.desc.name || self.registry.desc(&fk.target).is_none() {
+            if fk.target == self.desc.name || self.state.registry.desc(&fk.target).is_none() {
                 continue;
             }
-            if let Value::Integer(pk) = values[fk.column] {
-                if !self.pkmap.is_mapped_target(&fk.target, pk) {
-                    let field = &self.desc.columns[fk.column].field;
-                    return Err(self.contract(input, format!("set `{field}` to {pk}, which is no {} this import mapped", fk.target)));
-                }
+            if let Value::Integer(pk) = values[fk.column]
+                && !self.state.pkmap.is_mapped_target(&fk.target, pk)
+            {
+                let field = &self.desc.columns[fk.column].field;
+                return Err(
+                    self.contract(rec, format!("set `{field}` to {pk}, which is no {} this import mapped", fk.target))
+                );
             }
         }
         Ok(())
     }
 
     /// A plugin may only reuse or overwrite a row the host told it about.
-    fn check_known_pk(&self, p: &Pending, pk: Pk) -> Result<()> {
-        if p.answers.iter().any(|a| *a == Answer::Found(Some(pk))) {
+    fn check_known_pk(&self, rec: &Rec, known: &[Pk], pk: Pk) -> Result<()> {
+        if known.contains(&pk) {
             Ok(())
         } else {
-            Err(Error::Contract {
-                plugin: self.plugin.to_string(),
-                model: self.desc.name.clone(),
-                ordinal: p.ordinal,
-                pk: p.old_pk,
-                message: format!("chose existing row {pk}, which no answer named"),
-            })
+            Err(self.contract(rec, format!("chose existing row {pk}, which no answer named")))
         }
     }
 
-    fn invalid(&self, input: &InputRecord, errors: Vec<FieldError>) -> Error {
-        Error::Invalid { model: self.desc.name.clone(), ordinal: input.ordinal, pk: input.old_pk, errors }
+    fn invalid(&self, rec: &Rec, errors: Vec<FieldError>) -> Error {
+        Error::Invalid { model: self.desc.name.clone(), ordinal: rec.ordinal, pk: rec.old_pk, errors }
     }
 
-    fn contract(&self, input: &InputRecord, message: String) -> Error {
-        Error::Contract { plugin: self.plugin.to_string(), model: self.desc.name.clone(), ordinal: input.ordinal, pk: input.old_pk, message }
+    fn contract(&self, rec: &Rec, message: String) -> Error {
+        Error::Contract {
+            plugin: self.plugin.to_string(),
+            model: self.desc.name.clone(),
+            ordinal: rec.ordinal,
+            pk: rec.old_pk,
+            message,
+        }
     }
-}
-
-/// The first ordinals of the chunks a batch of `len` records from
-/// `first_ordinal` falls into.
-fn chunk_starts(first_ordinal: u64, len: usize) -> BTreeSet<i64> {
-    (first_ordinal..first_ordinal + len as u64).map(|o| ((o - 1) / CHUNK_SIZE as u64 * CHUNK_SIZE as u64 + 1) as i64).collect()
 }
 
 fn value_fits(kind: ColumnKind, value: &Value) -> bool {
@@ -888,11 +1183,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_batch_spans_the_chunks_of_its_ordinals() {
-        assert_eq!(chunk_starts(1, 20), BTreeSet::from([1]));
-        assert_eq!(chunk_starts(1, 21), BTreeSet::from([1, 21]));
-        assert_eq!(chunk_starts(21, 40), BTreeSet::from([21, 41]));
-        assert!(chunk_starts(41, 0).is_empty());
+    fn ordinals_fall_in_chunks_of_twenty() {
+        assert_eq!([1, 20, 21, 40, 41].map(chunk_start), [1, 1, 21, 21, 41]);
     }
 
     #[test]
@@ -901,6 +1193,8 @@ mod tests {
         let unique = || db::Error::UniqueViolation { context: "insert".into(), message: "duplicate key".into() };
         assert!(Error::Write { model: model.clone(), first: 1, last: 20, source: unique() }.is_unique_violation());
         assert!(Error::Db(unique()).is_unique_violation());
-        assert!(!Error::Write { model, first: 1, last: 20, source: db::Error::Corrupt("x".into()) }.is_unique_violation());
+        assert!(
+            !Error::Write { model, first: 1, last: 20, source: db::Error::Corrupt("x".into()) }.is_unique_violation()
+        );
     }
 }

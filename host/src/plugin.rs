@@ -14,7 +14,7 @@ mod runtime;
 mod state;
 mod v1;
 
-pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session};
+pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread};
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.
@@ -140,8 +140,8 @@ pub struct SessionConfig {
     pub model: ModelName,
     pub scope: Scope,
     pub flags: ImportFlags,
-    /// ISO 8601 UTC, the only clock plugins see.
-    pub started_at: String,
+    /// When the import started: the only clock plugins see.
+    pub started_at: chrono::DateTime<chrono::Utc>,
     /// Seeds the session's random bytes together with the model name.
     pub seed: u64,
     pub facts: Arc<dyn Facts>,

@@ -11,4 +11,5 @@ mod errors;
 mod import;
 mod releases;
 mod sandbox;
+mod scale;
 mod scenarios;

@@ -6,8 +6,8 @@ use std::str::FromStr;
 use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 
-use super::{Chunk, Error, NewRow, Result, like_escape, query_error};
-use crate::model::{ColumnKind, ModelDesc, Pk, Silo, Value};
+use super::{Chunk, ChunkParam, Error, NewRow, Result, TakenRange, query_error};
+use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
 
@@ -40,11 +40,45 @@ fn short(sql: &str) -> String {
 
 pub async fn existing_tables(c: &mut PgConnection, tables: &[&str]) -> Result<Vec<String>> {
     let wanted: Vec<String> = tables.iter().map(|t| t.to_string()).collect();
-    sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY($1)")
-        .bind(wanted)
-        .fetch_all(c)
+    sqlx::query_scalar(
+        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() AND tablename = ANY($1)",
+    )
+    .bind(wanted)
+    .fetch_all(c)
+    .await
+    .map_err(query_error("list tables"))
+}
+
+/// The column names of each (non-partial) index of `table`, in index order;
+/// `None` for an expression.
+pub async fn index_columns(c: &mut PgConnection, table: &Ident) -> Result<Vec<Vec<Option<String>>>> {
+    let rows = sqlx::query(
+        "SELECT i.indexrelid::bigint, a.attname::text FROM pg_index i \
+         CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) \
+         LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0 \
+         WHERE i.indrelid = to_regclass($1) AND i.indpred IS NULL ORDER BY 1, k.ord",
+    )
+    .bind(table.as_str())
+    .fetch_all(c)
+    .await
+    .map_err(query_error(format!("list the indexes of {table}")))?;
+    let mut out: Vec<(i64, Vec<Option<String>>)> = Vec::new();
+    for row in rows {
+        let (index, column): (i64, Option<String>) = (row.get(0), row.get(1));
+        match out.last_mut() {
+            Some((last, columns)) if *last == index => columns.push(column),
+            _ => out.push((index, vec![column])),
+        }
+    }
+    Ok(out.into_iter().map(|(_, columns)| columns).collect())
+}
+
+pub async fn relation_exists(c: &mut PgConnection, name: &str) -> Result<bool> {
+    sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(name)
+        .fetch_one(c)
         .await
-        .map_err(query_error("list tables"))
+        .map_err(query_error(format!("look for {name}")))
 }
 
 /// One column of values as a typed array parameter.
@@ -121,10 +155,12 @@ fn bind_scalar(args: &mut PgArguments, kind: ColumnKind, value: &Value) -> Resul
     r.map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })
 }
 
-pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[Vec<Value>]) -> Result<Vec<Option<Pk>>> {
+/// One index probe per key: a `LATERAL` subquery per unnested key, so the
+/// planner cannot pick a hash join that scans the whole table.
+pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[&[Value]]) -> Result<Vec<Option<Pk>>> {
     let mut args = PgArguments::default();
     let mut params = Vec::new();
-    let mut join = Vec::new();
+    let mut conditions = Vec::new();
     for (n, &c) in columns.iter().enumerate() {
         let column = &model.columns[c];
         let mut array = Array::new(column.kind, keys.len());
@@ -133,15 +169,16 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
         }
         array.bind(&mut args)?;
         params.push(format!("${}::{}", n + 1, array_type(column.kind)));
-        join.push(format!("t.{} = u.c{n}{}", column.name.quoted(), cast(column.kind)));
+        conditions.push(format!("t.{} = u.c{n}{}", column.name.quoted(), cast(column.kind)));
     }
     let names: Vec<String> = (0..columns.len()).map(|n| format!("c{n}")).collect();
     let sql = format!(
-        "SELECT u.i, MIN(t.id) FROM UNNEST({}) WITH ORDINALITY AS u({}, i) JOIN {} t ON {} GROUP BY u.i",
+        "SELECT u.i, f.id FROM UNNEST({}) WITH ORDINALITY AS u({}, i) \
+         CROSS JOIN LATERAL (SELECT MIN(t.id) AS id FROM {} t WHERE {}) f WHERE f.id IS NOT NULL",
         params.join(", "),
         names.join(", "),
         model.table,
-        join.join(" AND ")
+        conditions.join(" AND ")
     );
     let rows = sqlx::query_with(AssertSqlSafe(sql), args)
         .fetch_all(&mut **t)
@@ -157,18 +194,21 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
     Ok(out)
 }
 
-pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
+/// The folded values in `[lo, hi)` (byte order) from the folded-column index,
+/// then exactly the base or `base-…`: a bounded range scan per base.
+pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[TakenRange]) -> Result<Vec<Vec<String>>> {
     let col = model.columns[column].name.quoted();
-    let exact: Vec<String> = bases.iter().map(|b| b.to_lowercase()).collect();
-    let prefix: Vec<String> = bases.iter().map(|b| format!("{}-%", like_escape(&b.to_lowercase()))).collect();
+    let folded = format!("{}(t.{col}) COLLATE \"C\"", super::PG_FOLD);
     let sql = format!(
-        "SELECT u.i, t.{col} FROM UNNEST($1::text[], $2::text[]) WITH ORDINALITY AS u(b, p, i) JOIN {} t \
-         ON lower(t.{col}) = u.b OR lower(t.{col}) LIKE u.p ESCAPE '\\'",
-        model.table
+        "SELECT u.i, f.v FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(b, hi, p, i) \
+         CROSS JOIN LATERAL (SELECT t.{col} AS v FROM {table} t WHERE {folded} >= u.b AND {folded} < u.hi \
+         AND ({folded} = u.b OR {folded} LIKE u.p ESCAPE '\\')) f",
+        table = model.table
     );
     let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(exact)
-        .bind(prefix)
+        .bind(bases.iter().map(|b| b.base.clone()).collect::<Vec<_>>())
+        .bind(bases.iter().map(|b| b.upper.clone()).collect::<Vec<_>>())
+        .bind(bases.iter().map(|b| b.pattern.clone()).collect::<Vec<_>>())
         .fetch_all(&mut **t)
         .await
         .map_err(query_error(format!("look up taken {} values", model.name)))?;
@@ -214,38 +254,81 @@ pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
     Ok(())
 }
 
+/// `COPY … FROM STDIN` in text format: PostgreSQL's own bulk-load path.
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
-    let mut args = PgArguments::default();
-    let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
-    args.add(pks).map_err(|e| Error::Query { context: "bind pks".into(), source: sqlx::Error::Encode(e) })?;
-    let mut params = vec!["$1::int8[]".to_string()];
-    let mut select = vec!["u.id".to_string()];
-    let mut names = vec!["id".to_string()];
-    for (n, column) in model.columns.iter().enumerate() {
-        let mut array = Array::new(column.kind, rows.len());
-        for row in rows {
-            array.push(&row.values[n]);
-        }
-        array.bind(&mut args)?;
-        params.push(format!("${}::{}", n + 2, array_type(column.kind)));
-        select.push(format!("u.c{n}{}", cast(column.kind)));
-        names.push(format!("c{n}"));
-    }
     let mut columns = vec!["id".to_string()];
     columns.extend(model.columns.iter().map(|c| c.name.quoted()));
-    let sql = format!(
-        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({})",
-        model.table,
-        columns.join(", "),
-        select.join(", "),
-        params.join(", "),
-        names.join(", ")
-    );
-    sqlx::query_with(AssertSqlSafe(sql), args)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error(format!("insert {} rows", model.name)))?;
+    let statement = format!("COPY {} ({}) FROM STDIN", model.table, columns.join(", "));
+    let context = || format!("insert {} rows", model.name);
+    let mut copy = (**t).copy_in_raw(&statement).await.map_err(query_error(context()))?;
+    let mut buf = String::with_capacity(COPY_BUFFER + 4096);
+    for row in rows {
+        copy_row(&mut buf, model, row);
+        if buf.len() >= COPY_BUFFER {
+            copy.send(std::mem::take(&mut buf).into_bytes()).await.map_err(query_error(context()))?;
+            buf.reserve(COPY_BUFFER + 4096);
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf.into_bytes()).await.map_err(query_error(context()))?;
+    }
+    copy.finish().await.map_err(query_error(context()))?;
     Ok(())
+}
+
+/// Bytes of COPY data sent per message.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// One row of `COPY` text format: tab-separated, `\N` for NULL. A value
+/// whose kind does not fit its column (the engine checked them all) is NULL,
+/// as with the other statements.
+fn copy_row(buf: &mut String, model: &ModelDesc, row: &NewRow<'_>) {
+    use std::fmt::Write as _;
+    let _ = write!(buf, "{}", row.pk);
+    for (column, value) in model.columns.iter().zip(row.values) {
+        buf.push('\t');
+        match (column.kind, value) {
+            (ColumnKind::Integer, Value::Integer(i)) => {
+                let _ = write!(buf, "{i}");
+            }
+            (ColumnKind::Float, Value::Float(f)) => copy_float(buf, *f),
+            (ColumnKind::Float, Value::Integer(i)) => {
+                let _ = write!(buf, "{i}");
+            }
+            (ColumnKind::Boolean, Value::Boolean(b)) => buf.push(if *b { 't' } else { 'f' }),
+            (ColumnKind::Text | ColumnKind::Datetime | ColumnKind::Json, Value::Text(s) | Value::Json(s)) => {
+                copy_text(buf, s)
+            }
+            _ => buf.push_str("\\N"),
+        }
+    }
+    buf.push('\n');
+}
+
+fn copy_float(buf: &mut String, f: f64) {
+    use std::fmt::Write as _;
+    if f.is_nan() {
+        buf.push_str("NaN");
+    } else if f.is_infinite() {
+        buf.push_str(if f > 0.0 { "Infinity" } else { "-Infinity" });
+    } else {
+        // `{:?}` is the shortest text that reads back as the same f64.
+        let _ = write!(buf, "{f:?}");
+    }
+}
+
+/// Escapes what COPY's text format gives a meaning: backslash and the row
+/// and column separators.
+fn copy_text(buf: &mut String, s: &str) {
+    for c in s.chars() {
+        match c {
+            '\\' => buf.push_str("\\\\"),
+            '\t' => buf.push_str("\\t"),
+            '\n' => buf.push_str("\\n"),
+            '\r' => buf.push_str("\\r"),
+            c => buf.push(c),
+        }
+    }
 }
 
 pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
@@ -265,25 +348,36 @@ pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value])
     Ok(())
 }
 
-pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> Result<()> {
-    let sql = super::chunk_insert(table, |n| match n {
-        1 => "$1::uuid".to_string(),
-        9..=12 => format!("${n}::jsonb"),
-        13 => "$13::timestamptz".to_string(),
-        n => format!("${n}"),
+pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: &str) -> Result<()> {
+    let Some(first) = chunks.first() else {
+        return Ok(());
+    };
+    let sql = super::chunk_insert(table, chunks.len(), |n, kind| match kind {
+        ChunkParam::Uuid => format!("${n}::uuid"),
+        ChunkParam::Json => format!("${n}::jsonb"),
+        ChunkParam::Time => format!("${n}::timestamptz"),
+        ChunkParam::Plain => format!("${n}"),
     });
-    super::bind_chunk!(sqlx::query(AssertSqlSafe(sql)), c, now)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error(format!("record the import chunk of {} at ordinal {}", c.model, c.min_ordinal)))?;
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+    for c in chunks {
+        query = super::bind_chunk!(query, c);
+    }
+    query.execute(&mut **t).await.map_err(query_error(format!(
+        "record the import chunks of {} from ordinal {}",
+        first.model, first.min_ordinal
+    )))?;
     Ok(())
 }
 
-pub async fn load_chunks(c: &mut PgConnection, uuid: &str) -> Result<Vec<Chunk>> {
+pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
         let sql = super::chunk_select(table, "::text", "$1::uuid");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(uuid).fetch_all(&mut *c).await.map_err(query_error("read import chunks"))?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(uuid.hyphenated().to_string())
+            .fetch_all(&mut *c)
+            .await
+            .map_err(query_error("read import chunks"))?;
         for row in &rows {
             out.push(super::chunk_from_row(row, silo, uuid)?);
         }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
 
-use super::{Chunk, Error, NewRow, Result, like_escape, query_error};
-use crate::model::{ModelDesc, Pk, Silo, Value};
+use super::{Chunk, Error, NewRow, Result, TakenRange, query_error};
+use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
 
@@ -78,15 +78,39 @@ fn placeholders(n: usize) -> String {
     s
 }
 
-pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[Vec<Value>]) -> Result<Vec<Option<Pk>>> {
+/// The column names of each (non-partial) index of `table`, in index order;
+/// `None` for an expression.
+pub async fn index_columns(c: &mut SqliteConnection, table: &Ident) -> Result<Vec<Vec<Option<String>>>> {
+    let rows = sqlx::query(
+        "SELECT il.name, ii.name FROM pragma_index_list(?1) AS il, pragma_index_info(il.name) AS ii \
+         WHERE il.partial = 0 ORDER BY il.name, ii.seqno",
+    )
+    .bind(table.as_str())
+    .fetch_all(c)
+    .await
+    .map_err(query_error(format!("list the indexes of {table}")))?;
+    let mut out: Vec<(String, Vec<Option<String>>)> = Vec::new();
+    for row in rows {
+        let (index, column): (String, Option<String>) = (row.get(0), row.get(1));
+        match out.last_mut() {
+            Some((last, columns)) if *last == index => columns.push(column),
+            _ => out.push((index, vec![column])),
+        }
+    }
+    Ok(out.into_iter().map(|(_, columns)| columns).collect())
+}
+
+/// `CROSS JOIN` makes the keys the outer loop, so each is one index probe.
+pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[&[Value]]) -> Result<Vec<Option<Pk>>> {
     let mut out = vec![None; keys.len()];
     let per = (MAX_PARAMS / (columns.len() + 1)).clamp(1, MAX_ROWS_PER_STATEMENT);
     let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-    let join: Vec<String> = columns.iter().zip(&names).map(|(&c, n)| format!("t.{} = u.{n}", model.columns[c].name.quoted())).collect();
+    let join: Vec<String> =
+        columns.iter().zip(&names).map(|(&c, n)| format!("t.{} = u.{n}", model.columns[c].name.quoted())).collect();
     for (base, part) in keys.chunks(per).enumerate() {
         let rows = vec![placeholders(columns.len() + 1); part.len()].join(",");
         let sql = format!(
-            "WITH u(i, {}) AS (VALUES {rows}) SELECT u.i, MIN(t.id) FROM u JOIN {} t ON {} GROUP BY u.i",
+            "WITH u(i, {}) AS (VALUES {rows}) SELECT u.i, MIN(t.id) FROM u CROSS JOIN {} t ON {} GROUP BY u.i",
             names.join(", "),
             model.table,
             join.join(" AND ")
@@ -94,7 +118,7 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
         let mut args = SqliteArguments::default();
         for (i, key) in part.iter().enumerate() {
             bind(&mut args, &Value::Integer((base * per + i) as i64))?;
-            for v in key {
+            for v in *key {
                 bind(&mut args, v)?;
             }
         }
@@ -112,23 +136,26 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
     Ok(out)
 }
 
-pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[String]) -> Result<Vec<Vec<String>>> {
+/// One range scan of the folded-column index per base.
+pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[TakenRange]) -> Result<Vec<Vec<String>>> {
     let mut out = vec![Vec::new(); bases.len()];
     let col = model.columns[column].name.quoted();
-    let per = (MAX_PARAMS / 3).min(MAX_ROWS_PER_STATEMENT);
+    let folded = format!("{}(t.{col})", super::SQLITE_FOLD);
+    let per = (MAX_PARAMS / 4).min(MAX_ROWS_PER_STATEMENT);
     for (base, part) in bases.chunks(per).enumerate() {
-        let rows = vec!["(?,?,?)"; part.len()].join(",");
-        // LIKE is case-insensitive for ASCII in SQLite.
+        let rows = vec!["(?,?,?,?)"; part.len()].join(",");
         let sql = format!(
-            "WITH u(i, b, p) AS (VALUES {rows}) SELECT u.i, t.{col} FROM u JOIN {} t \
-             ON t.{col} LIKE u.b ESCAPE '\\' OR t.{col} LIKE u.p ESCAPE '\\'",
-            model.table
+            "WITH u(i, b, hi, p) AS (VALUES {rows}) SELECT u.i, t.{col} FROM u CROSS JOIN {table} t \
+             ON {folded} >= u.b AND {folded} < u.hi WHERE {folded} = u.b OR {folded} LIKE u.p ESCAPE '\\'",
+            table = model.table
         );
         let mut args = SqliteArguments::default();
-        for (i, b) in part.iter().enumerate() {
+        for (i, range) in part.iter().enumerate() {
             bind(&mut args, &Value::Integer((base * per + i) as i64))?;
-            bind(&mut args, &Value::Text(like_escape(b)))?;
-            bind(&mut args, &Value::Text(format!("{}-%", like_escape(b))))?;
+            for text in [&range.base, &range.upper, &range.pattern] {
+                args.add(text.as_str())
+                    .map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })?;
+            }
         }
         let found = sqlx::query_with(AssertSqlSafe(sql), args)
             .fetch_all(&mut **t)
@@ -156,7 +183,8 @@ pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
     let width = model.columns.len() + 1;
     let per = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STATEMENT);
-    let cols: Vec<String> = std::iter::once("id".to_string()).chain(model.columns.iter().map(|c| c.name.quoted())).collect();
+    let cols: Vec<String> =
+        std::iter::once("id".to_string()).chain(model.columns.iter().map(|c| c.name.quoted())).collect();
     let head = format!("INSERT INTO {} ({}) VALUES ", model.table, cols.join(", "));
     let row_sql = placeholders(width);
     for part in rows.chunks(per) {
@@ -196,21 +224,32 @@ pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value])
     Ok(())
 }
 
-pub async fn insert_chunk(t: &mut Tx<'_>, table: &str, c: &Chunk, now: &str) -> Result<()> {
-    // Numbered parameters, so that date_updated repeats date_added's.
-    let sql = super::chunk_insert(table, |n| format!("?{n}"));
-    super::bind_chunk!(sqlx::query(AssertSqlSafe(sql)), c, now)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error(format!("record the import chunk of {} at ordinal {}", c.model, c.min_ordinal)))?;
+pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: &str) -> Result<()> {
+    let Some(first) = chunks.first() else {
+        return Ok(());
+    };
+    // Numbered parameters, so that every row repeats the one time.
+    let sql = super::chunk_insert(table, chunks.len(), |n, _| format!("?{n}"));
+    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
+    for c in chunks {
+        query = super::bind_chunk!(query, c);
+    }
+    query.execute(&mut **t).await.map_err(query_error(format!(
+        "record the import chunks of {} from ordinal {}",
+        first.model, first.min_ordinal
+    )))?;
     Ok(())
 }
 
-pub async fn load_chunks(c: &mut SqliteConnection, uuid: &str) -> Result<Vec<Chunk>> {
+pub async fn load_chunks(c: &mut SqliteConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
         let sql = super::chunk_select(table, "", "?");
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(uuid).fetch_all(&mut *c).await.map_err(query_error("read import chunks"))?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(uuid.hyphenated().to_string())
+            .fetch_all(&mut *c)
+            .await
+            .map_err(query_error("read import chunks"))?;
         for row in &rows {
             out.push(super::chunk_from_row(row, silo, uuid)?);
         }

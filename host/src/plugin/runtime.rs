@@ -17,7 +17,7 @@ use super::{
     Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Result, RuntimeConfig,
     SessionConfig, stderr_log_sink,
 };
-use crate::model::{ModelDesc, ModelName};
+use crate::model::{ModelDesc, ModelName, Value};
 
 /// The wasmtime this host is pinned to (`=48.0.8` in Cargo.toml); part of the
 /// compile cache key.
@@ -27,8 +27,12 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The largest per-plugin memory limit a [`RuntimeConfig`] may ask for; the
 /// pooling allocator reserves address space for this much per memory.
 pub const MAX_MEMORY_LIMIT: usize = 1 << 30;
-/// Bytes a guest may hand the host in one call, import or return value.
+/// Bytes a guest may hand the host in one call, import or return value,
+/// before the batch is counted in: see [`hostcall_fuel`].
 const HOSTCALL_FUEL: usize = 16 << 20;
+/// What a guest may hand back per record of a batch, beyond twice the
+/// record's own size: its decision, queries and derived rows.
+const HOSTCALL_FUEL_PER_RECORD: usize = 16 << 10;
 /// Component-model resource handles one store may hold at once.
 const MAX_COMPONENT_HANDLES: usize = 10_000;
 /// Plugin instances alive at once across the process (one per session).
@@ -191,7 +195,9 @@ impl PluginHost {
         let raw = match described {
             Ok(Ok(raw)) => raw,
             Ok(Err(e)) => return Err(describe_error(failure(e, &mut store).to_string())),
-            Err(panic) => return Err(describe_error(format!("the host panicked while it ran: {panic}"))),
+            Err(panic) => {
+                return Err(describe_error(format!("the host panicked while it ran: {panic}")));
+            }
         };
         let (name, version, models) = v1::plugin_info_from_wit(raw).map_err(describe_error)?;
 
@@ -219,50 +225,170 @@ impl PluginHost {
         self.plugins().find_map(|(id, info)| info.models.iter().find(|m| m.name == *model).map(|m| (id, m)))
     }
 
-    /// Starts a fresh instance of plugin `id` for one model's import.
+    /// Starts a fresh instance of plugin `id` for one model's import, on
+    /// the calling thread.
     pub fn open_session(&self, id: PluginId, config: SessionConfig) -> Result<Session> {
-        let rt = runtime()?;
+        self.opener(id, config)?.open()
+    }
+
+    /// Starts a fresh instance of plugin `id` on a thread of its own, for
+    /// calls from async code: the instance lives and is called there, so no
+    /// call blocks an async worker or starts a thread.
+    pub async fn spawn_session(&self, id: PluginId, config: SessionConfig) -> Result<SessionThread> {
+        SessionThread::spawn(self.opener(id, config)?).await
+    }
+
+    /// Everything needed to open a session, owned, so that it can be
+    /// opened on another thread.
+    fn opener(&self, id: PluginId, config: SessionConfig) -> Result<Opener> {
         let loaded = self.plugins.get(id.0).ok_or_else(|| Error::Runtime(format!("no plugin with id {}", id.0)))?;
         let model = loaded.info.models.iter().find(|m| m.name == config.model).cloned().ok_or_else(|| {
             Error::Runtime(format!("plugin {} does not describe model {}", loaded.label, config.model))
         })?;
-        let started_at = chrono::DateTime::parse_from_rfc3339(&config.started_at)
+        let wall_clock = u64::try_from(config.started_at.timestamp())
             .ok()
-            .and_then(|t| Some(Duration::new(u64::try_from(t.timestamp()).ok()?, t.timestamp_subsec_nanos())))
-            .ok_or_else(|| {
-                Error::Runtime(format!("started_at {:?} is not an ISO 8601 time after 1970", config.started_at))
-            })?;
-
+            .map(|secs| Duration::new(secs, config.started_at.timestamp_subsec_nanos()))
+            .ok_or_else(|| Error::Runtime(format!("started_at {} is before 1970", config.started_at)))?;
         let setup = StoreSetup {
             plugin: loaded.label.clone(),
             model: Some(config.model.clone()),
             memory_limit: self.config.memory_limit,
             seed: config.seed,
-            wall_clock: started_at,
+            wall_clock,
             facts: Some(config.facts.clone()),
             log: self.log.clone(),
         };
-        let store = new_store(&rt.engine, setup, self.config.call_timeout);
-        let mut session = Session {
-            plugin: loaded.label.clone(),
+        Ok(Opener {
+            label: loaded.label.clone(),
             model,
             config: self.config.clone(),
+            pre: loaded.pre.clone(),
+            setup,
+            wit_config: v1::session_config_to_wit(&config),
+        })
+    }
+}
+
+/// A session about to be opened.
+struct Opener {
+    label: Arc<str>,
+    model: ModelDesc,
+    config: RuntimeConfig,
+    pre: v1::BindingsPre,
+    setup: StoreSetup,
+    wit_config: v1::WitSessionConfig,
+}
+
+impl Opener {
+    fn open(self) -> Result<Session> {
+        let rt = runtime()?;
+        let store = new_store(&rt.engine, self.setup, self.config.call_timeout);
+        let mut session = Session {
+            plugin: self.label,
+            model: self.model,
+            config: self.config,
             store,
             bindings: None,
             resource: None,
             ordinals: Vec::new(),
+            fuel: HOSTCALL_FUEL,
             poisoned: None,
         };
-        let wit_config = v1::session_config_to_wit(&config);
-        let pre = &loaded.pre;
+        let (pre, wit_config) = (&self.pre, &self.wit_config);
         let (bindings, resource) = session.call(|store| {
             let bindings = pre.instantiate(&mut *store)?;
-            let resource = bindings.relocate_plugin_importer().session().call_constructor(&mut *store, &wit_config)?;
+            let resource = bindings.relocate_plugin_importer().session().call_constructor(&mut *store, wit_config)?;
             Ok((bindings, resource))
         })?;
         session.bindings = Some(Arc::new(bindings));
         session.resource = Some(resource);
         Ok(session)
+    }
+}
+
+/// A [`Session`] that lives on a thread of its own and is called from async
+/// code. Dropping it ends the thread, which drops the instance.
+pub struct SessionThread {
+    model: ModelDesc,
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+type Job = Box<dyn FnOnce(&mut Session) + Send>;
+
+impl SessionThread {
+    async fn spawn(opener: Opener) -> Result<SessionThread> {
+        let model = opener.model.clone();
+        let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
+        let (opened, open_result) = tokio::sync::oneshot::channel();
+        let thread = std::thread::Builder::new()
+            .name(format!("plugin {}", model.name))
+            // wasmtime's guest stack (512 KiB) runs on this thread's stack.
+            .stack_size(8 << 20)
+            .spawn(move || {
+                let mut session = match opener.open() {
+                    Ok(session) => {
+                        let _ = opened.send(Ok(()));
+                        session
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(job) = inbox.recv() {
+                    job(&mut session);
+                }
+            })
+            .map_err(|e| Error::Runtime(format!("cannot start a thread for plugin session {}: {e}", model.name)))?;
+        let this = SessionThread { model, jobs: Some(jobs), thread: Some(thread) };
+        match open_result.await {
+            Ok(Ok(())) => Ok(this),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(this.gone()),
+        }
+    }
+
+    /// The model this session imports.
+    pub fn model(&self) -> &ModelDesc {
+        &self.model
+    }
+
+    /// [`Session::prepare`], on the session's thread.
+    pub async fn prepare(&self, batch: Vec<InputRecord>) -> Result<Vec<Prepared>> {
+        self.run(move |session| session.prepare_owned(batch)).await
+    }
+
+    /// [`Session::resolve`], on the session's thread.
+    pub async fn resolve(&self, answers: Vec<Answered>) -> Result<Vec<Decided>> {
+        self.run(move |session| session.resolve(&answers)).await
+    }
+
+    async fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut Session) -> Result<R> + Send + 'static) -> Result<R> {
+        let (reply, result) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |session| {
+            let _ = reply.send(f(session));
+        });
+        let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
+        if !sent {
+            return Err(self.gone());
+        }
+        result.await.unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    fn gone(&self) -> Error {
+        Error::Runtime(format!("the thread of the plugin session on {} has ended", self.model.name))
+    }
+}
+
+impl Drop for SessionThread {
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            // The thread only drops the instance now: quick, and it frees
+            // the instance's pool slot before the next session needs one.
+            let _ = thread.join();
+        }
     }
 }
 
@@ -274,6 +400,23 @@ fn new_store(engine: &Engine, setup: StoreSetup, call_timeout: Duration) -> Stor
     store.epoch_deadline_trap();
     arm(&mut store, call_timeout);
     store
+}
+
+/// The hostcall fuel for calls on `batch`: sized to the batch, so that any
+/// batch the host hands over can come back, yet a guest cannot make the host
+/// allocate without bound.
+fn hostcall_fuel(batch: &[InputRecord]) -> usize {
+    let bytes: usize = batch
+        .iter()
+        .flat_map(|r| &r.values)
+        .map(|v| match v {
+            Value::Text(s) | Value::Json(s) => s.len(),
+            _ => 8,
+        })
+        .sum();
+    HOSTCALL_FUEL
+        .saturating_add(bytes.saturating_mul(2))
+        .saturating_add(batch.len().saturating_mul(HOSTCALL_FUEL_PER_RECORD))
 }
 
 /// Re-arms the epoch deadline and resets per-call state before entering the
@@ -378,6 +521,8 @@ pub struct Session {
     resource: Option<ResourceAny>,
     /// The ordinals of the last batch given to `prepare`, to name records.
     ordinals: Vec<u64>,
+    /// The hostcall fuel of each call on the last batch.
+    fuel: usize,
     /// Why the session may not be used any more.
     poisoned: Option<String>,
 }
@@ -390,18 +535,25 @@ impl Session {
 
     /// Normalizes a batch: exactly one [`Prepared`] per record, in order.
     pub fn prepare(&mut self, batch: &[InputRecord]) -> Result<Vec<Prepared>> {
+        self.prepare_owned(batch.to_vec())
+    }
+
+    /// [`prepare`](Self::prepare), moving the records' values into the guest.
+    pub fn prepare_owned(&mut self, batch: Vec<InputRecord>) -> Result<Vec<Prepared>> {
         self.check_usable()?;
+        self.ordinals = batch.iter().map(|r| r.ordinal).collect();
+        self.fuel = hostcall_fuel(&batch);
+        let len = batch.len();
         let wit_batch = batch
-            .iter()
+            .into_iter()
             .map(v1::input_record_to_wit)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Runtime(format!("cannot hand the batch to {}: {e}", self.plugin)))?;
-        self.ordinals = batch.iter().map(|r| r.ordinal).collect();
         let (bindings, resource) = self.instance()?;
         let raw =
             self.call(|store| bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch))?;
         let raw = self.settle(raw)?;
-        let prepared = v1::prepared_from_wit(raw, batch.len(), &self.model);
+        let prepared = v1::prepared_from_wit(raw, len, &self.model);
         self.protocol(prepared)
     }
 
@@ -455,6 +607,7 @@ impl Session {
     /// session.
     fn call<R: Send>(&mut self, f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<R> + Send) -> Result<R> {
         arm(&mut self.store, self.config.call_timeout);
+        self.store.set_hostcall_fuel(self.fuel);
         let store = &mut self.store;
         let result = match off_async_context(move || f(store)) {
             Ok(Ok(value)) => Ok(value),

@@ -55,7 +55,7 @@ fn session_config(model: &str, seed: u64) -> SessionConfig {
         model: ModelName::new(model).unwrap(),
         scope: Scope::Global,
         flags: ImportFlags { merge_users: true, ..ImportFlags::default() },
-        started_at: STARTED_AT.into(),
+        started_at: STARTED_AT.parse().expect("a valid time"),
         seed,
         facts: Arc::new(FakeFacts),
     }
@@ -378,7 +378,7 @@ fn the_host_checks_what_it_is_asked_to_do() {
     assert!(matches!(&error, Error::Runtime(m) if m.contains("does not describe model test.other")), "{error}");
     assert!(host.open_session(PluginId(9), session_config("test.author", 1)).is_err());
     let mut bad_time = session_config("test.author", 1);
-    bad_time.started_at = "yesterday".into();
+    bad_time.started_at = "1969-12-31T23:59:59Z".parse().expect("a valid time");
     assert!(matches!(host.open_session(id, bad_time), Err(Error::Runtime(_))));
 
     // An index outside the last batch is the caller's bug; the session lives on.

@@ -119,14 +119,14 @@ fn scope_from_wit(scope: wit::Scope) -> Scope {
     }
 }
 
-fn value_to_wit(value: &Value) -> wit::Value {
+fn value_into_wit(value: Value) -> wit::Value {
     match value {
         Value::Null => wit::Value::Null,
-        Value::Integer(i) => wit::Value::Integer(*i),
-        Value::Float(f) => wit::Value::Float(*f),
-        Value::Boolean(b) => wit::Value::Boolean(*b),
-        Value::Text(s) => wit::Value::Text(s.clone()),
-        Value::Json(s) => wit::Value::Json(s.clone()),
+        Value::Integer(i) => wit::Value::Integer(i),
+        Value::Float(f) => wit::Value::Float(f),
+        Value::Boolean(b) => wit::Value::Boolean(b),
+        Value::Text(s) => wit::Value::Text(s),
+        Value::Json(s) => wit::Value::Json(s),
     }
 }
 
@@ -158,11 +158,12 @@ pub(super) fn session_config_to_wit(config: &SessionConfig) -> wit::SessionConfi
         model: config.model.as_str().to_string(),
         scope: scope_to_wit(config.scope),
         flags,
-        started_at: config.started_at.clone(),
+        started_at: config.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
     }
 }
 
-pub(super) fn input_record_to_wit(record: &InputRecord) -> Result<wit::InputRecord, String> {
+/// Moves a record's values into the guest's types: no text is copied twice.
+pub(super) fn input_record_to_wit(record: InputRecord) -> Result<wit::InputRecord, String> {
     let refs = record
         .refs
         .iter()
@@ -174,7 +175,7 @@ pub(super) fn input_record_to_wit(record: &InputRecord) -> Result<wit::InputReco
     Ok(wit::InputRecord {
         ordinal: record.ordinal,
         old_pk: record.old_pk,
-        values: record.values.iter().map(value_to_wit).collect(),
+        values: record.values.into_iter().map(value_into_wit).collect(),
         refs,
     })
 }
@@ -546,6 +547,7 @@ fn decision_from_wit(raw: wit::Decision, answered: &Answered, model: &ModelDesc)
 pub(super) type Bindings = Plugin;
 pub(super) type BindingsPre = PluginPre<StoreState>;
 pub(super) type WitFatal = wit::Fatal;
+pub(super) type WitSessionConfig = wit::SessionConfig;
 
 /// Says what a guest's `fatal` was.
 pub(super) fn fatal_message(fatal: WitFatal) -> String {
