@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn a_relocation_dependency_on_an_undescribed_model_is_refused() {
         let mut d = desc("acme.invoice", &[]);
-        d.relocation_dependencies = vec![ModelName::new("acme.nothing").unwrap()];
+        d.relocation_dependencies = vec![ModelName::new("acme.nothing").expect("a model name")];
         let err = registry(&[plugin("acme", file("acme"), vec![d])]).err().expect("refused");
         assert!(matches!(&err, Error::UnknownDependency { target, .. } if target.as_str() == "acme.nothing"), "{err}");
     }
@@ -257,7 +257,7 @@ mod tests {
     #[test]
     fn two_models_on_one_table_are_refused() {
         let mut other = desc("acme.other", &[]);
-        other.table = Ident::new("a_a").unwrap();
+        other.table = Ident::new("a_a").expect("an identifier");
         let err = registry(&[plugin("base", Origin::Builtin("base"), vec![desc("a.a", &[])]), plugin("acme", file("acme"), vec![other])])
             .err()
             .expect("refused");
@@ -271,7 +271,7 @@ mod tests {
         let one = plugin("one", file("one"), vec![desc("a.a", &[])]);
         let two = plugin("two", file("two"), vec![desc("a.a", &[])]);
         let r = registry(&[base.clone(), one.clone()]).expect("an override is allowed");
-        assert_eq!(r.overrides, vec![(ModelName::new("a.a").unwrap(), PluginId(0), PluginId(1))]);
+        assert_eq!(r.overrides, vec![(ModelName::new("a.a").expect("a model name"), PluginId(0), PluginId(1))]);
         let err = registry(&[base, one, two]).err().expect("refused");
         assert_eq!(err.to_string(), "plugins one@1.0 (one.wasm) and two@1.0 (two.wasm) both describe model a.a: load only one of them");
     }
