@@ -452,14 +452,16 @@ async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags,
     let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
     let export = reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?;
     let (host, registry) = load_plugins(&common.plugins)?;
-    let undescribed: Vec<(String, u64)> = export
-        .models()
-        .iter()
-        .filter(|(model, _)| registry.get(model).is_none())
-        .map(|(model, records)| (model.to_string(), records.len() as u64))
-        .collect();
-    if common.strict && !undescribed.is_empty() {
-        bail!(Undescribed(undescribed));
+    if common.strict {
+        let undescribed: Vec<(String, u64)> = export
+            .models()
+            .iter()
+            .filter(|(model, _)| registry.get(model).is_none())
+            .map(|(model, records)| (model.to_string(), records.len() as u64))
+            .collect();
+        if !undescribed.is_empty() {
+            bail!(Undescribed(undescribed));
+        }
     }
     let mut conn = db::Db::connect(&common.db.db).await.map_err(engine::Error::from)?;
     let clear_first = scope == ImportScope::Global;
