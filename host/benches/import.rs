@@ -29,7 +29,7 @@ fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     let mut host = PluginHost::new(RuntimeConfig::default()).expect("plugin host");
     relocate::builtin::load(&mut host).expect("builtin plugins");
-    let registry = engine::graph::Registry::new(host.plugins());
+    let registry = engine::graph::Registry::new(host.plugins()).expect("the built-in descriptions fit together");
     let export = std::sync::Arc::new(Export::open(&export_path, None).expect("open export"));
 
     let sqlite = format!("sqlite:{}", dir.path().join("bench.db").display());

@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use crate::model::{ImportKind, ModelDesc, ModelName, Pk, Scope, Value};
 
+mod imports;
 mod runtime;
 mod state;
 mod v1;
 
+pub use imports::{Access, classify as classify_import};
 pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread};
+pub use v1::CONTRACT;
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.

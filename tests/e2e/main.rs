@@ -9,6 +9,7 @@ mod support;
 mod cli;
 mod errors;
 mod import;
+mod plugins;
 mod releases;
 mod sandbox;
 mod scale;

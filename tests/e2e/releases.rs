@@ -47,7 +47,7 @@ fn registry() -> &'static Registry {
         for (name, bytes) in relocate::builtin::BUILTIN {
             host.load(Origin::Builtin(name), bytes).expect("a first-party plugin loads");
         }
-        let registry = Registry::new(host.plugins());
+        let registry = Registry::new(host.plugins()).expect("the first-party descriptions fit together");
         assert!(registry.overrides.is_empty(), "two first-party plugins describe the same model: {:?}", registry.overrides);
         registry
     })

@@ -3,16 +3,36 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{ModelDesc, ModelName};
-use crate::plugin::{PluginId, PluginInfo};
+use crate::plugin::{Origin, PluginId, PluginInfo};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     #[error("the models' dependencies form a cycle: {}", .0.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(" -> "))]
     Cycle(Vec<ModelName>),
+    #[error(
+        "plugin {plugin}: model {model}: foreign key `{field}` points at {target}, which no loaded plugin describes \
+         (a typo, or load the plugin that describes it with --plugin)"
+    )]
+    UnknownTarget { plugin: String, model: ModelName, field: String, target: ModelName },
+    #[error(
+        "plugin {plugin}: model {model}: relocation dependency {target} is a model no loaded plugin describes \
+         (a typo, or load the plugin that describes it with --plugin)"
+    )]
+    UnknownDependency { plugin: String, model: ModelName, target: ModelName },
+    #[error("plugin {plugin}: model {model} uses table {table}, which model {other} of plugin {other_plugin} uses too")]
+    TableClash { plugin: String, model: ModelName, table: String, other: ModelName, other_plugin: String },
+    #[error("plugins {first} and {second} both describe model {model}: load only one of them")]
+    ModelClash { model: ModelName, first: String, second: String },
 }
 
-/// Every described model with the plugin that serves it. A later plugin
-/// replaces an earlier one for the models both describe.
+/// Foreign keys that Sentry itself declares to a model it excludes from
+/// relocation, as (model, field, target). No plugin describes the target, so
+/// it is never imported and a non-null value drops the record, as in Sentry.
+/// Every other foreign key must point at a described model.
+const EXCLUDED_TARGETS: &[(&str, &str, &str)] = &[("sentry.incident", "activation", "sentry.alertruleactivations")];
+
+/// Every described model with the plugin that serves it. An extra plugin
+/// (from a file) replaces a built-in one for the models both describe.
 pub struct Registry {
     models: BTreeMap<ModelName, (PluginId, ModelDesc)>,
     /// (model, replaced plugin, replacing plugin).
@@ -20,17 +40,67 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new<'a>(plugins: impl IntoIterator<Item = (PluginId, &'a PluginInfo)>) -> Registry {
+    /// Takes the plugins in load order and checks that their descriptions
+    /// fit together: no model described by two extra plugins, no table used
+    /// by two models, and every foreign key and relocation dependency
+    /// pointing at a described model.
+    pub fn new<'a>(plugins: impl IntoIterator<Item = (PluginId, &'a PluginInfo)>) -> Result<Registry, Error> {
+        let plugins: Vec<(PluginId, &PluginInfo)> = plugins.into_iter().collect();
+        let label = |id: PluginId| {
+            let info = plugins.iter().find(|(p, _)| *p == id).map(|(_, info)| *info);
+            info.map(|i| format!("{}@{} ({})", i.name, i.version, i.origin)).unwrap_or_default()
+        };
+        let is_extra = |id: PluginId| plugins.iter().any(|(p, info)| *p == id && matches!(info.origin, Origin::File(_)));
         let mut models = BTreeMap::new();
         let mut overrides = Vec::new();
-        for (id, info) in plugins {
+        for (id, info) in &plugins {
             for desc in &info.models {
-                if let Some((old, _)) = models.insert(desc.name.clone(), (id, desc.clone())) {
-                    overrides.push((desc.name.clone(), old, id));
+                if let Some((old, _)) = models.insert(desc.name.clone(), (*id, desc.clone())) {
+                    if is_extra(old) && is_extra(*id) {
+                        return Err(Error::ModelClash { model: desc.name.clone(), first: label(old), second: label(*id) });
+                    }
+                    overrides.push((desc.name.clone(), old, *id));
                 }
             }
         }
-        Registry { models, overrides }
+        let registry = Registry { models, overrides };
+        registry.check(&label)?;
+        Ok(registry)
+    }
+
+    /// The checks that need every served model at once.
+    fn check(&self, label: &dyn Fn(PluginId) -> String) -> Result<(), Error> {
+        let mut tables: HashMap<&str, (&ModelName, PluginId)> = HashMap::new();
+        for (name, (id, desc)) in &self.models {
+            if let Some((other, other_id)) = tables.insert(desc.table.as_str(), (name, *id)) {
+                return Err(Error::TableClash {
+                    plugin: label(*id),
+                    model: name.clone(),
+                    table: desc.table.to_string(),
+                    other: other.clone(),
+                    other_plugin: label(other_id),
+                });
+            }
+        }
+        let described = |m: &ModelName| self.models.contains_key(m);
+        for (name, (id, desc)) in &self.models {
+            for fk in &desc.foreign_keys {
+                let field = desc.columns.get(fk.column).map_or("?", |c| c.field.as_str());
+                let excluded = EXCLUDED_TARGETS.contains(&(name.as_str(), field, fk.target.as_str()));
+                if !described(&fk.target) && !excluded {
+                    return Err(Error::UnknownTarget {
+                        plugin: label(*id),
+                        model: name.clone(),
+                        field: field.to_string(),
+                        target: fk.target.clone(),
+                    });
+                }
+            }
+            if let Some(target) = desc.relocation_dependencies.iter().find(|d| !described(d)) {
+                return Err(Error::UnknownDependency { plugin: label(*id), model: name.clone(), target: target.clone() });
+            }
+        }
+        Ok(())
     }
 
     pub fn get(&self, model: &ModelName) -> Option<&(PluginId, ModelDesc)> {
@@ -139,6 +209,71 @@ mod tests {
             uniques: vec![],
             relocation_dependencies: vec![],
         }
+    }
+
+    fn plugin(name: &str, origin: Origin, models: Vec<ModelDesc>) -> PluginInfo {
+        PluginInfo { name: name.into(), version: "1.0".into(), origin, models }
+    }
+
+    fn file(name: &str) -> Origin {
+        Origin::File(format!("{name}.wasm").into())
+    }
+
+    fn registry(plugins: &[PluginInfo]) -> Result<Registry, Error> {
+        Registry::new(plugins.iter().enumerate().map(|(i, p)| (PluginId(i), p)))
+    }
+
+    #[test]
+    fn a_foreign_key_to_an_undescribed_model_is_refused() {
+        let builtin = plugin("base", Origin::Builtin("base"), vec![desc("sentry.organization", &[])]);
+        let typo = plugin("acme", file("acme"), vec![desc("acme.invoice", &["sentry.organisation"])]);
+        let err = registry(&[builtin.clone(), typo]).err().expect("refused");
+        assert_eq!(
+            err.to_string(),
+            "plugin acme@1.0 (acme.wasm): model acme.invoice: foreign key `f0` points at sentry.organisation, \
+             which no loaded plugin describes (a typo, or load the plugin that describes it with --plugin)"
+        );
+        let good = plugin("acme", file("acme"), vec![desc("acme.invoice", &["sentry.organization"])]);
+        assert!(registry(&[builtin, good]).is_ok());
+    }
+
+    #[test]
+    fn a_relocation_dependency_on_an_undescribed_model_is_refused() {
+        let mut d = desc("acme.invoice", &[]);
+        d.relocation_dependencies = vec![ModelName::new("acme.nothing").expect("a model name")];
+        let err = registry(&[plugin("acme", file("acme"), vec![d])]).err().expect("refused");
+        assert!(matches!(&err, Error::UnknownDependency { target, .. } if target.as_str() == "acme.nothing"), "{err}");
+    }
+
+    #[test]
+    fn sentrys_own_reference_to_an_excluded_model_is_allowed() {
+        let mut incident = desc("sentry.incident", &["sentry.alertruleactivations"]);
+        incident.columns[0].field = "activation".into();
+        assert!(registry(&[plugin("base", Origin::Builtin("base"), vec![incident.clone()])]).is_ok());
+        incident.columns[0].field = "other".into();
+        assert!(registry(&[plugin("base", Origin::Builtin("base"), vec![incident])]).is_err());
+    }
+
+    #[test]
+    fn two_models_on_one_table_are_refused() {
+        let mut other = desc("acme.other", &[]);
+        other.table = Ident::new("a_a").expect("an identifier");
+        let err = registry(&[plugin("base", Origin::Builtin("base"), vec![desc("a.a", &[])]), plugin("acme", file("acme"), vec![other])])
+            .err()
+            .expect("refused");
+        assert!(matches!(&err, Error::TableClash { table, .. } if table == "a_a"), "{err}");
+        assert!(err.to_string().contains("acme@1.0") && err.to_string().contains("base@1.0"), "{err}");
+    }
+
+    #[test]
+    fn an_extra_plugin_replaces_a_builtin_but_two_extras_may_not_share_a_model() {
+        let base = plugin("base", Origin::Builtin("base"), vec![desc("a.a", &[])]);
+        let one = plugin("one", file("one"), vec![desc("a.a", &[])]);
+        let two = plugin("two", file("two"), vec![desc("a.a", &[])]);
+        let r = registry(&[base.clone(), one.clone()]).expect("an override is allowed");
+        assert_eq!(r.overrides, vec![(ModelName::new("a.a").expect("a model name"), PluginId(0), PluginId(1))]);
+        let err = registry(&[base, one, two]).err().expect("refused");
+        assert_eq!(err.to_string(), "plugins one@1.0 (one.wasm) and two@1.0 (two.wasm) both describe model a.a: load only one of them");
     }
 
     fn names(v: Vec<ModelName>) -> Vec<String> {

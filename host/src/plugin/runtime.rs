@@ -131,6 +131,8 @@ struct Loaded {
     info: PluginInfo,
     /// `name@version`, as errors and logs name it.
     label: Arc<str>,
+    /// What the component imports (`wasi:cli/environment@0.2.6`, ...).
+    imports: Vec<String>,
     pre: v1::BindingsPre,
     /// Whether its compiled code came from the cache (for tests).
     #[cfg_attr(not(test), allow(dead_code))]
@@ -169,12 +171,26 @@ impl PluginHost {
     pub fn load(&mut self, origin: Origin, bytes: &[u8]) -> Result<PluginId> {
         let rt = runtime()?;
         let load_error = |message: String| Error::Load { origin: origin.to_string(), message };
+        check_header(bytes).map_err(load_error)?;
         let (component, from_cache) =
             compile_cached(&rt.engine, self.config.cache_dir.as_deref(), bytes, &origin, &self.log)
                 .map_err(load_error)?;
-        let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {e:#}")))?;
-        let pre = v1::BindingsPre::new(pre)
-            .map_err(|e| load_error(format!("does not export the relocate:plugin@0.1.0 importer: {e:#}")))?;
+        let ty = component.component_type();
+        if !ty.exports(&rt.engine).any(|(name, _)| name == v1::IMPORTER) {
+            return Err(load_error(format!(
+                "it is a component, but not a relocate plugin: it does not export `{}` (build it against wit/v1, world `plugin`)",
+                v1::IMPORTER
+            )));
+        }
+        let imports: Vec<String> = ty.imports(&rt.engine).map(|(name, _)| name.to_string()).collect();
+        let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {}", one_line(&e))))?;
+        let pre = v1::BindingsPre::new(pre).map_err(|e| {
+            load_error(format!(
+                "it exports `{}`, but with other types than this relocate's contract: {}",
+                v1::IMPORTER,
+                one_line(&e)
+            ))
+        })?;
 
         let describe_error = |message: String| Error::Describe { plugin: origin.to_string(), message };
         let setup = StoreSetup {
@@ -203,7 +219,7 @@ impl PluginHost {
 
         let label: Arc<str> = format!("{name}@{version}").into();
         let id = PluginId(self.plugins.len());
-        self.plugins.push(Loaded { info: PluginInfo { name, version, origin, models }, label, pre, from_cache });
+        self.plugins.push(Loaded { info: PluginInfo { name, version, origin, models }, label, imports, pre, from_cache });
         Ok(id)
     }
 
@@ -215,6 +231,11 @@ impl PluginHost {
     /// What plugin `id` said about itself.
     pub fn info(&self, id: PluginId) -> Option<&PluginInfo> {
         self.plugins.get(id.0).map(|p| &p.info)
+    }
+
+    /// The interfaces plugin `id` imports, by name, as its component says.
+    pub fn imports(&self, id: PluginId) -> &[String] {
+        self.plugins.get(id.0).map_or(&[], |p| p.imports.as_slice())
     }
 
     /// The first loaded plugin that describes `model`, with its description.
@@ -717,6 +738,28 @@ fn off_async_context<R: Send>(f: impl FnOnce() -> R + Send) -> std::result::Resu
     })
 }
 
+/// Says in one sentence what `bytes` are when they are not a component, so
+/// that a wrong file never reaches wasmtime's multi-line messages.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if wasmparser::Parser::is_component(bytes) {
+        Ok(())
+    } else if wasmparser::Parser::is_core_wasm(bytes) {
+        Err("it is a core WebAssembly module, not a component: build the plugin for wasm32-wasip2 \
+             (or wrap the module with `wasm-tools component new`)"
+            .into())
+    } else if bytes.starts_with(b"\0asm") {
+        Err("it is WebAssembly of an unknown version or layer, not a component of the component model".into())
+    } else {
+        Err("it is not a WebAssembly file (no `\\0asm` header): expected a component built for wasm32-wasip2".into())
+    }
+}
+
+/// The innermost cause of a wasmtime error, on one line.
+fn one_line(error: &wasmtime::Error) -> String {
+    let cause = error.root_cause().to_string();
+    cause.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+}
+
 /// Compiles `bytes`, or loads the result of an earlier compile from
 /// `cache_dir`. Returns the component and whether it came from the cache.
 ///
@@ -737,7 +780,7 @@ fn compile_cached(
             Err(e) => note(format!("compile cache: ignoring {}: {e:#}", path.display())),
         }
     }
-    let component = Component::new(engine, bytes).map_err(|e| format!("not a valid component: {e:#}"))?;
+    let component = Component::new(engine, bytes).map_err(|e| format!("it is not a valid component: {}", one_line(&e)))?;
     if let Some(path) = path {
         let written = component
             .serialize()

@@ -27,6 +27,11 @@ use self::relocate::plugin::types as wit;
 
 pub(super) use self::exports::relocate::plugin::importer::PluginInfo as WitPluginInfo;
 
+/// The WIT package of this contract.
+pub const CONTRACT: &str = "relocate:plugin@0.1.0";
+/// The interface every plugin exports.
+pub(super) const IMPORTER: &str = "relocate:plugin/importer@0.1.0";
+
 /// Models one plugin may describe.
 const MAX_MODELS: usize = 512;
 /// Columns of one model.
