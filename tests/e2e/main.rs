@@ -12,3 +12,4 @@ mod import;
 mod releases;
 mod sandbox;
 mod scenarios;
+mod synth;
