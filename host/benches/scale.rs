@@ -364,7 +364,7 @@ struct Baseline {
 fn print_report(report: &[(Kind, &str, Vec<Row>, Vec<f64>)]) {
     println!();
     println!(
-        "{:<36} {:>9} {:>8} {:>10} {:>7} {:>8} {:>10} {:>10} {:>7}  target",
+        "{:<44} {:>9} {:>8} {:>10} {:>7} {:>8} {:>10} {:>10} {:>7}  target",
         "run", "records", "MB", "records/s", "MB/s", "RSS MB", "base rows", "base s", "e2e/base"
     );
     for (kind, label, rows, per_record) in report {
@@ -394,7 +394,7 @@ fn print_report(report: &[(Kind, &str, Vec<Row>, Vec<f64>)]) {
                 ),
             };
             println!(
-                "{:<36} {:>9} {:>8.1} {:>10.0} {:>7.2} {:>8.0} {:>10} {:>10} {:>7}  {target}",
+                "{:<44} {:>9} {:>8.1} {:>10.0} {:>7.2} {:>8.0} {:>10} {:>10} {:>7}  {target}",
                 format!("{label} {}", row.name),
                 row.records,
                 row.json_mb,
