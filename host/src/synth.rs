@@ -360,12 +360,12 @@ impl Shape {
 
     /// Project `p`'s keys: every third project has a second one.
     fn keys(&self, p: u64) -> u64 {
-        1 + u64::from((self.index + p) % 3 == 0)
+        1 + u64::from((self.index + p).is_multiple_of(3))
     }
 
     /// Project `p`'s options: Relay's three, and `sentry:origins` on even projects.
     fn project_options(&self, p: u64) -> u64 {
-        3 + u64::from(p % 2 == 0)
+        3 + u64::from(p.is_multiple_of(2))
     }
 
     fn records(&self) -> u64 {
@@ -391,9 +391,16 @@ struct Tenant {
     /// Per user: date joined, password salt, validation hash.
     users: Vec<(String, String, String)>,
     org_date: String,
-    /// Per project: two 32-hex keys per key slot, relay revision, date.
-    projects: Vec<(Vec<(String, String)>, String, String)>,
+    projects: Vec<Project>,
     guest_ns: u64,
+}
+
+/// A project's random values.
+struct Project {
+    /// (public, secret) per key.
+    keys: Vec<(String, String)>,
+    relay_rev: String,
+    date_added: String,
 }
 
 impl Tenant {
@@ -418,7 +425,11 @@ impl Tenant {
                 let keys = (0..shape.keys(p))
                     .map(|_| (hex(&mut rng, 32), hex(&mut rng, 32)))
                     .collect();
-                (keys, hex(&mut rng, 32), date(&mut rng))
+                Project {
+                    keys,
+                    relay_rev: hex(&mut rng, 32),
+                    date_added: date(&mut rng),
+                }
             })
             .collect();
         // The guest is user 0 of the tenant before: its name comes from there.
@@ -497,11 +508,11 @@ impl Tenant {
             }
             Model::Project => {
                 for p in 0..self.shape.projects {
-                    let (_, _, added) = &self.projects[p as usize];
+                    let added = &self.projects[p as usize].date_added;
                     emit(
                         json!({"slug": format!("project-{p}"), "name": format!("Project {p}"), "forced_color": null,
                                "organization": org, "public": false, "date_added": added, "status": 0, "first_event": null,
-                               "flags": "10", "platform": if p % 2 == 0 { Value::from("python") } else { Value::Null }, "template": null}),
+                               "flags": "10", "platform": if p.is_multiple_of(2) { Value::from("python") } else { Value::Null }, "template": null}),
                         snowflake(project_slot(i, p)),
                     )?;
                 }
@@ -552,7 +563,7 @@ impl Tenant {
                     let (joined, _, hash) = &self.users[j as usize];
                     emit(
                         json!({"user": user_pk(i, j), "email": email(j), "validation_hash": hash,
-                               "date_hash_added": joined, "is_verified": j % 2 == 0}),
+                               "date_hash_added": joined, "is_verified": j.is_multiple_of(2)}),
                         user_pk(i, j),
                     )?;
                 }
@@ -567,7 +578,11 @@ impl Tenant {
             }
             Model::ProjectOption => {
                 for p in 0..self.shape.projects {
-                    let (_, rev, added) = &self.projects[p as usize];
+                    let Project {
+                        relay_rev: rev,
+                        date_added: added,
+                        ..
+                    } = &self.projects[p as usize];
                     let project = snowflake(project_slot(i, p));
                     let values = [
                         ("sentry:relay-rev", json!(format!("\"{rev}\""))),
@@ -589,7 +604,11 @@ impl Tenant {
             }
             Model::ProjectKey => {
                 for p in 0..self.shape.projects {
-                    let (keys, _, added) = &self.projects[p as usize];
+                    let Project {
+                        keys,
+                        date_added: added,
+                        ..
+                    } = &self.projects[p as usize];
                     for (n, (public, secret)) in keys.iter().enumerate() {
                         emit(
                             json!({"project": snowflake(project_slot(i, p)), "label": if n == 0 { "Default" } else { "Backend" },

@@ -99,7 +99,7 @@ db_test!(generated_exports_import_and_collide, |t| {
     t.relocate(&[
         "import",
         "global",
-        dir.join("first.json").to_str().unwrap(),
+        dir.join("first.json").to_str().expect("a UTF-8 path"),
         "--no-prompt",
     ])
     .success();
@@ -116,7 +116,7 @@ db_test!(generated_exports_import_and_collide, |t| {
     t.relocate(&[
         "import",
         "organizations",
-        dir.join("second.json").to_str().unwrap(),
+        dir.join("second.json").to_str().expect("a UTF-8 path"),
     ])
     .success();
     let users = |records| names(records, "sentry.user", "username");
