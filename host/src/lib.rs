@@ -11,6 +11,7 @@ pub mod engine;
 pub mod model;
 pub mod plugin;
 pub mod reader;
+pub mod synth;
 
 /// The first-party plugins, built from `plugins/` and embedded.
 pub mod builtin {

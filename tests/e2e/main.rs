@@ -14,3 +14,4 @@ mod releases;
 mod sandbox;
 mod scale;
 mod scenarios;
+mod synth;
