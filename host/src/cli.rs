@@ -328,20 +328,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(cmd) => import(cmd).await,
         Command::Decrypt { dest, src, decrypt_with } => {
             let key = read_key(&decrypt_with)?;
-            let file = std::fs::File::open(&src).with_context(|| format!("cannot open {}", src.display()))?;
-            let tarball = crypto::Tarball::read(std::io::BufReader::new(file)).with_context(|| format!("invalid tarball {}", src.display()))?;
-            let plain = crypto::decrypt(&tarball, &key).with_context(|| format!("invalid tarball {}", src.display()))?;
-            std::fs::write(&dest, plain).with_context(|| format!("cannot write {}", dest.display()))?;
-            Ok(())
+            let sealed = crypto::SealedExport::open(&src).with_context(|| format!("invalid tarball {}", src.display()))?;
+            write_whole(&dest, |out| sealed.decrypt_to(&key, out).with_context(|| format!("invalid tarball {}", src.display())))
         }
         Command::Encrypt { dest, src, encrypt_with } => {
-            let json = std::fs::read(&src).with_context(|| format!("cannot read {}", src.display()))?;
-            serde_json::from_slice::<serde::de::IgnoredAny>(&json).map_err(|e| UsageError(format!("invalid input JSON in {}: {e}", src.display())))?;
+            let cannot_read = || format!("cannot read {}", src.display());
+            let mut json = std::fs::File::open(&src).with_context(cannot_read)?;
+            serde_json::from_reader::<_, serde::de::IgnoredAny>(std::io::BufReader::new(&json))
+                .map_err(|e| UsageError(format!("invalid input JSON in {}: {e}", src.display())))?;
+            let len = std::io::Seek::rewind(&mut json).and_then(|()| json.metadata()).with_context(cannot_read)?.len();
             let pem = std::fs::read(&encrypt_with).with_context(|| format!("cannot read {}", encrypt_with.display()))?;
-            let tarball = crypto::encrypt(&json, &pem, &mut rand::rngs::OsRng).context("cannot encrypt")?;
-            let out = std::fs::File::create(&dest).with_context(|| format!("cannot write {}", dest.display()))?;
-            tarball.write(std::io::BufWriter::new(out)).with_context(|| format!("cannot write {}", dest.display()))?;
-            Ok(())
+            write_whole(&dest, |out| {
+                crypto::encrypt_to(std::io::BufReader::new(&json), len, &pem, &mut rand::rngs::OsRng, out).context("cannot encrypt")
+            })
         }
         Command::Plugins(PluginsCommand::List { plugins }) => {
             let (host, registry) = load_plugins(&plugins)?;
@@ -371,9 +370,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Writes `dest` through a temporary file beside it, renamed over it once whole, so that a
+/// failure leaves no partial `dest`.
+fn write_whole(dest: &Path, write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+    let cannot_write = || format!("cannot write {}", dest.display());
+    let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(cannot_write)?;
+    let mut out = std::io::BufWriter::new(temp.as_file_mut());
+    write(&mut out)?;
+    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(cannot_write)?;
+    temp.persist(dest).with_context(cannot_write)?;
+    Ok(())
+}
+
 fn read_key(path: &Path) -> anyhow::Result<crypto::PrivateKey> {
-    let pem = std::fs::read(path).with_context(|| format!("cannot read the private key {}", path.display()))?;
-    crypto::PrivateKey::from_pem(&pem).map_err(|e| anyhow::Error::new(e).context(format!("{}", path.display())))
+    crypto::PrivateKey::from_pem_file(path).map_err(|e| match e {
+        crypto::Error::File { .. } => anyhow::Error::new(e).context("cannot read the private key"),
+        e => anyhow::Error::new(e).context(format!("{}", path.display())),
+    })
 }
 
 /// Loads the built-in plugins, then the user's (which replace built-ins

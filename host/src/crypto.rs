@@ -11,14 +11,19 @@
 //! that Python's `cryptography` serializes the key's public half to, as Sentry's
 //! `LocalFileDecryptor` does, so [`PrivateKey::public_key_pem`] reproduces that PEM exactly.
 //! Tarballs decrypted through GCP KMS skip that check; KMS itself is not handled here.
+//!
+//! Exports run to gigabytes, so [`SealedExport`] never holds `export.json` in memory: it reads
+//! the token where it lies in the tarball (or in a private spool file when the tarball is
+//! compressed), verifies its HMAC in one pass and decrypts it in a second ([`fernet`]).
+
+mod fernet;
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-use fernet::Fernet;
+use base64::engine::general_purpose::STANDARD;
 use flate2::read::MultiGzDecoder;
 use rand::{CryptoRng, RngCore};
 use rsa::pkcs1::DecodeRsaPrivateKey;
@@ -42,6 +47,8 @@ const MAX_PREALLOC_BYTES: u64 = 64 * 1024 * 1024;
 const BLOCK: usize = 512;
 /// tarfile pads an archive to a multiple of its 20-block record size.
 const RECORD: usize = 20 * BLOCK;
+/// Buffer size for streaming the token.
+const STREAM_BUFFER: usize = 64 * 1024;
 
 /// What can go wrong reading, writing, encrypting or decrypting a tarball.
 #[derive(Debug, thiserror::Error)]
@@ -84,10 +91,27 @@ pub enum Error {
     #[error("`data.key` decrypted, but not to a Fernet key (44 characters of url-safe base64)")]
     NotAFernetKey,
     #[error(
-        "cannot decrypt `export.json`: the Fernet token is malformed, or was tampered with \
-         (HMAC check failed)"
+        "cannot decrypt `export.json`: the Fernet token's HMAC check failed; it was tampered \
+         with, damaged or truncated (nothing was decrypted)"
     )]
-    ExportToken,
+    TokenHmac,
+    #[error("cannot decrypt `export.json`: the Fernet token is not url-safe base64: {0}")]
+    TokenBase64(String),
+    #[error("cannot decrypt `export.json`: too short to be a Fernet token (truncated?)")]
+    TokenTooShort,
+    #[error("cannot decrypt `export.json`: not a Fernet token (version byte {0:#04x}, not 0x80)")]
+    TokenVersion(u8),
+    #[error(
+        "cannot decrypt `export.json`: the Fernet token's ciphertext is not a whole number of \
+         AES blocks; it is truncated or damaged"
+    )]
+    TokenLength,
+    #[error("cannot decrypt `export.json`: its HMAC is valid but its padding is not")]
+    TokenPadding,
+    #[error("cannot decrypt `export.json`: the tarball changed while it was being decrypted")]
+    TokenChanged,
+    #[error("cannot create a temporary file for the decrypted export (is TMPDIR writable?): {0}")]
+    TempFile(#[source] io::Error),
     #[error("cannot encrypt the data key with this public key: {0}")]
     Encrypt(#[source] rsa::Error),
     #[error("{}: {source}", path.display())]
@@ -98,7 +122,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The three members of an encrypted export tarball, still encrypted.
+/// The three members of an encrypted export tarball, still encrypted, all in memory.
+///
+/// For small tarballs and tests; imports and `relocate decrypt` use [`SealedExport`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tarball {
     /// `export.json`: the Fernet token text.
@@ -116,80 +142,31 @@ impl Tarball {
     /// and all three members must be present; a repeated member replaces the earlier one, as
     /// with `tarfile`.
     pub fn read(mut reader: impl Read) -> Result<Self> {
-        let mut magic = [0u8; 6];
-        let n = read_up_to(&mut reader, &mut magic)?;
-        if n == 0 {
-            return Err(Error::NotTar(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "the input is empty",
-            )));
-        }
-        let prefix = &magic[..n];
+        let (compression, prefix) = sniff(&mut reader)?;
         // Put the sniffed bytes back in front of the rest of the stream.
         let stream = io::Cursor::new(prefix).chain(reader);
-        if prefix.starts_with(&[0x1f, 0x8b]) {
-            Self::read_tar(MultiGzDecoder::new(stream))
-        } else if prefix.starts_with(b"BZh") {
-            Err(Error::UnsupportedCompression("bzip2"))
-        } else if prefix.starts_with(b"\xfd7zXZ\0") {
-            Err(Error::UnsupportedCompression("xz"))
-        } else {
-            Self::read_tar(stream)
-        }
+        let members = match compression {
+            Compression::Gzip => {
+                let mut archive = tar::Archive::new(MultiGzDecoder::new(stream));
+                read_members(archive.entries(), |e| read_member(e, EXPORT_JSON, u64::MAX))?
+            }
+            Compression::None => {
+                let mut archive = tar::Archive::new(stream);
+                read_members(archive.entries(), |e| read_member(e, EXPORT_JSON, u64::MAX))?
+            }
+        };
+        Ok(Self {
+            export: members.export,
+            data_key: members.data_key,
+            public_key_pem: members.public_key_pem,
+        })
     }
 
     /// Reads a tarball from a file; see [`Tarball::read`].
     pub fn read_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let file = File::open(path).map_err(|source| file_error(path, source))?;
-        Self::read(BufReader::new(file)).map_err(|e| match e {
-            Error::Io(source) => file_error(path, source),
-            e => e,
-        })
-    }
-
-    fn read_tar(stream: impl Read) -> Result<Self> {
-        let mut archive = tar::Archive::new(stream);
-        let (mut export, mut data_key, mut key_pub) = (None, None, None);
-        for entry in archive.entries().map_err(Error::NotTar)? {
-            let mut entry = entry.map_err(Error::NotTar)?;
-            // The same set as tarfile's `isfile()`.
-            let kind = entry.header().entry_type();
-            if !(kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse()) {
-                continue;
-            }
-            // The export has no cap: real exports run to gigabytes.
-            let (slot, name, limit) = match &*entry.path_bytes() {
-                b"export.json" => (&mut export, EXPORT_JSON, u64::MAX),
-                b"data.key" => (&mut data_key, DATA_KEY, MAX_KEY_MEMBER_BYTES),
-                b"key.pub" => (&mut key_pub, KEY_PUB, MAX_KEY_MEMBER_BYTES),
-                other => {
-                    let name = String::from_utf8_lossy(other).into_owned();
-                    return Err(Error::UnknownMember(name));
-                }
-            };
-            let size = entry.size();
-            if size > limit {
-                return Err(Error::MemberTooLarge { name, size, limit });
-            }
-            let capacity = usize::try_from(size.min(MAX_PREALLOC_BYTES)).unwrap_or(0);
-            let mut content = Vec::with_capacity(capacity);
-            entry.read_to_end(&mut content).map_err(Error::NotTar)?;
-            if content.len() as u64 != size {
-                let message = format!("`{name}` is truncated");
-                return Err(Error::NotTar(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    message,
-                )));
-            }
-            // A repeated member replaces the earlier one, as with tarfile.
-            *slot = Some(content);
-        }
-        Ok(Self {
-            export: export.ok_or(Error::MissingMember(EXPORT_JSON))?,
-            data_key: data_key.ok_or(Error::MissingMember(DATA_KEY))?,
-            public_key_pem: key_pub.ok_or(Error::MissingMember(KEY_PUB))?,
-        })
+        Self::read(BufReader::new(file)).map_err(|e| name_file(path, e))
     }
 
     /// Writes the tarball byte-for-byte as Sentry's Python `tarfile` code does.
@@ -197,36 +174,304 @@ impl Tarball {
     /// Members come in Sentry's order, as ustar regular files with mode 0o644, uid and gid 0 and
     /// mtime 0, and the archive is padded to tarfile's 10240-byte record.
     pub fn write(&self, mut writer: impl Write) -> Result<()> {
-        let zeros = [0u8; BLOCK];
-        let mut written = 0;
-        for (name, data) in [
-            (EXPORT_JSON, &self.export),
-            (DATA_KEY, &self.data_key),
-            (KEY_PUB, &self.public_key_pem),
-        ] {
-            writer.write_all(member_header(name, data.len() as u64)?.as_bytes())?;
-            writer.write_all(data)?;
-            let padding = (BLOCK - data.len() % BLOCK) % BLOCK;
-            writer.write_all(&zeros[..padding])?;
-            written += BLOCK + data.len() + padding;
-        }
-        // Two zero blocks end the archive; then zero blocks up to the record boundary.
-        let end = (written + 2 * BLOCK).div_ceil(RECORD) * RECORD;
-        for _ in (written..end).step_by(BLOCK) {
-            writer.write_all(&zeros)?;
-        }
-        writer.flush()?;
-        Ok(())
+        let mut tar = TarWriter::new(&mut writer);
+        tar.member(EXPORT_JSON, self.export.len() as u64, |w| {
+            Ok(w.write_all(&self.export)?)
+        })?;
+        tar.small_member(DATA_KEY, &self.data_key)?;
+        tar.small_member(KEY_PUB, &self.public_key_pem)?;
+        tar.finish()
     }
 
     /// Writes the tarball to a new file (replacing any); see [`Tarball::write`].
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let file = File::create(path).map_err(|source| file_error(path, source))?;
-        self.write(BufWriter::new(file)).map_err(|e| match e {
-            Error::Io(source) => file_error(path, source),
-            e => e,
+        self.write(BufWriter::new(file))
+            .map_err(|e| name_file(path, e))
+    }
+}
+
+/// An encrypted export tarball opened for decryption: `data.key` and `key.pub` in memory,
+/// the `export.json` token left on disk.
+#[derive(Debug)]
+pub struct SealedExport {
+    token: TokenFile,
+    data_key: Vec<u8>,
+    public_key_pem: Vec<u8>,
+}
+
+/// Where the token lies: a byte range of the tarball itself, or all of a private, unnamed spool
+/// file (removed by the OS when closed) when the tarball is compressed.
+#[derive(Debug)]
+struct TokenFile {
+    file: File,
+    offset: u64,
+    len: u64,
+}
+
+impl TokenFile {
+    fn reader(&self) -> impl Read + '_ {
+        BufReader::with_capacity(
+            STREAM_BUFFER,
+            FileRange {
+                file: &self.file,
+                pos: self.offset,
+                end: self.offset + self.len,
+            },
+        )
+    }
+}
+
+/// A byte range of a file, read by position so that each pass has its own cursor.
+struct FileRange<'a> {
+    file: &'a File,
+    pos: u64,
+    end: u64,
+}
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt as _;
+        let left = usize::try_from(self.end - self.pos).unwrap_or(usize::MAX);
+        let want = buf.len().min(left);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = self.file.read_at(&mut buf[..want], self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl SealedExport {
+    /// Opens a tarball file, plain or gzip-compressed, with the checks of [`Tarball::read`].
+    ///
+    /// A plain tarball is scanned by seeking over `export.json`; a compressed one is read once,
+    /// its `export.json` copied to a private temporary file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let file = File::open(path).map_err(|source| file_error(path, source))?;
+        Self::open_file(file).map_err(|e| name_file(path, e))
+    }
+
+    fn open_file(mut file: File) -> Result<Self> {
+        let (compression, _) = sniff(&mut file)?;
+        file.rewind()?;
+        let members = match compression {
+            Compression::Gzip => {
+                let stream = MultiGzDecoder::new(BufReader::new(file));
+                let mut archive = tar::Archive::new(stream);
+                read_members(archive.entries(), spool)?
+            }
+            Compression::None => {
+                let file_len = file.metadata()?.len();
+                let token_file = file.try_clone()?;
+                let mut archive = tar::Archive::new(BufReader::new(file));
+                read_members(archive.entries_with_seek(), |entry| {
+                    // Sparse members are not contiguous in the archive.
+                    if entry.header().entry_type().is_gnu_sparse() {
+                        return spool(entry);
+                    }
+                    let (offset, len) = (entry.raw_file_position(), entry.size());
+                    if offset.checked_add(len).is_none_or(|end| end > file_len) {
+                        return Err(truncated(EXPORT_JSON));
+                    }
+                    Ok(TokenFile {
+                        file: token_file.try_clone()?,
+                        offset,
+                        len,
+                    })
+                })?
+            }
+        };
+        Ok(Self {
+            token: members.export,
+            data_key: members.data_key,
+            public_key_pem: members.public_key_pem,
         })
+    }
+
+    /// `key.pub`, as the encrypting side supplied it.
+    pub fn public_key_pem(&self) -> &[u8] {
+        &self.public_key_pem
+    }
+
+    /// Decrypts the export into `out`, as Sentry's `LocalFileDecryptor` does: `key.pub` must
+    /// match `key`, then `data.key` is unwrapped, then the token's HMAC is verified over the
+    /// whole token before any of it is decrypted. On an error, discard what reached `out`.
+    pub fn decrypt_to(&self, key: &PrivateKey, out: impl Write) -> Result<()> {
+        let fernet = fernet_key(&self.public_key_pem, &self.data_key, key)?;
+        fernet::decrypt(&fernet, || Ok(self.token.reader()), out)
+    }
+
+    /// Decrypts the export into a private (0600), unnamed temporary file under `TMPDIR`, which
+    /// the OS removes when it is closed; returns it rewound.
+    pub fn decrypt_to_tempfile(&self, key: &PrivateKey) -> Result<File> {
+        let mut file = tempfile::tempfile().map_err(Error::TempFile)?;
+        self.decrypt_to(key, BufWriter::with_capacity(STREAM_BUFFER, &mut file))?;
+        file.rewind()?;
+        Ok(file)
+    }
+}
+
+/// Copies a member to a private, unnamed temporary file.
+fn spool<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<TokenFile> {
+    let size = entry.size();
+    let mut file = tempfile::tempfile().map_err(Error::TempFile)?;
+    let copied = io::copy(
+        entry,
+        &mut BufWriter::with_capacity(STREAM_BUFFER, &mut file),
+    )
+    .map_err(Error::NotTar)?;
+    if copied != size {
+        return Err(truncated(EXPORT_JSON));
+    }
+    Ok(TokenFile {
+        file,
+        offset: 0,
+        len: size,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Compression {
+    None,
+    Gzip,
+}
+
+/// Reads the first bytes to tell a plain tar from a compressed one; returns them too.
+fn sniff(reader: &mut impl Read) -> Result<(Compression, Vec<u8>)> {
+    let mut magic = [0u8; 6];
+    let n = read_up_to(reader, &mut magic)?;
+    let prefix = &magic[..n];
+    let compression = if n == 0 {
+        return Err(Error::NotTar(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the input is empty",
+        )));
+    } else if prefix.starts_with(&[0x1f, 0x8b]) {
+        Compression::Gzip
+    } else if prefix.starts_with(b"BZh") {
+        return Err(Error::UnsupportedCompression("bzip2"));
+    } else if prefix.starts_with(b"\xfd7zXZ\0") {
+        return Err(Error::UnsupportedCompression("xz"));
+    } else {
+        Compression::None
+    };
+    Ok((compression, prefix.to_vec()))
+}
+
+/// The members of a tarball; `export` is whatever the caller made of `export.json`.
+struct Members<T> {
+    export: T,
+    data_key: Vec<u8>,
+    public_key_pem: Vec<u8>,
+}
+
+/// Walks the entries as Sentry's `unwrap_encrypted_export_tarball` does: entries that are not
+/// regular files are skipped, any other regular member is an error, all three members must be
+/// present, and a repeated member replaces the earlier one, as with `tarfile`. `take_export`
+/// handles `export.json`, which has no size cap: real exports run to gigabytes.
+fn read_members<'a, R: Read + 'a, T>(
+    entries: io::Result<tar::Entries<'a, R>>,
+    mut take_export: impl FnMut(&mut tar::Entry<'a, R>) -> Result<T>,
+) -> Result<Members<T>> {
+    let (mut export, mut data_key, mut key_pub) = (None, None, None);
+    for entry in entries.map_err(Error::NotTar)? {
+        let mut entry = entry.map_err(Error::NotTar)?;
+        // The same set as tarfile's `isfile()`.
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_contiguous() || kind.is_gnu_sparse()) {
+            continue;
+        }
+        let name = match &*entry.path_bytes() {
+            b"export.json" => EXPORT_JSON,
+            b"data.key" => DATA_KEY,
+            b"key.pub" => KEY_PUB,
+            other => {
+                let name = String::from_utf8_lossy(other).into_owned();
+                return Err(Error::UnknownMember(name));
+            }
+        };
+        match name {
+            EXPORT_JSON => export = Some(take_export(&mut entry)?),
+            DATA_KEY => data_key = Some(read_member(&mut entry, name, MAX_KEY_MEMBER_BYTES)?),
+            _ => key_pub = Some(read_member(&mut entry, name, MAX_KEY_MEMBER_BYTES)?),
+        }
+    }
+    Ok(Members {
+        export: export.ok_or(Error::MissingMember(EXPORT_JSON))?,
+        data_key: data_key.ok_or(Error::MissingMember(DATA_KEY))?,
+        public_key_pem: key_pub.ok_or(Error::MissingMember(KEY_PUB))?,
+    })
+}
+
+/// Reads a member into memory, refusing one larger than `limit`.
+fn read_member<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    name: &'static str,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let size = entry.size();
+    if size > limit {
+        return Err(Error::MemberTooLarge { name, size, limit });
+    }
+    let capacity = usize::try_from(size.min(MAX_PREALLOC_BYTES)).unwrap_or(0);
+    let mut content = Vec::with_capacity(capacity);
+    entry.read_to_end(&mut content).map_err(Error::NotTar)?;
+    if content.len() as u64 != size {
+        return Err(truncated(name));
+    }
+    Ok(content)
+}
+
+fn truncated(name: &str) -> Error {
+    Error::NotTar(io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("`{name}` is truncated"),
+    ))
+}
+
+/// Writes tar members as Python's `tarfile` does.
+struct TarWriter<W> {
+    writer: W,
+    written: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    fn new(writer: W) -> Self {
+        Self { writer, written: 0 }
+    }
+
+    /// A member of `len` bytes, which `body` writes.
+    fn member(
+        &mut self,
+        name: &str,
+        len: u64,
+        body: impl FnOnce(&mut W) -> Result<()>,
+    ) -> Result<()> {
+        self.writer
+            .write_all(member_header(name, len)?.as_bytes())?;
+        body(&mut self.writer)?;
+        let padding = (BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64;
+        self.writer.write_all(&[0u8; BLOCK][..padding as usize])?;
+        self.written += BLOCK as u64 + len + padding;
+        Ok(())
+    }
+
+    fn small_member(&mut self, name: &str, data: &[u8]) -> Result<()> {
+        self.member(name, data.len() as u64, |w| Ok(w.write_all(data)?))
+    }
+
+    /// Two zero blocks end the archive; then zero blocks up to the record boundary.
+    fn finish(mut self) -> Result<()> {
+        let end = (self.written + 2 * BLOCK as u64).div_ceil(RECORD as u64) * RECORD as u64;
+        for _ in (self.written..end).step_by(BLOCK) {
+            self.writer.write_all(&[0u8; BLOCK])?;
+        }
+        self.writer.flush()?;
+        Ok(())
     }
 }
 
@@ -353,79 +598,116 @@ impl PublicKey {
     }
 }
 
-/// Decrypts a tarball with a local private key, as Sentry's `LocalFileDecryptor` does.
-///
-/// `key.pub` must equal the key's own public PEM byte for byte; that check comes first, so a
-/// wrong key gives [`Error::PublicKeyMismatch`] before any decryption. Returns the export's
-/// JSON bytes.
-pub fn decrypt(tarball: &Tarball, key: &PrivateKey) -> Result<Vec<u8>> {
-    if tarball.public_key_pem != key.public_key_pem().as_bytes() {
+/// Checks `key.pub` against `key` (first, so a wrong key is a mismatch before any
+/// decryption, as in Sentry), then unwraps `data.key` to the Fernet key.
+fn fernet_key(public_key_pem: &[u8], data_key: &[u8], key: &PrivateKey) -> Result<fernet::Key> {
+    if public_key_pem != key.public_key_pem().as_bytes() {
         return Err(Error::PublicKeyMismatch);
     }
-    let data_key = key.decrypt_data_key(&tarball.data_key)?;
-    decrypt_export(&tarball.export, &data_key)
+    fernet::Key::from_text(&key.decrypt_data_key(data_key)?)
+}
+
+/// Decrypts an in-memory tarball with a local private key, as Sentry's `LocalFileDecryptor`
+/// does; see [`SealedExport::decrypt_to`]. Returns the export's JSON bytes.
+pub fn decrypt(tarball: &Tarball, key: &PrivateKey) -> Result<Vec<u8>> {
+    let fernet = fernet_key(&tarball.public_key_pem, &tarball.data_key, key)?;
+    let mut plaintext = Vec::new();
+    fernet::decrypt(&fernet, || Ok(&tarball.export[..]), &mut plaintext)?;
+    Ok(plaintext)
 }
 
 /// Decrypts `export.json` with the already decrypted Fernet key text (e.g. from a KMS).
 ///
-/// There is no TTL, as in Sentry.
+/// There is no TTL and the timestamp is ignored, as in Python's `Fernet.decrypt` without a
+/// TTL, so a tarball from a machine whose clock ran ahead still opens, as it does in Sentry.
+/// ASCII whitespace in the token is skipped, as Python's base64 decoder does.
 pub fn decrypt_export(export: &[u8], data_key: &[u8]) -> Result<Vec<u8>> {
-    let fernet = std::str::from_utf8(data_key)
-        .ok()
-        .and_then(Fernet::new)
-        .ok_or(Error::NotAFernetKey)?;
-    let token = std::str::from_utf8(export).map_err(|_| Error::ExportToken)?;
-    // Python's base64 decoder skips whitespace, so Sentry accepts a token with a newline.
-    let cleaned: String;
-    let token = if token.bytes().any(|b| b.is_ascii_whitespace()) {
-        cleaned = token.split_ascii_whitespace().collect();
-        &cleaned
-    } else {
-        token
-    };
-    // Python's `Fernet.decrypt` without a TTL ignores the timestamp entirely;
-    // the crate refuses tokens over 60 s in the future unless "now" is pushed
-    // to the end of time, so a tarball from a machine whose clock ran ahead
-    // still opens, as it does in Sentry.
-    fernet
-        .decrypt_at_time(token, None, u64::MAX - 60)
-        .map_err(|_| Error::ExportToken)
+    let fernet = fernet::Key::from_text(data_key)?;
+    let mut plaintext = Vec::new();
+    fernet::decrypt(&fernet, || Ok(export), &mut plaintext)?;
+    Ok(plaintext)
 }
 
-/// Reads a tarball file and decrypts it with the private key in `key_path`.
+/// Reads a tarball file and decrypts it with the private key in `key_path`, in memory.
 pub fn decrypt_file(tarball_path: impl AsRef<Path>, key_path: impl AsRef<Path>) -> Result<Vec<u8>> {
     let key = PrivateKey::from_pem_file(key_path)?;
-    decrypt(&Tarball::read_file(tarball_path)?, &key)
+    let mut plaintext = Vec::new();
+    SealedExport::open(tarball_path)?.decrypt_to(&key, &mut plaintext)?;
+    Ok(plaintext)
 }
 
 /// Encrypts `plaintext` (the export's JSON bytes) to `public_key_pem`, as Sentry's
-/// `create_encrypted_export_tarball` does.
-///
-/// `rng` makes the Fernet key and the OAEP padding; the fernet crate draws the token's IV from
-/// the OS and stamps it with the current time. `key.pub` holds `public_key_pem` as given, so
-/// it must be the canonical PEM (as Python writes it) for the tarball to decrypt locally.
+/// `create_encrypted_export_tarball` does; see [`encrypt_to`], which streams.
 pub fn encrypt(
     plaintext: &[u8],
     public_key_pem: &[u8],
     rng: &mut (impl CryptoRng + RngCore),
 ) -> Result<Tarball> {
-    let key = PublicKey::from_pem(public_key_pem)?;
-    let mut raw_key = [0u8; 32];
-    rng.fill_bytes(&mut raw_key);
-    // Like `Fernet.generate_key()`: the base64 text, with padding, is what gets encrypted.
-    let fernet_key = URL_SAFE.encode(raw_key);
-    let export = Fernet::new(&fernet_key)
-        .ok_or(Error::NotAFernetKey)?
-        .encrypt(plaintext);
-    let data_key = key
-        .0
-        .encrypt(rng, Oaep::new::<Sha256>(), fernet_key.as_bytes())
-        .map_err(Error::Encrypt)?;
+    let sealer = Sealer::new(public_key_pem, rng)?;
+    let len = plaintext.len() as u64;
+    let capacity = usize::try_from(fernet::token_text_len(len)).unwrap_or(0);
+    let mut export = Vec::with_capacity(capacity);
+    sealer.token(plaintext, len, &mut export)?;
     Ok(Tarball {
-        export: export.into_bytes(),
-        data_key,
+        export,
+        data_key: sealer.data_key,
         public_key_pem: public_key_pem.to_vec(),
     })
+}
+
+/// Encrypts exactly `len` bytes of `plaintext` to `public_key_pem` and writes the tarball to
+/// `out` as [`Tarball::write`] does, in bounded memory.
+///
+/// `rng` makes the Fernet key, the token's IV and the OAEP padding; the token is stamped with
+/// the current time. `key.pub` holds `public_key_pem` as given, so it must be the canonical
+/// PEM (as Python writes it) for the tarball to decrypt locally.
+pub fn encrypt_to(
+    plaintext: impl Read,
+    len: u64,
+    public_key_pem: &[u8],
+    rng: &mut (impl CryptoRng + RngCore),
+    mut out: impl Write,
+) -> Result<()> {
+    let sealer = Sealer::new(public_key_pem, rng)?;
+    let mut tar = TarWriter::new(&mut out);
+    tar.member(EXPORT_JSON, fernet::token_text_len(len), |w| {
+        sealer.token(plaintext, len, w)
+    })?;
+    tar.small_member(DATA_KEY, &sealer.data_key)?;
+    tar.small_member(KEY_PUB, public_key_pem)?;
+    tar.finish()
+}
+
+/// A fresh Fernet key and IV, and the key wrapped for `data.key`.
+struct Sealer {
+    key: fernet::Key,
+    iv: [u8; 16],
+    data_key: Vec<u8>,
+}
+
+impl Sealer {
+    fn new(public_key_pem: &[u8], rng: &mut (impl CryptoRng + RngCore)) -> Result<Self> {
+        let public = PublicKey::from_pem(public_key_pem)?;
+        let mut raw_key = [0u8; 32];
+        rng.fill_bytes(&mut raw_key);
+        // Like `Fernet.generate_key()`: the base64 text, with padding, is what gets encrypted.
+        let text = fernet::Key::text_of(&raw_key);
+        let key = fernet::Key::from_text(text.as_bytes())?;
+        let mut iv = [0u8; 16];
+        rng.fill_bytes(&mut iv);
+        let data_key = public
+            .0
+            .encrypt(rng, Oaep::new::<Sha256>(), text.as_bytes())
+            .map_err(Error::Encrypt)?;
+        Ok(Self { key, iv, data_key })
+    }
+
+    fn token(&self, plaintext: impl Read, len: u64, out: impl Write) -> Result<()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        fernet::encrypt(&self.key, self.iv, now, plaintext, len, out)
+    }
 }
 
 /// The SubjectPublicKeyInfo PEM of `key` exactly as OpenSSL writes it: 64-column base64, LF
@@ -475,8 +757,6 @@ fn no_block_error(blocks: &[(&str, &str)], wanted: &str, error: fn(String) -> Er
     }
 }
 
-/// How far ahead of the clock a token's timestamp is, if more than the fernet crate allows.
-
 /// Reads a PEM key file, refusing anything too large to be one.
 fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(|source| file_error(path, source))?;
@@ -494,8 +774,9 @@ fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
     Ok(pem)
 }
 
-/// Fills as much of `buf` as the reader has, stopping early only at end of input.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+/// Fills as much of `buf` as the reader has, stopping early only at end of input; an
+/// interrupted read is retried.
+pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     let mut filled = 0;
     while filled < buf.len() {
         match reader.read(&mut buf[filled..]) {
@@ -512,6 +793,14 @@ fn file_error(path: &Path, source: io::Error) -> Error {
     Error::File {
         path: path.to_path_buf(),
         source,
+    }
+}
+
+/// Names the file in an I/O error that does not say which file it was about.
+fn name_file(path: &Path, e: Error) -> Error {
+    match e {
+        Error::Io(source) => file_error(path, source),
+        e => e,
     }
 }
 
@@ -671,7 +960,7 @@ mod tests {
             b'A'
         };
         let err = decrypt(&tarball, &key("private-pkcs8.pem")).unwrap_err();
-        assert!(matches!(err, Error::ExportToken), "{err:?}");
+        assert!(matches!(err, Error::TokenHmac), "{err:?}");
     }
 
     #[test]
@@ -826,6 +1115,116 @@ mod tests {
         for len in (0..bytes.len()).step_by(97) {
             let _ = Tarball::read(&bytes[..len]);
         }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.tar");
+        std::fs::write(&path, &bytes[..4000]).unwrap();
+        let err = SealedExport::open(&path).unwrap_err();
+        assert!(
+            err.to_string().contains("`export.json` is truncated"),
+            "{err}"
+        );
+        let key = key("private-pkcs8.pem");
+        for len in (0..bytes.len()).step_by(97) {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            if let Ok(sealed) = SealedExport::open(&path) {
+                let _ = sealed.decrypt_to(&key, io::sink());
+            }
+        }
+    }
+
+    /// Opens `bytes` as a tarball file with [`SealedExport`] and decrypts it.
+    fn sealed_decrypt(bytes: &[u8], key: &PrivateKey) -> Result<Vec<u8>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("export.tar");
+        std::fs::write(&path, bytes).unwrap();
+        let sealed = SealedExport::open(&path)?;
+        let mut file = sealed.decrypt_to_tempfile(key)?;
+        let mut plaintext = Vec::new();
+        file.read_to_end(&mut plaintext)?;
+        Ok(plaintext)
+    }
+
+    #[test]
+    fn sealed_export_decrypts_plain_gzipped_and_odd_tarballs() {
+        let key = key("private-pkcs8.pem");
+        let tar = fixture("fresh-install.tar");
+        assert_is_fresh_install(&sealed_decrypt(&tar, &key).unwrap());
+        // Gzip: the token is spooled.
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&tar).unwrap();
+        assert_is_fresh_install(&sealed_decrypt(&gz.finish().unwrap(), &key).unwrap());
+        // Another tool's member order and a long-name entry before the token: the offset counts.
+        let t = python_tarball();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(0);
+        header.set_entry_type(tar::EntryType::Directory);
+        builder
+            .append_data(&mut header, format!("{}/", "d".repeat(150)), &[][..])
+            .unwrap();
+        for (name, data) in [
+            (KEY_PUB, &t.public_key_pem),
+            (DATA_KEY, &t.data_key),
+            (EXPORT_JSON, &t.export),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(data.len() as u64);
+            builder.append_data(&mut header, name, &data[..]).unwrap();
+        }
+        let bytes = builder.into_inner().unwrap();
+        assert_is_fresh_install(&sealed_decrypt(&bytes, &key).unwrap());
+    }
+
+    #[test]
+    fn sealed_export_refuses_what_the_tarball_reader_refuses() {
+        let right = key("private-pkcs8.pem");
+        let t = python_tarball();
+        let bytes = tar_of(&[(EXPORT_JSON, &t.export), ("notes.txt", b"hi")]);
+        let err = sealed_decrypt(&bytes, &right).unwrap_err();
+        assert!(matches!(err, Error::UnknownMember(_)), "{err:?}");
+        let bytes = tar_of(&[(EXPORT_JSON, &t.export), (DATA_KEY, &[b'x'; 100_000])]);
+        let err = sealed_decrypt(&bytes, &right).unwrap_err();
+        assert!(matches!(err, Error::MemberTooLarge { .. }), "{err:?}");
+        let err = sealed_decrypt(b"", &right).unwrap_err();
+        assert!(matches!(err, Error::NotTar(_)), "{err:?}");
+        let err = sealed_decrypt(b"BZh91AY&SY", &right).unwrap_err();
+        assert!(matches!(err, Error::UnsupportedCompression(_)), "{err:?}");
+        let err =
+            sealed_decrypt(&fixture("fresh-install.tar"), &key("other-private.pem")).unwrap_err();
+        assert!(matches!(err, Error::PublicKeyMismatch), "{err:?}");
+    }
+
+    #[test]
+    fn streaming_encryption_writes_the_tarball_encrypt_writes() {
+        let plaintext = std::fs::read(FRESH_INSTALL).unwrap();
+        let public = fixture("public.pem");
+        let mut streamed = Vec::new();
+        encrypt_to(
+            &plaintext[..],
+            plaintext.len() as u64,
+            &public,
+            &mut rng(),
+            &mut streamed,
+        )
+        .unwrap();
+        let read = Tarball::read(&streamed[..]).unwrap();
+        let in_memory = encrypt(&plaintext, &public, &mut rng()).unwrap();
+        // Same key and IV from the same seed; only the timestamp may differ.
+        assert_eq!(read.data_key, in_memory.data_key);
+        assert_eq!(read.export.len(), in_memory.export.len());
+        assert_eq!(
+            decrypt(&read, &key("private-pkcs8.pem")).unwrap(),
+            plaintext
+        );
+        let mut written = Vec::new();
+        read.write(&mut written).unwrap();
+        assert_eq!(written, streamed, "laid out as Tarball::write lays it out");
+        // A plaintext shorter than announced is an error, not a bad tarball.
+        let err = encrypt_to(&b"[]"[..], 3, &public, &mut rng(), io::sink()).unwrap_err();
+        assert!(
+            err.to_string().contains("changed while it was encrypted"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,12 +8,12 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Seek};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::crypto;
+use crate::crypto::{self, read_up_to};
 use crate::model::{ModelError, ModelName, Pk};
 
 /// Records larger than this are refused rather than buffered.
@@ -48,16 +48,11 @@ pub struct RecordRef {
 /// An export opened and indexed.
 pub struct Export {
     path: PathBuf,
-    data: Data,
+    /// The JSON: the export itself, or for an encrypted export its plaintext
+    /// in a private, unnamed temporary file that goes away with it.
+    data: File,
     models: Vec<(ModelName, Vec<RecordRef>)>,
     total: u64,
-}
-
-enum Data {
-    File(File),
-    /// Decrypted plaintext. (Fernet needs the whole token; a streaming
-    /// decryptor into a private temp file would make this flat too.)
-    Memory(Vec<u8>),
 }
 
 /// One parsed record.
@@ -90,17 +85,14 @@ impl Export {
         let is_gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
         let data = if is_tar || is_gzip {
             let key = key.ok_or_else(|| Error::NeedsKey { path: path.to_path_buf() })?;
-            let file = File::open(path).map_err(io)?;
             let crypt = |source| Error::Crypto { path: path.to_path_buf(), source };
-            let tarball = crypto::Tarball::read(BufReader::new(file)).map_err(crypt)?;
-            Data::Memory(crypto::decrypt(&tarball, key).map_err(crypt)?)
+            // Decrypted (HMAC verified first) before a byte of it is parsed.
+            crypto::SealedExport::open(path).and_then(|sealed| sealed.decrypt_to_tempfile(key)).map_err(crypt)?
         } else {
-            Data::File(File::open(path).map_err(io)?)
+            file.rewind().map_err(io)?;
+            file
         };
-        let (models, total) = match &data {
-            Data::File(f) => index(path, BufReader::with_capacity(1 << 16, f))?,
-            Data::Memory(bytes) => index(path, &bytes[..])?,
-        };
+        let (models, total) = index(path, BufReader::with_capacity(1 << 16, &data))?;
         Ok(Export { path: path.to_path_buf(), data, models, total })
     }
 
@@ -124,32 +116,15 @@ impl Export {
 
     /// Reads and parses one record.
     pub fn read(&self, at: &RecordRef, buf: &mut Vec<u8>) -> Result<RawRecord> {
-        let bytes: &[u8] = match &self.data {
-            Data::File(f) => {
-                use std::os::unix::fs::FileExt;
-                buf.resize(at.len as usize, 0);
-                f.read_exact_at(buf, at.offset).map_err(|source| Error::Io { path: self.path.clone(), source })?;
-                buf
-            }
-            Data::Memory(bytes) => &bytes[at.offset as usize..at.offset as usize + at.len as usize],
-        };
-        serde_json::from_slice(bytes).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
+        use std::os::unix::fs::FileExt;
+        buf.resize(at.len as usize, 0);
+        self.data.read_exact_at(buf, at.offset).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        serde_json::from_slice(buf).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
     }
 
     pub fn record_error(&self, at: &RecordRef, message: String) -> Error {
         Error::Record { path: self.path.clone(), position: at.position, offset: at.offset, message }
     }
-}
-
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
-        }
-    }
-    Ok(n)
 }
 
 type Index = (Vec<(ModelName, Vec<RecordRef>)>, u64);
@@ -381,6 +356,19 @@ mod tests {
         assert_eq!(export.total(), 31);
         let users = export.records(&ModelName::new("sentry.user").unwrap());
         assert_eq!(users.len(), 2);
+        let rec = export.read(&users[1], &mut Vec::new()).unwrap();
+        assert_eq!(rec.fields["username"], "member@example.com");
+    }
+
+    #[test]
+    fn reads_an_encrypted_export_like_a_plain_one() {
+        let examples = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples"));
+        let key = crypto::PrivateKey::from_pem_file(examples.join("fresh-install.key.pem")).unwrap();
+        let tar = examples.join("fresh-install.tar");
+        assert!(matches!(Export::open(&tar, None), Err(Error::NeedsKey { .. })));
+        let export = Export::open(&tar, Some(&key)).unwrap();
+        assert_eq!(export.total(), 31);
+        let users = export.records(&ModelName::new("sentry.user").unwrap());
         let rec = export.read(&users[1], &mut Vec::new()).unwrap();
         assert_eq!(rec.fields["username"], "member@example.com");
     }

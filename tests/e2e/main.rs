@@ -7,6 +7,7 @@
 mod support;
 
 mod cli;
+mod crypto;
 mod errors;
 mod import;
 mod plugins;
