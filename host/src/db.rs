@@ -581,6 +581,18 @@ where
     })
 }
 
+/// `(index, column)` rows in index order → each index's columns.
+fn group_index_columns<K: PartialEq>(rows: impl IntoIterator<Item = (K, Option<String>)>) -> Vec<Vec<Option<String>>> {
+    let mut out: Vec<(K, Vec<Option<String>>)> = Vec::new();
+    for (index, column) in rows {
+        match out.last_mut() {
+            Some((last, columns)) if *last == index => columns.push(column),
+            _ => out.push((index, vec![column])),
+        }
+    }
+    out.into_iter().map(|(_, columns)| columns).collect()
+}
+
 /// Sentry stores the pk maps as JSON objects with string keys.
 fn map_to_json<V: serde::Serialize>(map: &BTreeMap<Pk, V>) -> String {
     let object: serde_json::Map<String, serde_json::Value> =

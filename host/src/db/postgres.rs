@@ -62,15 +62,7 @@ pub async fn index_columns(c: &mut PgConnection, table: &Ident) -> Result<Vec<Ve
     .fetch_all(c)
     .await
     .map_err(query_error(format!("list the indexes of {table}")))?;
-    let mut out: Vec<(i64, Vec<Option<String>>)> = Vec::new();
-    for row in rows {
-        let (index, column): (i64, Option<String>) = (row.get(0), row.get(1));
-        match out.last_mut() {
-            Some((last, columns)) if *last == index => columns.push(column),
-            _ => out.push((index, vec![column])),
-        }
-    }
-    Ok(out.into_iter().map(|(_, columns)| columns).collect())
+    Ok(super::group_index_columns(rows.iter().map(|row| (row.get::<i64, _>(0), row.get(1)))))
 }
 
 pub async fn relation_exists(c: &mut PgConnection, name: &str) -> Result<bool> {

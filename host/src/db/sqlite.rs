@@ -89,15 +89,7 @@ pub async fn index_columns(c: &mut SqliteConnection, table: &Ident) -> Result<Ve
     .fetch_all(c)
     .await
     .map_err(query_error(format!("list the indexes of {table}")))?;
-    let mut out: Vec<(String, Vec<Option<String>>)> = Vec::new();
-    for row in rows {
-        let (index, column): (String, Option<String>) = (row.get(0), row.get(1));
-        match out.last_mut() {
-            Some((last, columns)) if *last == index => columns.push(column),
-            _ => out.push((index, vec![column])),
-        }
-    }
-    Ok(out.into_iter().map(|(_, columns)| columns).collect())
+    Ok(super::group_index_columns(rows.iter().map(|row| (row.get::<String, _>(0), row.get(1)))))
 }
 
 /// `CROSS JOIN` makes the keys the outer loop, so each is one index probe.
