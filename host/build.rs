@@ -41,7 +41,21 @@ fn main() {
     for (key, _) in env::vars_os() {
         let key = key.to_string_lossy();
         let host_only = (key.starts_with("CARGO_") && key != "CARGO_MAKEFLAGS" && key != "CARGO_HOME")
-            || matches!(&*key, "RUSTFLAGS" | "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "TARGET" | "HOST" | "PROFILE" | "OPT_LEVEL" | "DEBUG" | "NUM_JOBS" | "OUT_DIR" | "RUSTDOC");
+            || matches!(
+                &*key,
+                "RUSTFLAGS"
+                    | "RUSTC"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "TARGET"
+                    | "HOST"
+                    | "PROFILE"
+                    | "OPT_LEVEL"
+                    | "DEBUG"
+                    | "NUM_JOBS"
+                    | "OUT_DIR"
+                    | "RUSTDOC"
+            );
         if host_only {
             cmd.env_remove(&*key);
         }
@@ -52,11 +66,14 @@ fn main() {
     }
 
     let artifacts = target_dir.join(GUEST_TARGET).join("release");
-    let mut builtin = String::from("/// The first-party plugins, embedded at build time.\npub static BUILTIN: &[(&str, &[u8])] = &[\n");
+    let mut builtin = String::from(
+        "/// The first-party plugins, embedded at build time.\npub static BUILTIN: &[(&str, &[u8])] = &[\n",
+    );
     for name in crate_names(&plugins) {
         let wasm = artifacts.join(format!("{}.wasm", name.replace('-', "_")));
         assert!(wasm.exists(), "plugin {name} was built but {} is missing", wasm.display());
-        writeln!(builtin, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string()).expect("write to String");
+        writeln!(builtin, "    ({name:?}, include_bytes!({:?})),", wasm.display().to_string())
+            .expect("write to String");
     }
     builtin.push_str("];\n");
     fs::write(out_dir.join("builtin.rs"), builtin).expect("write builtin.rs");

@@ -113,8 +113,8 @@ fn measure_child(args: &[String]) -> ExitCode {
     };
     let secs = started.elapsed().as_secs_f64();
     // Only one child ever ran under this process, so this is its peak (KiB on Linux).
-    let max_rss_kib = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)
-        .map_or(0, |u| u.max_rss());
+    let max_rss_kib =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).map_or(0, |u| u.max_rss());
     if std::fs::write(out, format!("{secs} {max_rss_kib}")).is_err() {
         return ExitCode::from(2);
     }
@@ -161,12 +161,7 @@ fn totals(stdout: &str) -> Vec<u64> {
     stdout
         .lines()
         .find(|l| l.starts_with("total "))
-        .map(|l| {
-            l.split_whitespace()
-                .skip(1)
-                .filter_map(|n| n.parse().ok())
-                .collect()
-        })
+        .map(|l| l.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_default()
 }
 
@@ -180,40 +175,20 @@ fn run(args: Args) -> Result<()> {
         None => temp.path().to_path_buf(),
     };
     let n = args.records;
-    println!(
-        "relocate scale bench: {} (release binary {RELOCATE})",
-        chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
-    );
+    println!("relocate scale bench: {} (release binary {RELOCATE})", chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"));
     let started = Instant::now();
-    let plain = generate(
-        &work,
-        "n.json",
-        Config {
-            records: n,
-            ..Config::default()
-        },
-    )?;
+    let plain = generate(&work, "n.json", Config { records: n, ..Config::default() })?;
     let big = if args.no_4n {
         None
     } else {
-        Some(generate(
-            &work,
-            "4n.json",
-            Config {
-                records: 4 * n,
-                ..Config::default()
-            },
-        )?)
+        Some(generate(&work, "4n.json", Config { records: 4 * n, ..Config::default() })?)
     };
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
     let encrypted = if args.no_encrypted {
         None
     } else {
-        let config = Config {
-            records: n,
-            encrypt_to: Some(examples.join("fresh-install.pub.pem")),
-            ..Config::default()
-        };
+        let config =
+            Config { records: n, encrypt_to: Some(examples.join("fresh-install.pub.pem")), ..Config::default() };
         Some(generate(&work, "n.tar", config)?)
     };
     println!("generated in {:.1} s", started.elapsed().as_secs_f64());
@@ -226,9 +201,7 @@ fn run(args: Args) -> Result<()> {
         Dbs::Postgres => &[Kind::Postgres],
         Dbs::Both => &[Kind::Sqlite, Kind::Postgres],
     };
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let mut report = Vec::new();
     for &kind in kinds {
         let label = match kind {
@@ -244,11 +217,7 @@ fn run(args: Args) -> Result<()> {
         per_record.push(global.secs / plain.0.records as f64);
         rows.push(Row::new("global N", &plain.0, &global).baseline(base));
         let collide = import(&db, "organizations", &plain, &work, &[])?;
-        rows.push(Row::new(
-            "collide N (org scope, same export)",
-            &plain.0,
-            &collide,
-        ));
+        rows.push(Row::new("collide N (org scope, same export)", &plain.0, &collide));
         rt.block_on(db.drop_db());
 
         if let Some(big) = &big {
@@ -261,10 +230,7 @@ fn run(args: Args) -> Result<()> {
         }
         if let Some(enc) = &encrypted {
             let db = rt.block_on(Target::new(kind, &work, "enc"))?;
-            let key = examples
-                .join("fresh-install.key.pem")
-                .to_string_lossy()
-                .into_owned();
+            let key = examples.join("fresh-install.key.pem").to_string_lossy().into_owned();
             let run = import(&db, "global", enc, &work, &["--decrypt-with", key.as_str()])?;
             rows.push(Row::new("encrypted N", &enc.0, &run));
             rt.block_on(db.drop_db());
@@ -289,35 +255,16 @@ fn generate(work: &Path, name: &str, config: Config) -> Result<(Generated, PathB
 }
 
 /// `relocate import SCOPE` of an export into `db`, checked against the export's counts.
-fn import(
-    db: &Target,
-    scope: &str,
-    export: &(Generated, PathBuf),
-    work: &Path,
-    extra: &[&str],
-) -> Result<Measured> {
+fn import(db: &Target, scope: &str, export: &(Generated, PathBuf), work: &Path, extra: &[&str]) -> Result<Measured> {
     let src = export.1.to_string_lossy().into_owned();
-    let mut args = vec![
-        "import",
-        scope,
-        src.as_str(),
-        "--db",
-        db.url.as_str(),
-        "--no-prompt",
-        "--seed",
-        "1",
-    ];
+    let mut args = vec!["import", scope, src.as_str(), "--db", db.url.as_str(), "--no-prompt", "--seed", "1"];
     args.extend_from_slice(extra);
     let run = relocate(&args, work)?;
     let t = totals(&run.stdout);
     ensure!(t.len() == 6, "no summary from relocate:\n{}", run.stdout);
     let written = t[0] + t[1] + t[2];
     // Outside the Global scope, the instance's options are skipped.
-    let skipped_ok = if scope == "global" {
-        0
-    } else {
-        export.0.count("sentry.option")
-    };
+    let skipped_ok = if scope == "global" { 0 } else { export.0.count("sentry.option") };
     ensure!(
         written + skipped_ok == export.0.records && t[3] == 0,
         "relocate import {scope} wrote {written} of {} records, dropped {}:\n{}",
@@ -374,28 +321,18 @@ fn print_report(report: &[(Kind, &str, Vec<Row>, Vec<f64>)]) {
     for (kind, label, rows, per_record) in report {
         for row in rows {
             let (base_rows, base_secs, ratio) = match &row.baseline {
-                Some(b) => (
-                    b.rows.to_string(),
-                    format!("{:.2}", b.secs),
-                    format!("{:.1}x", row.run_secs / b.secs),
-                ),
+                Some(b) => (b.rows.to_string(), format!("{:.2}", b.secs), format!("{:.1}x", row.run_secs / b.secs)),
                 None => ("-".into(), "-".into(), "-".into()),
             };
             let target = match (kind, row.name) {
-                (Kind::Sqlite, n) if n.starts_with("global") => format!(
-                    "e2e/base <= 2.0x, >= 300000 rec/s ({:.2}x of it)",
-                    row.rate() / 300_000.0
-                ),
-                (Kind::Postgres, n) if n.starts_with("global") => {
-                    "e2e/base <= 2.0x (>= 0.5x COPY's rate)".into()
+                (Kind::Sqlite, n) if n.starts_with("global") => {
+                    format!("e2e/base <= 2.0x, >= 300000 rec/s ({:.2}x of it)", row.rate() / 300_000.0)
                 }
+                (Kind::Postgres, n) if n.starts_with("global") => "e2e/base <= 2.0x (>= 0.5x COPY's rate)".into(),
                 (_, n) if n.starts_with("collide") => {
                     format!(">= 100000 rec/s ({:.2}x of it)", row.rate() / 100_000.0)
                 }
-                _ => format!(
-                    "RSS < 400 MB for a 1 GB export ({:.0} MB here)",
-                    row.json_mb
-                ),
+                _ => format!("RSS < 400 MB for a 1 GB export ({:.0} MB here)", row.json_mb),
             };
             println!(
                 "{:<44} {:>9} {:>8.1} {:>10.0} {:>7.2} {:>8.0} {:>10} {:>10} {:>7}  {target}",
@@ -411,10 +348,7 @@ fn print_report(report: &[(Kind, &str, Vec<Row>, Vec<f64>)]) {
             );
         }
         if let [n, n4] = per_record[..] {
-            println!(
-                "{label} N -> 4N per-record time: {:.2}x (target <= 1.25x)",
-                n4 / n
-            );
+            println!("{label} N -> 4N per-record time: {:.2}x (target <= 1.25x)", n4 / n);
         }
     }
     println!(
@@ -434,27 +368,15 @@ impl Target {
         match kind {
             Kind::Sqlite => {
                 let path = work.join(format!("{name}-{}.db", uuid::Uuid::new_v4().simple()));
-                Ok(Target {
-                    kind,
-                    url: format!("sqlite:{}", path.display()),
-                    pg_name: None,
-                })
+                Ok(Target { kind, url: format!("sqlite:{}", path.display()), pg_name: None })
             }
             Kind::Postgres => {
                 let db = format!("relocate_bench_{name}_{}", uuid::Uuid::new_v4().simple());
                 let admin = pg_admin();
-                let mut c = PgConnection::connect(&admin)
-                    .await
-                    .with_context(|| format!("PostgreSQL at {admin}"))?;
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}")))
-                    .execute(&mut c)
-                    .await?;
+                let mut c = PgConnection::connect(&admin).await.with_context(|| format!("PostgreSQL at {admin}"))?;
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut c).await?;
                 let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
-                Ok(Target {
-                    kind,
-                    url: format!("{base}/{db}"),
-                    pg_name: Some(db),
-                })
+                Ok(Target { kind, url: format!("{base}/{db}"), pg_name: Some(db) })
             }
         }
     }
@@ -467,11 +389,9 @@ impl Target {
         match &self.pg_name {
             Some(db) => {
                 if let Ok(mut c) = PgConnection::connect(&pg_admin()).await {
-                    let _ = sqlx::query(AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {db} WITH (FORCE)"
-                    )))
-                    .execute(&mut c)
-                    .await;
+                    let _ = sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)")))
+                        .execute(&mut c)
+                        .await;
                 }
             }
             None => {
@@ -484,8 +404,7 @@ impl Target {
 }
 
 fn pg_admin() -> String {
-    std::env::var("RELOCATE_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("RELOCATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// Loads the rows `source` holds into a fresh `relocate db init` database
@@ -496,11 +415,7 @@ async fn baseline(source: &Target, work: &Path) -> Result<Baseline> {
         .args(["db", "init", "--db", &fresh.url])
         .env("XDG_CACHE_HOME", work.join("cache"))
         .output()?;
-    ensure!(
-        init.status.success(),
-        "relocate db init: {}",
-        String::from_utf8_lossy(&init.stderr)
-    );
+    ensure!(init.status.success(), "relocate db init: {}", String::from_utf8_lossy(&init.stderr));
     let result = match source.kind {
         Kind::Postgres => copy_baseline(&source.url, &fresh.url, work).await,
         Kind::Sqlite => sqlite_baseline(source.sqlite_path(), fresh.sqlite_path()),
@@ -511,10 +426,7 @@ async fn baseline(source: &Target, work: &Path) -> Result<Baseline> {
 
 /// Orders tables so that every foreign key points to an earlier one.
 fn dependency_order(tables: &[String], edges: &[(String, String)]) -> Result<Vec<String>> {
-    let mut deps: BTreeMap<&str, BTreeSet<&str>> = tables
-        .iter()
-        .map(|t| (t.as_str(), BTreeSet::new()))
-        .collect();
+    let mut deps: BTreeMap<&str, BTreeSet<&str>> = tables.iter().map(|t| (t.as_str(), BTreeSet::new())).collect();
     for (from, to) in edges {
         if from != to
             && deps.contains_key(to.as_str())
@@ -525,16 +437,9 @@ fn dependency_order(tables: &[String], edges: &[(String, String)]) -> Result<Vec
     }
     let mut order = Vec::new();
     while !deps.is_empty() {
-        let ready: Vec<&str> = deps
-            .iter()
-            .filter(|(_, d)| d.is_empty())
-            .map(|(t, _)| *t)
-            .collect();
+        let ready: Vec<&str> = deps.iter().filter(|(_, d)| d.is_empty()).map(|(t, _)| *t).collect();
         if ready.is_empty() {
-            bail!(
-                "foreign-key cycle among {:?}",
-                deps.keys().collect::<Vec<_>>()
-            );
+            bail!("foreign-key cycle among {:?}", deps.keys().collect::<Vec<_>>());
         }
         for t in ready {
             deps.remove(t);
@@ -549,11 +454,10 @@ fn dependency_order(tables: &[String], edges: &[(String, String)]) -> Result<Vec
 
 async fn copy_baseline(source: &str, fresh: &str, work: &Path) -> Result<Baseline> {
     let mut src = PgConnection::connect(source).await?;
-    let tables: Vec<String> = sqlx::query_scalar(
-        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
-    )
-    .fetch_all(&mut src)
-    .await?;
+    let tables: Vec<String> =
+        sqlx::query_scalar("SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()")
+            .fetch_all(&mut src)
+            .await?;
     let edges: Vec<(String, String)> = sqlx::query_as(
         "SELECT conrelid::regclass::text, confrelid::regclass::text FROM pg_constraint
          WHERE contype = 'f' AND connamespace = current_schema()::regnamespace",
@@ -564,18 +468,14 @@ async fn copy_baseline(source: &str, fresh: &str, work: &Path) -> Result<Baselin
     let mut rows = 0;
     for table in dependency_order(&tables, &edges)? {
         let count: i64 =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{table}\"")))
-                .fetch_one(&mut src)
-                .await?;
+            sqlx::query_scalar(AssertSqlSafe(format!("SELECT COUNT(*) FROM \"{table}\""))).fetch_one(&mut src).await?;
         if count == 0 {
             continue;
         }
         rows += count as u64;
         let path = work.join(format!("copy-{table}.txt"));
         let mut file = BufWriter::new(File::create(&path)?);
-        let mut stream = src
-            .copy_out_raw(&format!("COPY \"{table}\" TO STDOUT"))
-            .await?;
+        let mut stream = src.copy_out_raw(&format!("COPY \"{table}\" TO STDOUT")).await?;
         while let Some(bytes) = stream.try_next().await? {
             file.write_all(&bytes)?;
         }
@@ -590,9 +490,7 @@ async fn copy_baseline(source: &str, fresh: &str, work: &Path) -> Result<Baselin
     let started = Instant::now();
     sqlx::query("BEGIN").execute(&mut dst).await?;
     for (table, path) in &dumped {
-        let mut copy = dst
-            .copy_in_raw(&format!("COPY \"{table}\" FROM STDIN"))
-            .await?;
+        let mut copy = dst.copy_in_raw(&format!("COPY \"{table}\" FROM STDIN")).await?;
         let mut file = File::open(path)?;
         loop {
             let n = file.read(&mut buf)?;
@@ -601,9 +499,7 @@ async fn copy_baseline(source: &str, fresh: &str, work: &Path) -> Result<Baselin
             }
             copy.send(&buf[..n]).await?;
         }
-        copy.finish()
-            .await
-            .with_context(|| format!("COPY {table}"))?;
+        copy.finish().await.with_context(|| format!("COPY {table}"))?;
     }
     sqlx::query("COMMIT").execute(&mut dst).await?;
     let secs = started.elapsed().as_secs_f64();
@@ -615,12 +511,9 @@ async fn copy_baseline(source: &str, fresh: &str, work: &Path) -> Result<Baselin
 
 fn sqlite_baseline(source: &str, fresh: &str) -> Result<Baseline> {
     use rusqlite::types::Value;
-    let src =
-        rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let src = rusqlite::Connection::open_with_flags(source, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let tables: Vec<String> = src
-        .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-        )?
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
     let mut edges = Vec::new();
@@ -641,29 +534,18 @@ fn sqlite_baseline(source: &str, fresh: &str) -> Result<Baseline> {
     for table in dependency_order(&tables, &edges)? {
         // Read outside the clock; only the inserts count.
         let mut select = src.prepare(&format!("SELECT * FROM \"{table}\""))?;
-        let columns: Vec<String> = select
-            .column_names()
-            .into_iter()
-            .map(String::from)
-            .collect();
+        let columns: Vec<String> = select.column_names().into_iter().map(String::from).collect();
         let width = columns.len();
-        let data: Vec<Vec<Value>> = select
-            .query_map([], |r| (0..width).map(|i| r.get::<_, Value>(i)).collect())?
-            .collect::<Result<_, _>>()?;
+        let data: Vec<Vec<Value>> =
+            select.query_map([], |r| (0..width).map(|i| r.get::<_, Value>(i)).collect())?.collect::<Result<_, _>>()?;
         if data.is_empty() {
             continue;
         }
         rows += data.len() as u64;
         let started = Instant::now();
-        let names = columns
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
+        let names = columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ");
         let marks = vec!["?"; width].join(", ");
-        let mut insert = tx.prepare(&format!(
-            "INSERT INTO \"{table}\" ({names}) VALUES ({marks})"
-        ))?;
+        let mut insert = tx.prepare(&format!("INSERT INTO \"{table}\" ({names}) VALUES ({marks})"))?;
         for row in &data {
             insert.execute(rusqlite::params_from_iter(row.iter()))?;
         }

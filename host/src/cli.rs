@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::{self, Filters, ImportOptions, ModelSummary, Summary};
 use crate::engine::graph::Registry;
+use crate::engine::{self, Filters, ImportOptions, ModelSummary, Summary};
 use crate::model::ImportScope;
 use crate::plugin::{self, ImportFlags, Origin, PluginHost, RuntimeConfig};
 use crate::{crypto, db, reader};
@@ -38,7 +38,11 @@ pub mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "relocate", version, about = "Import relational backup exports (Sentry relocations) through sandboxed wasm model plugins.")]
+#[command(
+    name = "relocate",
+    version,
+    about = "Import relational backup exports (Sentry relocations) through sandboxed wasm model plugins."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -250,9 +254,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 engine::Error::Plugin(_) | engine::Error::Contract { .. } | engine::Error::Graph(_) => exit::PLUGIN,
                 engine::Error::Db(db::Error::UniqueViolation { .. }) => exit::IMPORT_FAILED,
                 engine::Error::Db(_) => exit::DATABASE,
-                engine::Error::Deserialization { .. } | engine::Error::Invalid { .. } | engine::Error::Write { .. } | engine::Error::Internal(_) => {
-                    exit::IMPORT_FAILED
-                }
+                engine::Error::Deserialization { .. }
+                | engine::Error::Invalid { .. }
+                | engine::Error::Write { .. }
+                | engine::Error::Internal(_) => exit::IMPORT_FAILED,
             };
         }
         if let Some(r) = cause.downcast_ref::<reader::Error>() {
@@ -328,8 +333,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import(cmd) => import(cmd).await,
         Command::Decrypt { dest, src, decrypt_with } => {
             let key = read_key(&decrypt_with)?;
-            let sealed = crypto::SealedExport::open(&src).with_context(|| format!("invalid tarball {}", src.display()))?;
-            write_whole(&dest, |out| sealed.decrypt_to(&key, out).with_context(|| format!("invalid tarball {}", src.display())))
+            let sealed =
+                crypto::SealedExport::open(&src).with_context(|| format!("invalid tarball {}", src.display()))?;
+            write_whole(&dest, |out| {
+                sealed.decrypt_to(&key, out).with_context(|| format!("invalid tarball {}", src.display()))
+            })
         }
         Command::Encrypt { dest, src, encrypt_with } => {
             let cannot_read = || format!("cannot read {}", src.display());
@@ -337,9 +345,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             serde_json::from_reader::<_, serde::de::IgnoredAny>(std::io::BufReader::new(&json))
                 .map_err(|e| UsageError(format!("invalid input JSON in {}: {e}", src.display())))?;
             let len = std::io::Seek::rewind(&mut json).and_then(|()| json.metadata()).with_context(cannot_read)?.len();
-            let pem = std::fs::read(&encrypt_with).with_context(|| format!("cannot read {}", encrypt_with.display()))?;
+            let pem =
+                std::fs::read(&encrypt_with).with_context(|| format!("cannot read {}", encrypt_with.display()))?;
             write_whole(&dest, |out| {
-                crypto::encrypt_to(std::io::BufReader::new(&json), len, &pem, &mut rand::rngs::OsRng, out).context("cannot encrypt")
+                crypto::encrypt_to(std::io::BufReader::new(&json), len, &pem, &mut rand::rngs::OsRng, out)
+                    .context("cannot encrypt")
             })
         }
         Command::Plugins(PluginsCommand::List { plugins }) => {
@@ -352,7 +362,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     let serving = registry.get(&desc.name).is_some_and(|(p, _)| *p == id);
                     let scopes: Vec<&str> = desc.scopes.iter().map(|s| s.as_str()).collect();
                     let note = if serving { "" } else { "  (replaced by a later plugin)" };
-                    writeln!(out, "  {:<44} {:<40} {}{note}", desc.name.as_str(), desc.table.as_str(), scopes.join(","))?;
+                    writeln!(
+                        out,
+                        "  {:<44} {:<40} {}{note}",
+                        desc.name.as_str(),
+                        desc.table.as_str(),
+                        scopes.join(",")
+                    )?;
                 }
             }
             Ok(())
@@ -372,7 +388,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Writes `dest` through a temporary file beside it, renamed over it once whole, so that a
 /// failure leaves no partial `dest`.
-fn write_whole(dest: &Path, write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> anyhow::Result<()>) -> anyhow::Result<()> {
+fn write_whole(
+    dest: &Path,
+    write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let cannot_write = || format!("cannot write {}", dest.display());
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(cannot_write)?;
@@ -435,9 +454,9 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Users { common, merge_users, filter_usernames, filter_usernames_file } => {
             let usernames = match (filter_usernames, filter_usernames_file) {
                 (Some(list), _) => Some(split_list(&list)),
-                (None, Some(path)) => {
-                    Some(split_list(&std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?))
-                }
+                (None, Some(path)) => Some(split_list(
+                    &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
+                )),
                 (None, None) => None,
             };
             let flags = ImportFlags { merge_users, ..ImportFlags::default() };
@@ -445,7 +464,12 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
         }
         ImportCommand::Organizations { common, merge_users, filter_org_slugs, hide_organizations } => {
             let flags = ImportFlags { merge_users, hide_organizations, ..ImportFlags::default() };
-            (ImportScope::Organizations, common, flags, Filters { org_slugs: filter_org_slugs.as_deref().map(split_list), ..Filters::default() })
+            (
+                ImportScope::Organizations,
+                common,
+                flags,
+                Filters { org_slugs: filter_org_slugs.as_deref().map(split_list), ..Filters::default() },
+            )
         }
         ImportCommand::Config { common, merge_users, overwrite_configs } => {
             let flags = ImportFlags { merge_users, overwrite_configs, ..ImportFlags::default() };
@@ -466,9 +490,16 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags, filters: Filters) -> anyhow::Result<Summary> {
+async fn run_import(
+    scope: ImportScope,
+    common: &ImportArgs,
+    flags: ImportFlags,
+    filters: Filters,
+) -> anyhow::Result<Summary> {
     let import_uuid = match &common.import_uuid {
-        Some(u) => uuid::Uuid::parse_str(u).map_err(|e| UsageError(format!("--import-uuid `{u}` is not a UUID: {e}")))?,
+        Some(u) => {
+            uuid::Uuid::parse_str(u).map_err(|e| UsageError(format!("--import-uuid `{u}` is not a UUID: {e}")))?
+        }
         None => uuid::Uuid::new_v4(),
     };
     let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
@@ -504,17 +535,28 @@ async fn run_import(scope: ImportScope, common: &ImportArgs, flags: ImportFlags,
         clear_first,
     };
     if !common.silent {
-        eprintln!("importing {} ({} records) into {} as import {import_uuid}", common.src.display(), export.total(), common.db.db);
+        eprintln!(
+            "importing {} ({} records) into {} as import {import_uuid}",
+            common.src.display(),
+            export.total(),
+            common.db.db
+        );
     }
-    let summary = engine::import(&export, &host, &registry, &mut conn, &opts, &engine::NoopReporter)
-        .await
-        .map_err(|e| anyhow::Error::new(e).context(format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)")))?;
+    let summary =
+        engine::import(&export, &host, &registry, &mut conn, &opts, &engine::NoopReporter).await.map_err(|e| {
+            anyhow::Error::new(e)
+                .context(format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)"))
+        })?;
     Ok(summary)
 }
 
 fn print_summary(summary: &Summary) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8}", "model", "inserted", "existing", "overwritten", "dropped", "skipped", "resumed");
+    let _ = writeln!(
+        out,
+        "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8}",
+        "model", "inserted", "existing", "overwritten", "dropped", "skipped", "resumed"
+    );
     let mut total = ModelSummary { model: "total".into(), ..ModelSummary::default() };
     for m in &summary.models {
         total.inserted += m.inserted;

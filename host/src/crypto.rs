@@ -57,20 +57,12 @@ pub enum Error {
     NotTar(#[source] io::Error),
     #[error("{0}-compressed tarballs are not supported: decompress it first")]
     UnsupportedCompression(&'static str),
-    #[error(
-        "Unknown tarball entity {0}: an encrypted export holds only `export.json`, `data.key` and `key.pub`"
-    )]
+    #[error("Unknown tarball entity {0}: an encrypted export holds only `export.json`, `data.key` and `key.pub`")]
     UnknownMember(String),
-    #[error(
-        "the tarball has no `{0}`: an encrypted export holds `export.json`, `data.key` and `key.pub`"
-    )]
+    #[error("the tarball has no `{0}`: an encrypted export holds `export.json`, `data.key` and `key.pub`")]
     MissingMember(&'static str),
     #[error("tarball member `{name}` is {size} bytes, more than the {limit} it can be")]
-    MemberTooLarge {
-        name: &'static str,
-        size: u64,
-        limit: u64,
-    },
+    MemberTooLarge { name: &'static str, size: u64, limit: u64 },
     #[error(
         "bad private key PEM: {0}. Expected an unencrypted RSA private key, PKCS#8 \
          (`BEGIN PRIVATE KEY`) or PKCS#1 (`BEGIN RSA PRIVATE KEY`); encrypted keys are not supported"
@@ -155,11 +147,7 @@ impl Tarball {
                 read_members(archive.entries(), |e| read_member(e, EXPORT_JSON, u64::MAX))?
             }
         };
-        Ok(Self {
-            export: members.export,
-            data_key: members.data_key,
-            public_key_pem: members.public_key_pem,
-        })
+        Ok(Self { export: members.export, data_key: members.data_key, public_key_pem: members.public_key_pem })
     }
 
     /// Reads a tarball from a file; see [`Tarball::read`].
@@ -175,9 +163,7 @@ impl Tarball {
     /// mtime 0, and the archive is padded to tarfile's 10240-byte record.
     pub fn write(&self, mut writer: impl Write) -> Result<()> {
         let mut tar = TarWriter::new(&mut writer);
-        tar.member(EXPORT_JSON, self.export.len() as u64, |w| {
-            Ok(w.write_all(&self.export)?)
-        })?;
+        tar.member(EXPORT_JSON, self.export.len() as u64, |w| Ok(w.write_all(&self.export)?))?;
         tar.small_member(DATA_KEY, &self.data_key)?;
         tar.small_member(KEY_PUB, &self.public_key_pem)?;
         tar.finish()
@@ -187,8 +173,7 @@ impl Tarball {
     pub fn write_file(&self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
         let file = File::create(path).map_err(|source| file_error(path, source))?;
-        self.write(BufWriter::new(file))
-            .map_err(|e| name_file(path, e))
+        self.write(BufWriter::new(file)).map_err(|e| name_file(path, e))
     }
 }
 
@@ -214,11 +199,7 @@ impl TokenFile {
     fn reader(&self) -> impl Read + '_ {
         BufReader::with_capacity(
             STREAM_BUFFER,
-            FileRange {
-                file: &self.file,
-                pos: self.offset,
-                end: self.offset + self.len,
-            },
+            FileRange { file: &self.file, pos: self.offset, end: self.offset + self.len },
         )
     }
 }
@@ -277,19 +258,11 @@ impl SealedExport {
                     if offset.checked_add(len).is_none_or(|end| end > file_len) {
                         return Err(truncated(EXPORT_JSON));
                     }
-                    Ok(TokenFile {
-                        file: token_file.try_clone()?,
-                        offset,
-                        len,
-                    })
+                    Ok(TokenFile { file: token_file.try_clone()?, offset, len })
                 })?
             }
         };
-        Ok(Self {
-            token: members.export,
-            data_key: members.data_key,
-            public_key_pem: members.public_key_pem,
-        })
+        Ok(Self { token: members.export, data_key: members.data_key, public_key_pem: members.public_key_pem })
     }
 
     /// `key.pub`, as the encrypting side supplied it.
@@ -319,19 +292,11 @@ impl SealedExport {
 fn spool<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<TokenFile> {
     let size = entry.size();
     let mut file = tempfile::tempfile().map_err(Error::TempFile)?;
-    let copied = io::copy(
-        entry,
-        &mut BufWriter::with_capacity(STREAM_BUFFER, &mut file),
-    )
-    .map_err(Error::NotTar)?;
+    let copied = io::copy(entry, &mut BufWriter::with_capacity(STREAM_BUFFER, &mut file)).map_err(Error::NotTar)?;
     if copied != size {
         return Err(truncated(EXPORT_JSON));
     }
-    Ok(TokenFile {
-        file,
-        offset: 0,
-        len: size,
-    })
+    Ok(TokenFile { file, offset: 0, len: size })
 }
 
 #[derive(Clone, Copy)]
@@ -346,10 +311,7 @@ fn sniff(reader: &mut impl Read) -> Result<(Compression, Vec<u8>)> {
     let n = read_up_to(reader, &mut magic)?;
     let prefix = &magic[..n];
     let compression = if n == 0 {
-        return Err(Error::NotTar(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "the input is empty",
-        )));
+        return Err(Error::NotTar(io::Error::new(io::ErrorKind::UnexpectedEof, "the input is empty")));
     } else if prefix.starts_with(&[0x1f, 0x8b]) {
         Compression::Gzip
     } else if prefix.starts_with(b"BZh") {
@@ -408,11 +370,7 @@ fn read_members<'a, R: Read + 'a, T>(
 }
 
 /// Reads a member into memory, refusing one larger than `limit`.
-fn read_member<R: Read>(
-    entry: &mut tar::Entry<'_, R>,
-    name: &'static str,
-    limit: u64,
-) -> Result<Vec<u8>> {
+fn read_member<R: Read>(entry: &mut tar::Entry<'_, R>, name: &'static str, limit: u64) -> Result<Vec<u8>> {
     let size = entry.size();
     if size > limit {
         return Err(Error::MemberTooLarge { name, size, limit });
@@ -427,10 +385,7 @@ fn read_member<R: Read>(
 }
 
 fn truncated(name: &str) -> Error {
-    Error::NotTar(io::Error::new(
-        io::ErrorKind::UnexpectedEof,
-        format!("`{name}` is truncated"),
-    ))
+    Error::NotTar(io::Error::new(io::ErrorKind::UnexpectedEof, format!("`{name}` is truncated")))
 }
 
 /// Writes tar members as Python's `tarfile` does.
@@ -445,14 +400,8 @@ impl<W: Write> TarWriter<W> {
     }
 
     /// A member of `len` bytes, which `body` writes.
-    fn member(
-        &mut self,
-        name: &str,
-        len: u64,
-        body: impl FnOnce(&mut W) -> Result<()>,
-    ) -> Result<()> {
-        self.writer
-            .write_all(member_header(name, len)?.as_bytes())?;
+    fn member(&mut self, name: &str, len: u64, body: impl FnOnce(&mut W) -> Result<()>) -> Result<()> {
+        self.writer.write_all(member_header(name, len)?.as_bytes())?;
         body(&mut self.writer)?;
         let padding = (BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64;
         self.writer.write_all(&[0u8; BLOCK][..padding as usize])?;
@@ -488,16 +437,8 @@ fn member_header(name: &str, size: u64) -> Result<tar::Header> {
     // tarfile writes the checksum as six octal digits, NUL, space; the tar crate uses seven
     // digits and NUL. Both are valid; this way the bytes match Sentry's.
     let bytes = header.as_bytes();
-    let sum: u32 = bytes[..148]
-        .iter()
-        .chain(&[b' '; 8])
-        .chain(&bytes[156..])
-        .map(|&b| u32::from(b))
-        .sum();
-    header
-        .as_old_mut()
-        .cksum
-        .copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    let sum: u32 = bytes[..148].iter().chain(&[b' '; 8]).chain(&bytes[156..]).map(|&b| u32::from(b)).sum();
+    header.as_old_mut().cksum.copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
     Ok(header)
 }
 
@@ -516,17 +457,16 @@ impl PrivateKey {
         let bad = |message: &str| Error::PrivateKeyPem(message.to_string());
         let text = std::str::from_utf8(pem).map_err(|_| bad("the key is not PEM text"))?;
         let blocks = pem_blocks(text);
-        let key = match blocks
-            .iter()
-            .find(|(label, _)| label.ends_with("PRIVATE KEY"))
-        {
-            Some(&("PRIVATE KEY", block)) => RsaPrivateKey::from_pkcs8_pem(block)
-                .map_err(|e| Error::PrivateKeyPem(format!("PKCS#8: {e}")))?,
+        let key = match blocks.iter().find(|(label, _)| label.ends_with("PRIVATE KEY")) {
+            Some(&("PRIVATE KEY", block)) => {
+                RsaPrivateKey::from_pkcs8_pem(block).map_err(|e| Error::PrivateKeyPem(format!("PKCS#8: {e}")))?
+            }
             Some(&("RSA PRIVATE KEY", block)) if block.contains("Proc-Type: 4,ENCRYPTED") => {
                 return Err(bad("the key is encrypted with a password"));
             }
-            Some(&("RSA PRIVATE KEY", block)) => RsaPrivateKey::from_pkcs1_pem(block)
-                .map_err(|e| Error::PrivateKeyPem(format!("PKCS#1: {e}")))?,
+            Some(&("RSA PRIVATE KEY", block)) => {
+                RsaPrivateKey::from_pkcs1_pem(block).map_err(|e| Error::PrivateKeyPem(format!("PKCS#1: {e}")))?
+            }
             Some(&("ENCRYPTED PRIVATE KEY", _)) => {
                 return Err(bad("the key is encrypted with a password"));
             }
@@ -534,10 +474,7 @@ impl PrivateKey {
             None => return Err(no_block_error(&blocks, "private key", Error::PrivateKeyPem)),
         };
         let public_key_pem = spki_pem(&key.to_public_key())?;
-        Ok(Self {
-            key,
-            public_key_pem,
-        })
+        Ok(Self { key, public_key_pem })
     }
 
     /// Reads [`PrivateKey::from_pem`] from a file.
@@ -555,18 +492,14 @@ impl PrivateKey {
     fn decrypt_data_key(&self, data_key: &[u8]) -> Result<Vec<u8>> {
         // RUSTSEC-2023-0071 (Marvin timing attack): accepted, as decryption runs locally on the
         // operator's own machine and is never exposed as a network oracle.
-        self.key
-            .decrypt_blinded(&mut rand::thread_rng(), Oaep::new::<Sha256>(), data_key)
-            .map_err(|_| Error::DataKey)
+        self.key.decrypt_blinded(&mut rand::thread_rng(), Oaep::new::<Sha256>(), data_key).map_err(|_| Error::DataKey)
     }
 }
 
 impl std::fmt::Debug for PrivateKey {
     /// Shows the public half only.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PrivateKey")
-            .field("public_key_pem", &self.public_key_pem)
-            .finish_non_exhaustive()
+        f.debug_struct("PrivateKey").field("public_key_pem", &self.public_key_pem).finish_non_exhaustive()
     }
 }
 
@@ -580,18 +513,15 @@ impl PublicKey {
         let bad = |message: &str| Error::PublicKeyPem(message.to_string());
         let text = std::str::from_utf8(pem).map_err(|_| bad("the key is not PEM text"))?;
         let blocks = pem_blocks(text);
-        match blocks
-            .iter()
-            .find(|(label, _)| label.ends_with("PUBLIC KEY"))
-        {
-            Some(&("PUBLIC KEY", block)) => RsaPublicKey::from_public_key_pem(block)
-                .map(Self)
-                .map_err(|e| Error::PublicKeyPem(e.to_string())),
+        match blocks.iter().find(|(label, _)| label.ends_with("PUBLIC KEY")) {
+            Some(&("PUBLIC KEY", block)) => {
+                RsaPublicKey::from_public_key_pem(block).map(Self).map_err(|e| Error::PublicKeyPem(e.to_string()))
+            }
             // Python would encrypt to it, but no private key's PEM ever matches it in `key.pub`.
-            Some(&("RSA PUBLIC KEY", _)) => Err(bad(
-                "a PKCS#1 `RSA PUBLIC KEY` would make a tarball no local private key can decrypt; \
-                 convert it with `openssl rsa -RSAPublicKey_in -pubout`",
-            )),
+            Some(&("RSA PUBLIC KEY", _)) => {
+                Err(bad("a PKCS#1 `RSA PUBLIC KEY` would make a tarball no local private key can decrypt; \
+                 convert it with `openssl rsa -RSAPublicKey_in -pubout`"))
+            }
             Some((label, _)) => Err(bad(&format!("`{label}` keys are not supported"))),
             None => Err(no_block_error(&blocks, "public key", Error::PublicKeyPem)),
         }
@@ -638,21 +568,13 @@ pub fn decrypt_file(tarball_path: impl AsRef<Path>, key_path: impl AsRef<Path>) 
 
 /// Encrypts `plaintext` (the export's JSON bytes) to `public_key_pem`, as Sentry's
 /// `create_encrypted_export_tarball` does; see [`encrypt_to`], which streams.
-pub fn encrypt(
-    plaintext: &[u8],
-    public_key_pem: &[u8],
-    rng: &mut (impl CryptoRng + RngCore),
-) -> Result<Tarball> {
+pub fn encrypt(plaintext: &[u8], public_key_pem: &[u8], rng: &mut (impl CryptoRng + RngCore)) -> Result<Tarball> {
     let sealer = Sealer::new(public_key_pem, rng)?;
     let len = plaintext.len() as u64;
     let capacity = usize::try_from(fernet::token_text_len(len)).unwrap_or(0);
     let mut export = Vec::with_capacity(capacity);
     sealer.token(plaintext, len, &mut export)?;
-    Ok(Tarball {
-        export,
-        data_key: sealer.data_key,
-        public_key_pem: public_key_pem.to_vec(),
-    })
+    Ok(Tarball { export, data_key: sealer.data_key, public_key_pem: public_key_pem.to_vec() })
 }
 
 /// Encrypts exactly `len` bytes of `plaintext` to `public_key_pem` and writes the tarball to
@@ -670,9 +592,7 @@ pub fn encrypt_to(
 ) -> Result<()> {
     let sealer = Sealer::new(public_key_pem, rng)?;
     let mut tar = TarWriter::new(&mut out);
-    tar.member(EXPORT_JSON, fernet::token_text_len(len), |w| {
-        sealer.token(plaintext, len, w)
-    })?;
+    tar.member(EXPORT_JSON, fernet::token_text_len(len), |w| sealer.token(plaintext, len, w))?;
     tar.small_member(DATA_KEY, &sealer.data_key)?;
     tar.small_member(KEY_PUB, public_key_pem)?;
     tar.finish()
@@ -695,17 +615,12 @@ impl Sealer {
         let key = fernet::Key::from_text(text.as_bytes())?;
         let mut iv = [0u8; 16];
         rng.fill_bytes(&mut iv);
-        let data_key = public
-            .0
-            .encrypt(rng, Oaep::new::<Sha256>(), text.as_bytes())
-            .map_err(Error::Encrypt)?;
+        let data_key = public.0.encrypt(rng, Oaep::new::<Sha256>(), text.as_bytes()).map_err(Error::Encrypt)?;
         Ok(Self { key, iv, data_key })
     }
 
     fn token(&self, plaintext: impl Read, len: u64, out: impl Write) -> Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         fernet::encrypt(&self.key, self.iv, now, plaintext, len, out)
     }
 }
@@ -713,9 +628,7 @@ impl Sealer {
 /// The SubjectPublicKeyInfo PEM of `key` exactly as OpenSSL writes it: 64-column base64, LF
 /// line ends, a final LF.
 fn spki_pem(key: &RsaPublicKey) -> Result<String> {
-    let der = key
-        .to_public_key_der()
-        .map_err(|e| Error::PrivateKeyPem(e.to_string()))?;
+    let der = key.to_public_key_der().map_err(|e| Error::PrivateKeyPem(e.to_string()))?;
     let base64 = STANDARD.encode(der.as_bytes());
     let mut pem = String::with_capacity(base64.len() + base64.len() / 64 + 60);
     pem.push_str("-----BEGIN PUBLIC KEY-----\n");
@@ -761,15 +674,10 @@ fn no_block_error(blocks: &[(&str, &str)], wanted: &str, error: fn(String) -> Er
 fn read_pem_file(path: &Path) -> Result<Vec<u8>> {
     let file = File::open(path).map_err(|source| file_error(path, source))?;
     let mut pem = Vec::new();
-    file.take(MAX_PEM_FILE_BYTES + 1)
-        .read_to_end(&mut pem)
-        .map_err(|source| file_error(path, source))?;
+    file.take(MAX_PEM_FILE_BYTES + 1).read_to_end(&mut pem).map_err(|source| file_error(path, source))?;
     if pem.len() as u64 > MAX_PEM_FILE_BYTES {
         let message = format!("larger than {MAX_PEM_FILE_BYTES} bytes, too large for a PEM key");
-        return Err(file_error(
-            path,
-            io::Error::new(io::ErrorKind::InvalidData, message),
-        ));
+        return Err(file_error(path, io::Error::new(io::ErrorKind::InvalidData, message)));
     }
     Ok(pem)
 }
@@ -790,10 +698,7 @@ pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<u
 }
 
 fn file_error(path: &Path, source: io::Error) -> Error {
-    Error::File {
-        path: path.to_path_buf(),
-        source,
-    }
+    Error::File { path: path.to_path_buf(), source }
 }
 
 /// Names the file in an I/O error that does not say which file it was about.
@@ -812,10 +717,8 @@ mod tests {
 
     const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/crypto");
     const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples");
-    const FRESH_INSTALL: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/sentry/backup/fresh-install.json"
-    );
+    const FRESH_INSTALL: &str =
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sentry/backup/fresh-install.json");
 
     fn fixture(name: &str) -> Vec<u8> {
         std::fs::read(format!("{FIXTURES}/{name}")).unwrap()
@@ -849,8 +752,7 @@ mod tests {
         // Compact, as `orjson.dumps` writes it.
         assert!(plaintext.starts_with(br#"[{"model":"sentry.option","pk":1,"fields":{"#));
         let got: serde_json::Value = serde_json::from_slice(plaintext).unwrap();
-        let want: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(FRESH_INSTALL).unwrap()).unwrap();
+        let want: serde_json::Value = serde_json::from_slice(&std::fs::read(FRESH_INSTALL).unwrap()).unwrap();
         assert_eq!(got, want);
     }
 
@@ -862,10 +764,7 @@ mod tests {
     #[test]
     fn accepts_a_pkcs1_private_key() {
         let pkcs1 = key("private-pkcs1.pem");
-        assert_eq!(
-            pkcs1.public_key_pem(),
-            key("private-pkcs8.pem").public_key_pem()
-        );
+        assert_eq!(pkcs1.public_key_pem(), key("private-pkcs8.pem").public_key_pem());
         assert_is_fresh_install(&decrypt(&python_tarball(), &pkcs1).unwrap());
     }
 
@@ -875,18 +774,14 @@ mod tests {
         assert_eq!(key("private-pkcs8.pem").public_key_pem().as_bytes(), python);
         assert_eq!(python_tarball().public_key_pem, python);
         let example = std::fs::read(format!("{EXAMPLES}/fresh-install.pub.pem")).unwrap();
-        let example_key =
-            PrivateKey::from_pem_file(format!("{EXAMPLES}/fresh-install.key.pem")).unwrap();
+        let example_key = PrivateKey::from_pem_file(format!("{EXAMPLES}/fresh-install.key.pem")).unwrap();
         assert_eq!(example_key.public_key_pem().as_bytes(), example);
     }
 
     #[test]
     fn decrypts_the_example_tarball() {
-        let plaintext = decrypt_file(
-            format!("{EXAMPLES}/fresh-install.tar"),
-            format!("{EXAMPLES}/fresh-install.key.pem"),
-        )
-        .unwrap();
+        let plaintext =
+            decrypt_file(format!("{EXAMPLES}/fresh-install.tar"), format!("{EXAMPLES}/fresh-install.key.pem")).unwrap();
         assert_is_fresh_install(&plaintext);
     }
 
@@ -898,10 +793,7 @@ mod tests {
         tarball.write(&mut bytes).unwrap();
         let read = Tarball::read(&bytes[..]).unwrap();
         assert_eq!(read, tarball);
-        assert_eq!(
-            decrypt(&read, &key("private-pkcs8.pem")).unwrap(),
-            plaintext.as_bytes()
-        );
+        assert_eq!(decrypt(&read, &key("private-pkcs8.pem")).unwrap(), plaintext.as_bytes());
     }
 
     #[test]
@@ -921,23 +813,12 @@ mod tests {
             .map(|e| {
                 let e = e.unwrap();
                 let h = e.header();
-                let fields = (
-                    h.mode().unwrap(),
-                    h.uid().unwrap(),
-                    h.gid().unwrap(),
-                    h.mtime().unwrap(),
-                );
-                (
-                    String::from_utf8(e.path_bytes().into_owned()).unwrap(),
-                    h.entry_type(),
-                    fields,
-                )
+                let fields = (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap(), h.mtime().unwrap());
+                (String::from_utf8(e.path_bytes().into_owned()).unwrap(), h.entry_type(), fields)
             })
             .collect();
         let regular = (tar::EntryType::Regular, (0o644, 0, 0, 0));
-        let want: Vec<_> = [EXPORT_JSON, DATA_KEY, KEY_PUB]
-            .map(|name| (name.to_string(), regular.0, regular.1))
-            .into();
+        let want: Vec<_> = [EXPORT_JSON, DATA_KEY, KEY_PUB].map(|name| (name.to_string(), regular.0, regular.1)).into();
         assert_eq!(headers, want);
     }
 
@@ -954,11 +835,7 @@ mod tests {
     fn tampered_token_fails_the_hmac() {
         let mut tarball = python_tarball();
         let middle = tarball.export.len() / 2;
-        tarball.export[middle] = if tarball.export[middle] == b'A' {
-            b'B'
-        } else {
-            b'A'
-        };
+        tarball.export[middle] = if tarball.export[middle] == b'A' { b'B' } else { b'A' };
         let err = decrypt(&tarball, &key("private-pkcs8.pem")).unwrap_err();
         assert!(matches!(err, Error::TokenHmac), "{err:?}");
     }
@@ -967,10 +844,7 @@ mod tests {
     fn wrong_key_is_a_mismatch_before_decryption() {
         let err = decrypt(&python_tarball(), &key("other-private.pem")).unwrap_err();
         assert!(matches!(err, Error::PublicKeyMismatch), "{err:?}");
-        assert_eq!(
-            err.to_string(),
-            "The public key does not match that generated by the `decrypt_with` private key."
-        );
+        assert_eq!(err.to_string(), "The public key does not match that generated by the `decrypt_with` private key.");
     }
 
     #[test]
@@ -985,10 +859,7 @@ mod tests {
     #[test]
     fn key_pub_must_match_byte_for_byte() {
         let mut tarball = python_tarball();
-        tarball.public_key_pem = String::from_utf8(tarball.public_key_pem)
-            .unwrap()
-            .replace('\n', "\r\n")
-            .into_bytes();
+        tarball.public_key_pem = String::from_utf8(tarball.public_key_pem).unwrap().replace('\n', "\r\n").into_bytes();
         let err = decrypt(&tarball, &key("private-pkcs8.pem")).unwrap_err();
         assert!(matches!(err, Error::PublicKeyMismatch), "{err:?}");
     }
@@ -1003,14 +874,8 @@ mod tests {
             (KEY_PUB, &t.public_key_pem),
         ]);
         let err = Tarball::read(&bytes[..]).unwrap_err();
-        assert!(
-            matches!(&err, Error::UnknownMember(name) if name == "notes.txt"),
-            "{err:?}"
-        );
-        assert!(
-            err.to_string()
-                .starts_with("Unknown tarball entity notes.txt")
-        );
+        assert!(matches!(&err, Error::UnknownMember(name) if name == "notes.txt"), "{err:?}");
+        assert!(err.to_string().starts_with("Unknown tarball entity notes.txt"));
         // Names are compared exactly, as tarfile does. (`set_path` would drop the `./`.)
         let mut header = tar::Header::new_ustar();
         header.as_old_mut().name[..13].copy_from_slice(b"./export.json");
@@ -1020,10 +885,7 @@ mod tests {
         builder.append(&header, &t.export[..]).unwrap();
         let bytes = builder.into_inner().unwrap();
         let err = Tarball::read(&bytes[..]).unwrap_err();
-        assert!(
-            matches!(&err, Error::UnknownMember(name) if name == "./export.json"),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::UnknownMember(name) if name == "./export.json"), "{err:?}");
     }
 
     #[test]
@@ -1040,21 +902,15 @@ mod tests {
     fn skips_entries_that_are_not_files_and_takes_the_last_duplicate() {
         let t = python_tarball();
         let mut builder = tar::Builder::new(Vec::new());
-        for (name, kind) in [
-            ("extra/", tar::EntryType::Directory),
-            ("link", tar::EntryType::Symlink),
-        ] {
+        for (name, kind) in [("extra/", tar::EntryType::Directory), ("link", tar::EntryType::Symlink)] {
             let mut header = tar::Header::new_ustar();
             header.set_entry_type(kind);
             header.set_size(0);
             builder.append_data(&mut header, name, &[][..]).unwrap();
         }
-        for (name, data) in [
-            (KEY_PUB, &b"stale"[..]),
-            (EXPORT_JSON, &t.export),
-            (DATA_KEY, &t.data_key),
-            (KEY_PUB, &t.public_key_pem),
-        ] {
+        for (name, data) in
+            [(KEY_PUB, &b"stale"[..]), (EXPORT_JSON, &t.export), (DATA_KEY, &t.data_key), (KEY_PUB, &t.public_key_pem)]
+        {
             let mut header = tar::Header::new_ustar();
             header.set_size(data.len() as u64);
             builder.append_data(&mut header, name, data).unwrap();
@@ -1077,17 +933,7 @@ mod tests {
         let huge = vec![b'x'; 100_000];
         let bytes = tar_of(&[(EXPORT_JSON, &t.export), (DATA_KEY, &huge)]);
         let err = Tarball::read(&bytes[..]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                Error::MemberTooLarge {
-                    name: DATA_KEY,
-                    size: 100_000,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::MemberTooLarge { name: DATA_KEY, size: 100_000, .. }), "{err:?}");
     }
 
     #[test]
@@ -1098,10 +944,7 @@ mod tests {
         let err = Tarball::read(&b""[..]).unwrap_err();
         assert!(matches!(err, Error::NotTar(_)), "{err:?}");
         let err = Tarball::read(&b"BZh91AY&SY"[..]).unwrap_err();
-        assert!(
-            matches!(err, Error::UnsupportedCompression("bzip2")),
-            "{err:?}"
-        );
+        assert!(matches!(err, Error::UnsupportedCompression("bzip2")), "{err:?}");
         let err = Tarball::read(&[0x1f, 0x8b, 8, 0, 0][..]).unwrap_err();
         assert!(matches!(err, Error::NotTar(_)), "{err:?}");
     }
@@ -1119,10 +962,7 @@ mod tests {
         let path = dir.path().join("cut.tar");
         std::fs::write(&path, &bytes[..4000]).unwrap();
         let err = SealedExport::open(&path).unwrap_err();
-        assert!(
-            err.to_string().contains("`export.json` is truncated"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("`export.json` is truncated"), "{err}");
         let key = key("private-pkcs8.pem");
         for len in (0..bytes.len()).step_by(97) {
             std::fs::write(&path, &bytes[..len]).unwrap();
@@ -1159,14 +999,8 @@ mod tests {
         let mut header = tar::Header::new_gnu();
         header.set_size(0);
         header.set_entry_type(tar::EntryType::Directory);
-        builder
-            .append_data(&mut header, format!("{}/", "d".repeat(150)), &[][..])
-            .unwrap();
-        for (name, data) in [
-            (KEY_PUB, &t.public_key_pem),
-            (DATA_KEY, &t.data_key),
-            (EXPORT_JSON, &t.export),
-        ] {
+        builder.append_data(&mut header, format!("{}/", "d".repeat(150)), &[][..]).unwrap();
+        for (name, data) in [(KEY_PUB, &t.public_key_pem), (DATA_KEY, &t.data_key), (EXPORT_JSON, &t.export)] {
             let mut header = tar::Header::new_gnu();
             header.set_size(data.len() as u64);
             builder.append_data(&mut header, name, &data[..]).unwrap();
@@ -1189,8 +1023,7 @@ mod tests {
         assert!(matches!(err, Error::NotTar(_)), "{err:?}");
         let err = sealed_decrypt(b"BZh91AY&SY", &right).unwrap_err();
         assert!(matches!(err, Error::UnsupportedCompression(_)), "{err:?}");
-        let err =
-            sealed_decrypt(&fixture("fresh-install.tar"), &key("other-private.pem")).unwrap_err();
+        let err = sealed_decrypt(&fixture("fresh-install.tar"), &key("other-private.pem")).unwrap_err();
         assert!(matches!(err, Error::PublicKeyMismatch), "{err:?}");
     }
 
@@ -1199,32 +1032,19 @@ mod tests {
         let plaintext = std::fs::read(FRESH_INSTALL).unwrap();
         let public = fixture("public.pem");
         let mut streamed = Vec::new();
-        encrypt_to(
-            &plaintext[..],
-            plaintext.len() as u64,
-            &public,
-            &mut rng(),
-            &mut streamed,
-        )
-        .unwrap();
+        encrypt_to(&plaintext[..], plaintext.len() as u64, &public, &mut rng(), &mut streamed).unwrap();
         let read = Tarball::read(&streamed[..]).unwrap();
         let in_memory = encrypt(&plaintext, &public, &mut rng()).unwrap();
         // Same key and IV from the same seed; only the timestamp may differ.
         assert_eq!(read.data_key, in_memory.data_key);
         assert_eq!(read.export.len(), in_memory.export.len());
-        assert_eq!(
-            decrypt(&read, &key("private-pkcs8.pem")).unwrap(),
-            plaintext
-        );
+        assert_eq!(decrypt(&read, &key("private-pkcs8.pem")).unwrap(), plaintext);
         let mut written = Vec::new();
         read.write(&mut written).unwrap();
         assert_eq!(written, streamed, "laid out as Tarball::write lays it out");
         // A plaintext shorter than announced is an error, not a bad tarball.
         let err = encrypt_to(&b"[]"[..], 3, &public, &mut rng(), io::sink()).unwrap_err();
-        assert!(
-            err.to_string().contains("changed while it was encrypted"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("changed while it was encrypted"), "{err}");
     }
 
     #[test]
@@ -1278,7 +1098,8 @@ mod tests {
         // Python: Fernet(KEY).encrypt_at_time(b'{"future":true}', 4102444800), which Python's
         // `Fernet.decrypt` (no TTL) accepts.
         const KEY: &str = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
-        const TOKEN: &str = "gAAAAAD0hlcAreaJksOv3eT9R6n_lWgmFntKJK7Q6TZGWYRKtTEAanszEDOo0vbcJp4e4cLMT67CRGnEB9EuHAGtErB4wAOPDQ==";
+        const TOKEN: &str =
+            "gAAAAAD0hlcAreaJksOv3eT9R6n_lWgmFntKJK7Q6TZGWYRKtTEAanszEDOo0vbcJp4e4cLMT67CRGnEB9EuHAGtErB4wAOPDQ==";
         let plain = decrypt_export(TOKEN.as_bytes(), KEY.as_bytes()).unwrap();
         assert_eq!(plain, br#"{"future":true}"#);
     }

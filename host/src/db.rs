@@ -426,10 +426,10 @@ fn table_ddl(dialect: Dialect, model: &ModelDesc, table_of: impl Fn(&ModelName) 
             def.push_str(" NOT NULL");
         }
         let fk = model.foreign_keys.iter().find(|fk| fk.column == i);
-        if let Some(fk) = fk.filter(|fk| fk.kind.has_constraint() && fk.target != model.name) {
-            if let Some(target) = table_of(&fk.target) {
-                def.push_str(&format!(" REFERENCES {target}(id) DEFERRABLE INITIALLY DEFERRED"));
-            }
+        if let Some(fk) = fk.filter(|fk| fk.kind.has_constraint() && fk.target != model.name)
+            && let Some(target) = table_of(&fk.target)
+        {
+            def.push_str(&format!(" REFERENCES {target}(id) DEFERRABLE INITIALLY DEFERRED"));
         }
         columns.push(def);
     }

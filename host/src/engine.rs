@@ -682,11 +682,7 @@ impl ModelRun<'_, '_> {
     }
 
     /// Checks what `prepare` returned: the ready records and their questions.
-    fn questions(
-        &mut self,
-        recs: &[Rec],
-        prepared: Vec<Prepared>,
-    ) -> Result<Questions> {
+    fn questions(&mut self, recs: &[Rec], prepared: Vec<Prepared>) -> Result<Questions> {
         let mut pending = BTreeMap::new();
         let mut queries = Vec::new();
         for (index, (rec, prep)) in recs.iter().zip(prepared).enumerate() {

@@ -29,11 +29,7 @@ impl ModelName {
         let mut parts = lower.split('.');
         let ok = matches!((parts.next(), parts.next(), parts.next()), (Some(a), Some(m), None)
             if is_ident(a) && is_ident(m));
-        if ok {
-            Ok(Self(lower))
-        } else {
-            Err(ModelError::BadModelName(name.to_string()))
-        }
+        if ok { Ok(Self(lower)) } else { Err(ModelError::BadModelName(name.to_string())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -66,11 +62,7 @@ pub struct Ident(String);
 
 impl Ident {
     pub fn new(name: &str) -> Result<Self, ModelError> {
-        if is_ident(name) {
-            Ok(Self(name.to_string()))
-        } else {
-            Err(ModelError::BadIdentifier(name.to_string()))
-        }
+        if is_ident(name) { Ok(Self(name.to_string())) } else { Err(ModelError::BadIdentifier(name.to_string())) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -300,11 +292,7 @@ impl ModelDesc {
 /// The database column name for an exported field: foreign keys stored under
 /// the field name (`user`) get Django's `_id` suffix.
 pub fn column_name_for(field: &str, is_foreign_key: bool) -> String {
-    if is_foreign_key && !field.ends_with("_id") {
-        format!("{field}_id")
-    } else {
-        field.to_string()
-    }
+    if is_foreign_key && !field.ends_with("_id") { format!("{field}_id") } else { field.to_string() }
 }
 
 #[cfg(test)]

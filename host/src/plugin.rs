@@ -72,11 +72,7 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self {
-            cache_dir: default_cache_dir(),
-            memory_limit: 64 << 20,
-            call_timeout: Duration::from_secs(10),
-        }
+        Self { cache_dir: default_cache_dir(), memory_limit: 64 << 20, call_timeout: Duration::from_secs(10) }
     }
 }
 

@@ -154,12 +154,18 @@ fn index(path: &Path, input: impl BufRead) -> Result<Index> {
                 element.push(b'{');
                 s.object_rest(&mut element)?;
                 let at = RecordRef { offset: start, len: element.len() as u32, position, pk: 0 };
-                let record_error = |message: String| Error::Record { path: path.to_path_buf(), position, offset: start, message };
-                let env: Envelope = serde_json::from_slice(&element).map_err(|e| record_error(format!("not a record: {e}")))?;
+                let record_error =
+                    |message: String| Error::Record { path: path.to_path_buf(), position, offset: start, message };
+                let env: Envelope =
+                    serde_json::from_slice(&element).map_err(|e| record_error(format!("not a record: {e}")))?;
                 let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
                 let pk = match env.pk {
                     Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
-                    Some(other) => return Err(record_error(format!("pk must be an integer, found {other} (natural keys are not supported)"))),
+                    Some(other) => {
+                        return Err(record_error(format!(
+                            "pk must be an integer, found {other} (natural keys are not supported)"
+                        )));
+                    }
                     None => return Err(record_error("missing `pk`".into())),
                 };
                 let slot = *slots.entry(model.clone()).or_insert_with(|| {
@@ -314,7 +320,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(total, 3);
-        let names: Vec<_> = models.iter().map(|(m, r)| (m.as_str(), r.iter().map(|r| r.pk).collect::<Vec<_>>())).collect();
+        let names: Vec<_> =
+            models.iter().map(|(m, r)| (m.as_str(), r.iter().map(|r| r.pk).collect::<Vec<_>>())).collect();
         assert_eq!(names, vec![("sentry.user", vec![2, 1]), ("sentry.email", vec![1])]);
         assert_eq!(models[0].1[1].position, 3);
     }
@@ -329,7 +336,8 @@ mod tests {
     fn errors_name_the_place() {
         let err = index_str(r#"[{"model":"sentry.user","pk":1,"fields":{}} {"#).unwrap_err().to_string();
         assert!(err.contains("expected `,` or `]`"), "{err}");
-        let err = index_str(r#"[{"model":"sentry.user","pk":1,"fields":{}},{"model":"x","pk":1}]"#).unwrap_err().to_string();
+        let err =
+            index_str(r#"[{"model":"sentry.user","pk":1,"fields":{}},{"model":"x","pk":1}]"#).unwrap_err().to_string();
         assert!(err.contains("record #2"), "{err}");
         let err = index_str(r#"[{"model":"sentry.user","pk":["a@b.c"],"fields":{}}]"#).unwrap_err().to_string();
         assert!(err.contains("natural keys"), "{err}");
@@ -351,7 +359,8 @@ mod tests {
 
     #[test]
     fn reads_real_fixture() {
-        let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sentry/backup/fresh-install.json"));
+        let path =
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sentry/backup/fresh-install.json"));
         let export = Export::open(path, None).unwrap();
         assert_eq!(export.total(), 31);
         let users = export.records(&ModelName::new("sentry.user").unwrap());

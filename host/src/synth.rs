@@ -52,13 +52,7 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
-        Config {
-            records: 10_000,
-            seed: 0,
-            collide_fraction: 0.0,
-            collide_with: 0,
-            encrypt_to: None,
-        }
+        Config { records: 10_000, seed: 0, collide_fraction: 0.0, collide_with: 0, encrypt_to: None }
     }
 }
 
@@ -87,10 +81,7 @@ pub struct Generated {
 impl Generated {
     /// Records of `model` in the export (0 for a model it does not hold).
     pub fn count(&self, model: &str) -> u64 {
-        self.models
-            .iter()
-            .find(|m| m.model == model)
-            .map_or(0, |m| m.records)
+        self.models.iter().find(|m| m.model == model).map_or(0, |m| m.records)
     }
 }
 
@@ -111,43 +102,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// The models an export holds, in Sentry's export (dependency) order, with their tables.
 const MODELS: [(Model, &str, &str); 14] = [
     (Model::Option, "sentry.option", "sentry_option"),
-    (
-        Model::Organization,
-        "sentry.organization",
-        "sentry_organization",
-    ),
-    (
-        Model::OrganizationOption,
-        "sentry.organizationoption",
-        "sentry_organizationoptions",
-    ),
+    (Model::Organization, "sentry.organization", "sentry_organization"),
+    (Model::OrganizationOption, "sentry.organizationoption", "sentry_organizationoptions"),
     (Model::Team, "sentry.team", "sentry_team"),
     (Model::User, "sentry.user", "auth_user"),
     (Model::Project, "sentry.project", "sentry_project"),
-    (
-        Model::OrganizationMember,
-        "sentry.organizationmember",
-        "sentry_organizationmember",
-    ),
+    (Model::OrganizationMember, "sentry.organizationmember", "sentry_organizationmember"),
     (Model::Email, "sentry.email", "sentry_email"),
     (Model::UserOption, "sentry.useroption", "sentry_useroption"),
     (Model::UserEmail, "sentry.useremail", "sentry_useremail"),
-    (
-        Model::ProjectTeam,
-        "sentry.projectteam",
-        "sentry_projectteam",
-    ),
-    (
-        Model::ProjectOption,
-        "sentry.projectoption",
-        "sentry_projectoptions",
-    ),
+    (Model::ProjectTeam, "sentry.projectteam", "sentry_projectteam"),
+    (Model::ProjectOption, "sentry.projectoption", "sentry_projectoptions"),
     (Model::ProjectKey, "sentry.projectkey", "sentry_projectkey"),
-    (
-        Model::OrganizationMemberTeam,
-        "sentry.organizationmemberteam",
-        "sentry_organizationmember_teams",
-    ),
+    (Model::OrganizationMemberTeam, "sentry.organizationmemberteam", "sentry_organizationmember_teams"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,57 +148,31 @@ pub fn write(config: &Config, out: &Path) -> Result<Generated> {
         let (models, json_bytes) = write_plain(config, out)?;
         return Ok(generated(models, json_bytes, json_bytes));
     };
-    let pem = std::fs::read(public_key).map_err(|source| Error::File {
-        path: public_key.clone(),
-        source,
-    })?;
+    let pem = std::fs::read(public_key).map_err(|source| Error::File { path: public_key.clone(), source })?;
     let mut plain_path = out.as_os_str().to_owned();
     plain_path.push(".plain");
     let plain_path = PathBuf::from(plain_path);
     let (models, json_bytes) = write_plain(config, &plain_path)?;
-    let plaintext = std::fs::read(&plain_path).map_err(|source| Error::File {
-        path: plain_path.clone(),
-        source,
-    })?;
+    let plaintext = std::fs::read(&plain_path).map_err(|source| Error::File { path: plain_path.clone(), source })?;
     let _ = std::fs::remove_file(&plain_path);
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(config.seed);
     let tarball = crypto::encrypt(&plaintext, &pem, &mut rng)?;
     drop(plaintext);
     tarball.write_file(out)?;
-    let bytes = std::fs::metadata(out)
-        .map_err(|source| Error::File {
-            path: out.to_path_buf(),
-            source,
-        })?
-        .len();
+    let bytes = std::fs::metadata(out).map_err(|source| Error::File { path: out.to_path_buf(), source })?.len();
     Ok(generated(models, json_bytes, bytes))
 }
 
 fn generated(models: Vec<ModelCount>, json_bytes: u64, bytes: u64) -> Generated {
     let records = models.iter().map(|m| m.records).sum();
-    let tenants = models
-        .iter()
-        .find(|m| m.model == "sentry.organization")
-        .map_or(0, |m| m.records);
-    Generated {
-        records,
-        tenants,
-        bytes,
-        json_bytes,
-        models,
-    }
+    let tenants = models.iter().find(|m| m.model == "sentry.organization").map_or(0, |m| m.records);
+    Generated { records, tenants, bytes, json_bytes, models }
 }
 
 fn write_plain(config: &Config, path: &Path) -> Result<(Vec<ModelCount>, u64)> {
-    let file_error = |source| Error::File {
-        path: path.to_path_buf(),
-        source,
-    };
+    let file_error = |source| Error::File { path: path.to_path_buf(), source };
     let file = File::create(path).map_err(file_error)?;
-    let mut out = CountingWriter {
-        inner: BufWriter::with_capacity(1 << 20, file),
-        bytes: 0,
-    };
+    let mut out = CountingWriter { inner: BufWriter::with_capacity(1 << 20, file), bytes: 0 };
     let tenants = tenants_for(config.records);
     out.write_all(b"[").map_err(file_error)?;
     let mut first = true;
@@ -239,13 +180,9 @@ fn write_plain(config: &Config, path: &Path) -> Result<(Vec<ModelCount>, u64)> {
     for (model, name, table) in MODELS {
         let mut records = 0;
         let mut emit = |fields: Value, pk: i64| -> Result<()> {
-            out.write_all(if first { b"\n" } else { b",\n" })
-                .map_err(file_error)?;
+            out.write_all(if first { b"\n" } else { b",\n" }).map_err(file_error)?;
             first = false;
-            serde_json::to_writer(
-                &mut out,
-                &json!({"model": name, "pk": pk, "fields": fields}),
-            )?;
+            serde_json::to_writer(&mut out, &json!({"model": name, "pk": pk, "fields": fields}))?;
             records += 1;
             Ok(())
         };
@@ -256,11 +193,7 @@ fn write_plain(config: &Config, path: &Path) -> Result<(Vec<ModelCount>, u64)> {
                 Tenant::new(config, i).emit(model, &mut emit)?;
             }
         }
-        models.push(ModelCount {
-            model: name,
-            table,
-            records,
-        });
+        models.push(ModelCount { model: name, table, records });
     }
     out.write_all(b"\n]\n").map_err(file_error)?;
     out.flush().map_err(file_error)?;
@@ -302,10 +235,7 @@ fn options(seed: u64, emit: &mut impl FnMut(Value, i64) -> Result<()>) -> Result
     let values = [
         ("sentry:last_worker_ping", json!(1_687_902_001.262_330_5)),
         ("sentry:last_worker_version", json!("\"23.7.0.dev0\"")),
-        (
-            "sentry:install-id",
-            json!(format!("\"{}\"", hex(&mut rng, 40))),
-        ),
+        ("sentry:install-id", json!(format!("\"{}\"", hex(&mut rng, 40)))),
         ("sentry:latest_version", json!("\"23.6.1\"")),
     ];
     for (n, (key, value)) in values.into_iter().enumerate() {
@@ -370,16 +300,8 @@ impl Shape {
 
     fn records(&self) -> u64 {
         let users: u64 = (0..self.members).map(|j| 4 + self.user_options(j)).sum(); // user, email, useremail, member
-        let projects: u64 = (0..self.projects)
-            .map(|p| 2 + self.keys(p) + self.project_options(p))
-            .sum(); // project, projectteam
-        1 + self.org_options
-            + users
-            + self.guest()
-            + self.teams
-            + self.members
-            + self.guest()
-            + projects
+        let projects: u64 = (0..self.projects).map(|p| 2 + self.keys(p) + self.project_options(p)).sum(); // project, projectteam
+        1 + self.org_options + users + self.guest() + self.teams + self.members + self.guest() + projects
     }
 }
 
@@ -408,55 +330,27 @@ impl Tenant {
         let shape = Shape::of(index);
         let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed) ^ mix(index));
         let ns = |rng: &mut ChaCha8Rng| {
-            if rng.gen_bool(config.collide_fraction) {
-                config.collide_with
-            } else {
-                config.seed
-            }
+            if rng.gen_bool(config.collide_fraction) { config.collide_with } else { config.seed }
         };
         let org_ns = ns(&mut rng);
         let user_ns = (0..shape.members).map(|_| ns(&mut rng)).collect();
-        let users = (0..shape.members)
-            .map(|_| (date(&mut rng), alnum(&mut rng, 12), alnum(&mut rng, 32)))
-            .collect();
+        let users = (0..shape.members).map(|_| (date(&mut rng), alnum(&mut rng, 12), alnum(&mut rng, 32))).collect();
         let org_date = date(&mut rng);
         let projects = (0..shape.projects)
             .map(|p| {
-                let keys = (0..shape.keys(p))
-                    .map(|_| (hex(&mut rng, 32), hex(&mut rng, 32)))
-                    .collect();
-                Project {
-                    keys,
-                    relay_rev: hex(&mut rng, 32),
-                    date_added: date(&mut rng),
-                }
+                let keys = (0..shape.keys(p)).map(|_| (hex(&mut rng, 32), hex(&mut rng, 32))).collect();
+                Project { keys, relay_rev: hex(&mut rng, 32), date_added: date(&mut rng) }
             })
             .collect();
         // The guest is user 0 of the tenant before: its name comes from there.
-        let guest_ns = if index > 0 {
-            Tenant::first_user_ns(config, index - 1)
-        } else {
-            config.seed
-        };
-        Tenant {
-            shape,
-            org_ns,
-            user_ns,
-            users,
-            org_date,
-            projects,
-            guest_ns,
-        }
+        let guest_ns = if index > 0 { Tenant::first_user_ns(config, index - 1) } else { config.seed };
+        Tenant { shape, org_ns, user_ns, users, org_date, projects, guest_ns }
     }
 
     fn first_user_ns(config: &Config, index: u64) -> u64 {
         let mut rng = ChaCha8Rng::seed_from_u64(mix(config.seed) ^ mix(index));
         let _org = rng.gen_bool(config.collide_fraction);
-        if rng.gen_bool(config.collide_fraction) {
-            config.collide_with
-        } else {
-            config.seed
-        }
+        if rng.gen_bool(config.collide_fraction) { config.collide_with } else { config.seed }
     }
 
     fn emit(&self, model: Model, emit: &mut impl FnMut(Value, i64) -> Result<()>) -> Result<()> {
@@ -471,15 +365,8 @@ impl Tenant {
                 org,
             )?,
             Model::OrganizationOption => {
-                for (n, (key, value)) in ORG_OPTIONS
-                    .iter()
-                    .take(self.shape.org_options as usize)
-                    .enumerate()
-                {
-                    emit(
-                        json!({"organization": org, "key": key, "value": value}),
-                        sparse(i * 4 + n as u64),
-                    )?;
+                for (n, (key, value)) in ORG_OPTIONS.iter().take(self.shape.org_options as usize).enumerate() {
+                    emit(json!({"organization": org, "key": key, "value": value}), sparse(i * 4 + n as u64))?;
                 }
             }
             Model::Team => {
@@ -522,10 +409,7 @@ impl Tenant {
                     let (user, address) = if j < self.shape.members {
                         (user_pk(i, j), email(j))
                     } else {
-                        (
-                            user_pk(i - 1, 0),
-                            user_email((i - 1) * MAX_MEMBERS, self.guest_ns),
-                        )
+                        (user_pk(i - 1, 0), user_email((i - 1) * MAX_MEMBERS, self.guest_ns))
                     };
                     emit(
                         json!({"organization": org, "user_id": user, "email": null, "role": if j == 0 { "owner" } else { "member" },
@@ -538,19 +422,12 @@ impl Tenant {
             }
             Model::Email => {
                 for j in 0..self.shape.members {
-                    emit(
-                        json!({"email": email(j), "date_added": self.users[j as usize].0}),
-                        user_pk(i, j),
-                    )?;
+                    emit(json!({"email": email(j), "date_added": self.users[j as usize].0}), user_pk(i, j))?;
                 }
             }
             Model::UserOption => {
                 for j in 0..self.shape.members {
-                    for (n, (key, value)) in USER_OPTIONS
-                        .iter()
-                        .take(self.shape.user_options(j) as usize)
-                        .enumerate()
-                    {
+                    for (n, (key, value)) in USER_OPTIONS.iter().take(self.shape.user_options(j) as usize).enumerate() {
                         emit(
                             json!({"user": user_pk(i, j), "project_id": null, "organization_id": null, "key": key, "value": value}),
                             sparse((i * MAX_MEMBERS + j) * 2 + n as u64),
@@ -578,11 +455,7 @@ impl Tenant {
             }
             Model::ProjectOption => {
                 for p in 0..self.shape.projects {
-                    let Project {
-                        relay_rev: rev,
-                        date_added: added,
-                        ..
-                    } = &self.projects[p as usize];
+                    let Project { relay_rev: rev, date_added: added, .. } = &self.projects[p as usize];
                     let project = snowflake(project_slot(i, p));
                     let values = [
                         ("sentry:relay-rev", json!(format!("\"{rev}\""))),
@@ -590,10 +463,7 @@ impl Tenant {
                         ("sentry:option-epoch", json!(11)),
                         ("sentry:origins", json!("[\"*\"]")),
                     ];
-                    for (n, (key, value)) in values
-                        .into_iter()
-                        .take(self.shape.project_options(p) as usize)
-                        .enumerate()
+                    for (n, (key, value)) in values.into_iter().take(self.shape.project_options(p) as usize).enumerate()
                     {
                         emit(
                             json!({"project": project, "key": key, "value": value}),
@@ -604,11 +474,7 @@ impl Tenant {
             }
             Model::ProjectKey => {
                 for p in 0..self.shape.projects {
-                    let Project {
-                        keys,
-                        date_added: added,
-                        ..
-                    } = &self.projects[p as usize];
+                    let Project { keys, date_added: added, .. } = &self.projects[p as usize];
                     for (n, (public, secret)) in keys.iter().enumerate() {
                         emit(
                             json!({"project": snowflake(project_slot(i, p)), "label": if n == 0 { "Default" } else { "Backend" },
@@ -688,16 +554,12 @@ fn date(rng: &mut ChaCha8Rng) -> String {
 }
 
 fn hex(rng: &mut ChaCha8Rng, n: usize) -> String {
-    (0..n)
-        .map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)]))
-        .collect()
+    (0..n).map(|_| char::from(b"0123456789abcdef"[rng.gen_range(0..16)])).collect()
 }
 
 fn alnum(rng: &mut ChaCha8Rng, n: usize) -> String {
     const CHARS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-    (0..n)
-        .map(|_| char::from(CHARS[rng.gen_range(0..CHARS.len())]))
-        .collect()
+    (0..n).map(|_| char::from(CHARS[rng.gen_range(0..CHARS.len())])).collect()
 }
 
 #[cfg(test)]
@@ -710,50 +572,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("export.json");
         let generated = write(config, &path).expect("generate");
-        let records: Vec<Value> =
-            serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("a JSON array");
+        let records: Vec<Value> = serde_json::from_slice(&std::fs::read(&path).expect("read")).expect("a JSON array");
         (generated, records)
     }
 
     #[test]
     fn counts_pks_and_foreign_keys_agree_with_the_records() {
-        let (generated, records) = generate(&Config {
-            records: 2_000,
-            ..Config::default()
-        });
-        assert!(
-            generated.records >= 2_000 && generated.records < 2_100,
-            "{}",
-            generated.records
-        );
+        let (generated, records) = generate(&Config { records: 2_000, ..Config::default() });
+        assert!(generated.records >= 2_000 && generated.records < 2_100, "{}", generated.records);
         assert_eq!(records.len() as u64, generated.records);
         let mut per_model: BTreeMap<&str, BTreeSet<i64>> = BTreeMap::new();
         for r in &records {
             let pk = r["pk"].as_i64().expect("pk");
-            assert!(
-                per_model
-                    .entry(r["model"].as_str().expect("model"))
-                    .or_default()
-                    .insert(pk),
-                "duplicate pk {r}"
-            );
+            assert!(per_model.entry(r["model"].as_str().expect("model")).or_default().insert(pk), "duplicate pk {r}");
         }
         for m in &generated.models {
             assert_eq!(per_model[m.model].len() as u64, m.records, "{}", m.model);
         }
         let users = &per_model["sentry.user"];
-        assert!(
-            users.iter().max().expect("users") > &(users.len() as i64),
-            "pks are sparse"
-        );
-        for r in records
-            .iter()
-            .filter(|r| r["model"] == "sentry.organizationmember")
-        {
-            assert!(
-                users.contains(&r["fields"]["user_id"].as_i64().expect("user_id")),
-                "{r}"
-            );
+        assert!(users.iter().max().expect("users") > &(users.len() as i64), "pks are sparse");
+        for r in records.iter().filter(|r| r["model"] == "sentry.organizationmember") {
+            assert!(users.contains(&r["fields"]["user_id"].as_i64().expect("user_id")), "{r}");
         }
     }
 
@@ -767,16 +606,8 @@ mod tests {
                 .map(|r| r["fields"]["username"].to_string())
                 .collect()
         };
-        let base = usernames(&Config {
-            records: 3_000,
-            ..Config::default()
-        });
-        let other = usernames(&Config {
-            records: 3_000,
-            seed: 7,
-            collide_fraction: 0.3,
-            ..Config::default()
-        });
+        let base = usernames(&Config { records: 3_000, ..Config::default() });
+        let other = usernames(&Config { records: 3_000, seed: 7, collide_fraction: 0.3, ..Config::default() });
         let shared = base.intersection(&other).count() as f64 / base.len() as f64;
         assert!((0.2..0.4).contains(&shared), "{shared}");
         assert_eq!(base.len(), other.len());

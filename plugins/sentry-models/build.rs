@@ -84,7 +84,8 @@ fn main() {
     let mut generic = Vec::new();
     let mut described: Vec<&str> = Vec::new();
     for (name, cols) in &columns {
-        let desc = detailed.get(name.as_str()).unwrap_or_else(|| panic!("{name} is in columns.json but not in detailed.json"));
+        let desc =
+            detailed.get(name.as_str()).unwrap_or_else(|| panic!("{name} is in columns.json but not in detailed.json"));
         let mut scopes = scopes(name, &desc["relocation_scope"]);
         if scopes.is_empty() && !derived.contains_key(name) {
             continue;
@@ -97,7 +98,10 @@ fn main() {
         all.push(format!("&{app}::{ident}"));
         described.push(name.as_str());
         if !special.iter().any(|(m, _)| m == name.as_str()) {
-            assert!(scopes.len() == 1, "{name} has several scopes, so a plain insert cannot serve it: list it in data/special.txt");
+            assert!(
+                scopes.len() == 1,
+                "{name} has several scopes, so a plain insert cannot serve it: list it in data/special.txt"
+            );
             generic.push(format!("&{app}::{ident}"));
         }
     }
@@ -112,12 +116,24 @@ fn main() {
     }
     emit!(out, "/// Every model, sorted by name.\npub static ALL: &[&StaticModel] = &[{}];", all.join(", "));
     let special: Vec<String> = special.iter().map(|(m, p)| format!("({m:?}, {p:?})")).collect();
-    emit!(out, "/// The models a dedicated plugin serves, with that plugin (`data/special.txt`).\npub static SPECIAL: &[(&str, &str)] = &[{}];", special.join(", "));
-    emit!(out, "/// Every model no dedicated plugin serves, sorted by name: plain inserts.\npub static GENERIC: &[&StaticModel] = &[{}];", generic.join(", "));
+    emit!(
+        out,
+        "/// The models a dedicated plugin serves, with that plugin (`data/special.txt`).\npub static SPECIAL: &[(&str, &str)] = &[{}];",
+        special.join(", ")
+    );
+    emit!(
+        out,
+        "/// Every model no dedicated plugin serves, sorted by name: plain inserts.\npub static GENERIC: &[&StaticModel] = &[{}];",
+        generic.join(", ")
+    );
     let indices: Vec<String> = (0..generic.len()).map(|i| i.to_string()).collect();
     emit!(out, "/// Calls `$callback!(0, 1, ...)` with every index into [`GENERIC`], so that a");
     emit!(out, "/// plugin can declare one model type per generic model.");
-    emit!(out, "#[macro_export]\nmacro_rules! for_generic_models {{\n    ($callback:ident) => {{\n        $callback!({});\n    }};\n}}", indices.join(", "));
+    emit!(
+        out,
+        "#[macro_export]\nmacro_rules! for_generic_models {{\n    ($callback:ident) => {{\n        $callback!({});\n    }};\n}}",
+        indices.join(", ")
+    );
 
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::write(out_dir.join("models.rs"), out).expect("write models.rs");
@@ -172,7 +188,8 @@ fn write_model(code: &mut String, name: &str, ident: &str, desc: &Value, cols: &
         v[key].as_str().unwrap_or_else(|| panic!("{name}: `{key}` is not a string")).to_string()
     };
     let column_names: Vec<String> = cols.iter().map(|c| text(c, "name")).collect();
-    let silos: Vec<&str> = desc["silos"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let silos: Vec<&str> =
+        desc["silos"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
     let silo = if silos.contains(&"Control") { "Control" } else { "Region" };
 
     emit!(code, "\n    /// `{name}`.");
@@ -233,16 +250,18 @@ fn write_model(code: &mut String, name: &str, ident: &str, desc: &Value, cols: &
             .flatten()
             .filter_map(Value::as_str)
             .map(|f| match f.strip_suffix("_id") {
-                Some(base) if !column_names.iter().any(|c| c == f) && column_names.iter().any(|c| c == base) => base.to_string(),
+                Some(base) if !column_names.iter().any(|c| c == f) && column_names.iter().any(|c| c == base) => {
+                    base.to_string()
+                }
                 _ => f.to_string(),
             })
             .collect();
         for f in &fields {
             assert!(column_names.contains(f), "{name}: unique field {f} is not in columns.json");
         }
-        let conditional = CONDITIONAL_UNIQUES
-            .iter()
-            .any(|(model, set)| *model == name && set.len() == fields.len() && set.iter().all(|c| fields.iter().any(|f| f == c)));
+        let conditional = CONDITIONAL_UNIQUES.iter().any(|(model, set)| {
+            *model == name && set.len() == fields.len() && set.iter().all(|c| fields.iter().any(|f| f == c))
+        });
         if conditional {
             continue;
         }

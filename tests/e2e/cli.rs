@@ -10,7 +10,11 @@ fn plugins_list_names_every_first_party_model() {
         serde_json::from_str(&std::fs::read_to_string(fixture("sentry/backup/fresh-install.json")).unwrap()).unwrap();
     for record in &records {
         let model = record["model"].as_str().unwrap();
-        assert!(run.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{model} "))), "{model} missing from:\n{}", run.stdout);
+        assert!(
+            run.stdout.lines().any(|l| l.trim_start().starts_with(&format!("{model} "))),
+            "{model} missing from:\n{}",
+            run.stdout
+        );
     }
     assert!(run.stdout.contains("builtin:sentry-users"), "{}", run.stdout);
 }
@@ -21,7 +25,13 @@ async fn db_init_creates_the_schema() {
         let t = Target::new(kind).await;
         t.relocate(&["db", "init"]).success();
         let mut c = t.connect().await;
-        for table in ["auth_user", "sentry_organization", "sentry_projectkey", "sentry_regionimportchunk", "sentry_controlimportchunkreplica"] {
+        for table in [
+            "auth_user",
+            "sentry_organization",
+            "sentry_projectkey",
+            "sentry_regionimportchunk",
+            "sentry_controlimportchunkreplica",
+        ] {
             assert!(c.has_table(table).await, "{table} missing after db init ({kind:?})");
         }
     }
@@ -33,10 +43,24 @@ fn encrypt_then_decrypt_round_trips() {
     let src = fixture("sentry/backup/fresh-install.json");
     let tar = dir.path().join("out.tar");
     let back = dir.path().join("back.json");
-    relocate(&["encrypt", tar.to_str().unwrap(), "--src", src.to_str().unwrap(), "--encrypt-with", example("fresh-install.pub.pem").to_str().unwrap()])
-        .success();
-    relocate(&["decrypt", back.to_str().unwrap(), "--src", tar.to_str().unwrap(), "--decrypt-with", example("fresh-install.key.pem").to_str().unwrap()])
-        .success();
+    relocate(&[
+        "encrypt",
+        tar.to_str().unwrap(),
+        "--src",
+        src.to_str().unwrap(),
+        "--encrypt-with",
+        example("fresh-install.pub.pem").to_str().unwrap(),
+    ])
+    .success();
+    relocate(&[
+        "decrypt",
+        back.to_str().unwrap(),
+        "--src",
+        tar.to_str().unwrap(),
+        "--decrypt-with",
+        example("fresh-install.key.pem").to_str().unwrap(),
+    ])
+    .success();
     assert_eq!(std::fs::read(&src).unwrap(), std::fs::read(&back).unwrap());
 }
 
@@ -61,7 +85,15 @@ fn decrypt_with_the_wrong_key_fails_clearly() {
 fn usage_errors_exit_2() {
     relocate(&["import", "users"]).failure(2);
     relocate(&["import", "users", "x.json", "--overwrite-configs"]).failure(2);
-    let run = relocate(&["import", "users", fixture("sentry/backup/single-option.json").to_str().unwrap(), "--import-uuid", "nope", "--db", "sqlite::memory:"]);
+    let run = relocate(&[
+        "import",
+        "users",
+        fixture("sentry/backup/single-option.json").to_str().unwrap(),
+        "--import-uuid",
+        "nope",
+        "--db",
+        "sqlite::memory:",
+    ]);
     run.failure(2);
     assert!(run.stderr.contains("--import-uuid"), "{}", run.stderr);
 }

@@ -55,7 +55,19 @@ fn relocate_in(tmp: &Path, args: &[&str]) -> Run {
 }
 
 fn import_global(t: &Target, tmp: &Path, tar: &Path) -> Run {
-    relocate_in(tmp, &["import", "global", tar.to_str().unwrap(), "--decrypt-with", key().to_str().unwrap(), "--no-prompt", "--db", t.url.as_str()])
+    relocate_in(
+        tmp,
+        &[
+            "import",
+            "global",
+            tar.to_str().unwrap(),
+            "--decrypt-with",
+            key().to_str().unwrap(),
+            "--no-prompt",
+            "--db",
+            t.url.as_str(),
+        ],
+    )
 }
 
 /// A fresh, empty folder for `TMPDIR`.
@@ -116,7 +128,17 @@ async fn no_plaintext_is_left_behind_after_a_successful_import() {
     let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
     std::io::copy(&mut std::fs::File::open(example("fresh-install.tar")).unwrap(), &mut encoder).unwrap();
     encoder.finish().unwrap();
-    let run = relocate_in(&tmp, &["decrypt", t.dir.path().join("out.json").to_str().unwrap(), "--src", gz.to_str().unwrap(), "--decrypt-with", key().to_str().unwrap()]);
+    let run = relocate_in(
+        &tmp,
+        &[
+            "decrypt",
+            t.dir.path().join("out.json").to_str().unwrap(),
+            "--src",
+            gz.to_str().unwrap(),
+            "--decrypt-with",
+            key().to_str().unwrap(),
+        ],
+    );
     run.success();
     // The example was encrypted from compact JSON; the fixture is pretty-printed.
     let json = |path: PathBuf| serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap();
@@ -131,13 +153,37 @@ fn every_kind_of_damage_has_its_own_message() {
     let plaintext = std::fs::read(fixture("sentry/backup/fresh-install.json")).unwrap();
     type Change = Box<dyn FnOnce(&mut Tarball)>;
     let cases: Vec<(&str, Change, &str)> = vec![
-        ("flipped HMAC", Box::new(|tb: &mut Tarball| edit_token(tb, |raw| *raw.last_mut().unwrap() ^= 0x80)), "HMAC check failed"),
-        ("flipped ciphertext", Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw[100] ^= 0x01)), "HMAC check failed"),
-        ("flipped version", Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw[0] = 0x81)), "not a Fernet token (version byte 0x81"),
-        ("cut by a block", Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw.truncate(raw.len() - 16))), "HMAC check failed"),
-        ("cut mid-block", Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw.truncate(raw.len() - 5))), "not a whole number of AES blocks"),
+        (
+            "flipped HMAC",
+            Box::new(|tb: &mut Tarball| edit_token(tb, |raw| *raw.last_mut().unwrap() ^= 0x80)),
+            "HMAC check failed",
+        ),
+        (
+            "flipped ciphertext",
+            Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw[100] ^= 0x01)),
+            "HMAC check failed",
+        ),
+        (
+            "flipped version",
+            Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw[0] = 0x81)),
+            "not a Fernet token (version byte 0x81",
+        ),
+        (
+            "cut by a block",
+            Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw.truncate(raw.len() - 16))),
+            "HMAC check failed",
+        ),
+        (
+            "cut mid-block",
+            Box::new(|tb: &mut Tarball| edit_token(tb, |raw| raw.truncate(raw.len() - 5))),
+            "not a whole number of AES blocks",
+        ),
         ("cut text", Box::new(|tb: &mut Tarball| tb.export.truncate(tb.export.len() - 3)), "not url-safe base64"),
-        ("bad base64", Box::new(|tb: &mut Tarball| tb.export[10] = b'$'), "'$' (character 10) is not a url-safe base64 character"),
+        (
+            "bad base64",
+            Box::new(|tb: &mut Tarball| tb.export[10] = b'$'),
+            "'$' (character 10) is not a url-safe base64 character",
+        ),
         ("empty token", Box::new(|tb: &mut Tarball| tb.export.clear()), "too short to be a Fernet token"),
         ("damaged data.key", Box::new(|tb: &mut Tarball| tb.data_key[0] ^= 0x01), "cannot decrypt `data.key`"),
         (
@@ -151,7 +197,17 @@ fn every_kind_of_damage_has_its_own_message() {
     for (what, change, needle) in cases {
         let tar = tarball(dir.path(), &plaintext, change);
         let dest = dir.path().join("out.json");
-        let run = relocate_in(&tmp, &["decrypt", dest.to_str().unwrap(), "--src", tar.to_str().unwrap(), "--decrypt-with", key().to_str().unwrap()]);
+        let run = relocate_in(
+            &tmp,
+            &[
+                "decrypt",
+                dest.to_str().unwrap(),
+                "--src",
+                tar.to_str().unwrap(),
+                "--decrypt-with",
+                key().to_str().unwrap(),
+            ],
+        );
         assert_eq!(run.code, DECRYPTION, "{what}: {}", run.stderr);
         assert!(run.stderr.contains(needle), "{what}: {}", run.stderr);
         assert_eq!(run.stderr.trim_end().lines().count(), 1, "{what}: one line: {}", run.stderr);
@@ -162,7 +218,17 @@ fn every_kind_of_damage_has_its_own_message() {
     // The wrong private key.
     let tar = tarball(dir.path(), &plaintext, |_| {});
     let dest = dir.path().join("out.json");
-    let run = relocate_in(&tmp, &["decrypt", dest.to_str().unwrap(), "--src", tar.to_str().unwrap(), "--decrypt-with", fixture("crypto/other-private.pem").to_str().unwrap()]);
+    let run = relocate_in(
+        &tmp,
+        &[
+            "decrypt",
+            dest.to_str().unwrap(),
+            "--src",
+            tar.to_str().unwrap(),
+            "--decrypt-with",
+            fixture("crypto/other-private.pem").to_str().unwrap(),
+        ],
+    );
     assert_eq!(run.code, DECRYPTION, "{}", run.stderr);
     assert!(run.stderr.contains("The public key does not match"), "{}", run.stderr);
     assert!(!dest.exists());

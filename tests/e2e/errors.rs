@@ -34,7 +34,14 @@ db_test!(tampered_ciphertext_is_refused, |t| {
         tb.export[mid] = if tb.export[mid] == b'A' { b'B' } else { b'A' };
     });
     let key = example("fresh-install.key.pem");
-    let run = t.relocate(&["import", "global", tar.to_str().unwrap(), "--decrypt-with", key.to_str().unwrap(), "--no-prompt"]);
+    let run = t.relocate(&[
+        "import",
+        "global",
+        tar.to_str().unwrap(),
+        "--decrypt-with",
+        key.to_str().unwrap(),
+        "--no-prompt",
+    ]);
     run.failure(DECRYPTION);
     assert!(run.stderr.contains("export.json") && run.stderr.contains("tampered"), "{}", run.stderr);
     assert!(run.stderr.contains("changed.tar"), "the message names the file: {}", run.stderr);
@@ -101,8 +108,14 @@ db_test!(invalid_record_stops_with_a_finding, |t| {
 
 db_test!(success_writes_empty_findings, |t| {
     let findings = t.dir.path().join("findings.json");
-    t.relocate(&["import", "users", fixture("sentry/backup/fresh-install.json").to_str().unwrap(), "--findings-file", findings.to_str().unwrap()])
-        .success();
+    t.relocate(&[
+        "import",
+        "users",
+        fixture("sentry/backup/fresh-install.json").to_str().unwrap(),
+        "--findings-file",
+        findings.to_str().unwrap(),
+    ])
+    .success();
     assert_eq!(std::fs::read_to_string(&findings).unwrap().trim(), "[]");
 });
 

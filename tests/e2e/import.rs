@@ -55,13 +55,24 @@ async fn fresh_install_in_every_scope(kind: Kind, encrypted: bool) {
         let run = if encrypted {
             let tar = example("fresh-install.tar");
             let key = example("fresh-install.key.pem");
-            t.relocate(&["import", scope, tar.to_str().unwrap(), "--decrypt-with", key.to_str().unwrap(), "--no-prompt"])
+            t.relocate(&[
+                "import",
+                scope,
+                tar.to_str().unwrap(),
+                "--decrypt-with",
+                key.to_str().unwrap(),
+                "--no-prompt",
+            ])
         } else {
             t.relocate(&["import", scope, fixture(FRESH).to_str().unwrap(), "--no-prompt"])
         };
         run.success();
         for (table, by_scope) in FRESH_INSTALL_COUNTS.iter().chain(FRESH_INSTALL_SIGNAL_COUNTS) {
-            assert_eq!(t.count(table).await, by_scope[s], "{table} after `import {scope}` ({kind:?}, encrypted: {encrypted})");
+            assert_eq!(
+                t.count(table).await,
+                by_scope[s],
+                "{table} after `import {scope}` ({kind:?}, encrypted: {encrypted})"
+            );
         }
         // The summary names each model with what happened to it.
         assert!(run.stdout.contains("sentry.user") && run.stdout.contains("import "), "{}", run.stdout);
@@ -72,7 +83,11 @@ async fn fresh_install_in_every_scope(kind: Kind, encrypted: bool) {
         let control = t.count("sentry_controlimportchunk").await;
         assert_eq!(control, t.count("sentry_controlimportchunkreplica").await);
         let models_with_rows = FRESH_INSTALL_COUNTS.iter().filter(|(_, c)| c[s] > 0).count() as i64;
-        assert_eq!(control + t.count("sentry_regionimportchunk").await, models_with_rows, "chunks after `import {scope}`");
+        assert_eq!(
+            control + t.count("sentry_regionimportchunk").await,
+            models_with_rows,
+            "chunks after `import {scope}`"
+        );
     }
 }
 
@@ -133,7 +148,9 @@ db_test!(foreign_keys_point_at_new_pks, |t| {
         )
         .await;
     assert_eq!(orphans, [0]);
-    let emails = t.strings("SELECT u.username FROM sentry_useremail e JOIN auth_user u ON u.id = e.user_id ORDER BY u.username").await;
+    let emails = t
+        .strings("SELECT u.username FROM sentry_useremail e JOIN auth_user u ON u.id = e.user_id ORDER BY u.username")
+        .await;
     assert_eq!(emails, [Some("admin@example.com".to_string()), Some("member@example.com".to_string())]);
 });
 
@@ -158,14 +175,16 @@ db_test!(new_import_uuid_suffixes_usernames_and_org_slug, |t| {
     let src = fixture(FRESH);
     t.relocate(&["import", "organizations", src.to_str().unwrap(), "--seed", "7"]).success();
     t.relocate(&["import", "organizations", src.to_str().unwrap(), "--seed", "8"]).success();
-    let names: Vec<String> = t.strings("SELECT username FROM auth_user ORDER BY id").await.into_iter().flatten().collect();
+    let names: Vec<String> =
+        t.strings("SELECT username FROM auth_user ORDER BY id").await.into_iter().flatten().collect();
     assert_eq!(names.len(), 4);
     assert_eq!(&names[..2], ["admin@example.com", "member@example.com"]);
     for (new, old) in names[2..].iter().zip(&names[..2]) {
         let suffix = new.strip_prefix(&format!("{old}-")).unwrap_or_else(|| panic!("{new} is not {old} with a suffix"));
         assert!(suffix.len() == 2 && suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()), "{new}");
     }
-    let slugs: Vec<String> = t.strings("SELECT slug FROM sentry_organization ORDER BY id").await.into_iter().flatten().collect();
+    let slugs: Vec<String> =
+        t.strings("SELECT slug FROM sentry_organization ORDER BY id").await.into_iter().flatten().collect();
     assert_eq!(slugs[0], "testing");
     assert!(slugs[1].starts_with("testing-") && slugs[1].len() == "testing-".len() + 2, "{slugs:?}");
     // Sentry's scenario 5: the mapping and PRIMARY reservation carry each
@@ -186,7 +205,9 @@ db_test!(new_import_uuid_suffixes_usernames_and_org_slug, |t| {
     assert_eq!(reserved, slugs);
     // The second org's members are the second import's users.
     let members = t
-        .strings("SELECT u.username FROM sentry_organizationmember m JOIN auth_user u ON u.id = m.user_id ORDER BY m.id")
+        .strings(
+            "SELECT u.username FROM sentry_organizationmember m JOIN auth_user u ON u.id = m.user_id ORDER BY m.id",
+        )
         .await;
     assert_eq!(members[2..].iter().flatten().collect::<Vec<_>>(), names[2..].iter().collect::<Vec<_>>());
 });
@@ -233,7 +254,11 @@ db_test!(global_import_clears_the_database_first, |t| {
     t.relocate(&["import", "global", src.to_str().unwrap(), "--no-prompt"]).success();
     assert_eq!(t.counts(&tables()).await, once, "a second Global import replaces, it does not add");
     let names = t.strings("SELECT username FROM auth_user ORDER BY id").await;
-    assert_eq!(names, [Some("admin@example.com".to_string()), Some("member@example.com".to_string())], "no suffixes after a clear");
+    assert_eq!(
+        names,
+        [Some("admin@example.com".to_string()), Some("member@example.com".to_string())],
+        "no suffixes after a clear"
+    );
     // Sequences restart: the cleared tables hand out pks from 1 again.
     assert_eq!(t.i64s("SELECT id FROM auth_user ORDER BY id").await, [1, 2]);
 });

@@ -4,6 +4,10 @@
 //! PostgreSQL tests need a server (default `postgres://postgres@127.0.0.1:5432/postgres`,
 //! or `RELOCATE_TEST_PG`); each test creates and drops a database of its own.
 
+// Every function here is test code (scenarios run by `db_test!` are not
+// `#[test]`s themselves): a panic is the failure report.
+#![allow(clippy::unwrap_used)]
+
 mod support;
 
 mod cli;

@@ -34,12 +34,7 @@ fn invoice_export(dir: &Path) -> PathBuf {
 #[track_caller]
 fn one_line_error(run: &Run) -> &str {
     let lines: Vec<&str> = run.stderr.lines().collect();
-    assert_eq!(
-        lines.len(),
-        1,
-        "expected one line on stderr:\n{}",
-        run.stderr
-    );
+    assert_eq!(lines.len(), 1, "expected one line on stderr:\n{}", run.stderr);
     assert!(lines[0].starts_with("error: "), "{}", run.stderr);
     lines[0]
 }
@@ -47,13 +42,8 @@ fn one_line_error(run: &Run) -> &str {
 /// The SQLite target has no table at all.
 async fn assert_empty(t: &Target) {
     let mut c = t.connect().await;
-    let tables = c
-        .strings("SELECT name FROM sqlite_master WHERE type = 'table'")
-        .await;
-    assert!(
-        tables.is_empty(),
-        "the import created tables although it was refused: {tables:?}"
-    );
+    let tables = c.strings("SELECT name FROM sqlite_master WHERE type = 'table'").await;
+    assert!(tables.is_empty(), "the import created tables although it was refused: {tables:?}");
 }
 
 #[tokio::test]
@@ -61,13 +51,7 @@ async fn a_foreign_key_to_an_undescribed_model_is_refused_before_anything_is_wri
     let t = Target::new(Kind::Sqlite).await;
     let src = invoice_export(t.dir.path());
     let plugin = test_plugin("acme-invoice");
-    let run = t.relocate(&[
-        "import",
-        "organizations",
-        src.to_str().unwrap(),
-        "--plugin",
-        plugin.to_str().unwrap(),
-    ]);
+    let run = t.relocate(&["import", "organizations", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap()]);
     run.failure(PLUGIN);
     let line = one_line_error(&run);
     for needle in [
@@ -84,54 +68,32 @@ async fn a_foreign_key_to_an_undescribed_model_is_refused_before_anything_is_wri
     // Listing the plugins refuses it the same way.
     let run = relocate(&["plugins", "list", "--plugin", plugin.to_str().unwrap()]);
     run.failure(PLUGIN);
-    assert!(
-        one_line_error(&run).contains("sentry.organisation"),
-        "{}",
-        run.stderr
-    );
+    assert!(one_line_error(&run).contains("sentry.organisation"), "{}", run.stderr);
 }
 
 #[test]
 fn files_that_are_no_plugin_get_one_line_each() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[u8], &str); 3] = [
-        (
-            "notes.wasm",
-            b"this is a text file\n",
-            "is not a WebAssembly file",
-        ),
+        ("notes.wasm", b"this is a text file\n", "is not a WebAssembly file"),
         // The smallest valid core module: the header alone.
-        (
-            "core.wasm",
-            b"\0asm\x01\0\0\0",
-            "is a core WebAssembly module, not a component",
-        ),
+        ("core.wasm", b"\0asm\x01\0\0\0", "is a core WebAssembly module, not a component"),
         // The smallest valid component: it exports nothing, so no importer.
-        (
-            "other.wasm",
-            b"\0asm\x0d\0\x01\0",
-            "does not export `relocate:plugin/importer@0.1.0`",
-        ),
+        ("other.wasm", b"\0asm\x0d\0\x01\0", "does not export `relocate:plugin/importer@0.1.0`"),
     ];
     for (name, bytes, needle) in cases {
         let path = write(dir.path(), name, bytes);
         let run = relocate(&["plugins", "list", "--plugin", path.to_str().unwrap()]);
         run.failure(PLUGIN);
         let line = one_line_error(&run);
-        assert!(
-            line.contains(needle) && line.contains(name),
-            "{name}: {line}"
-        );
+        assert!(line.contains(needle) && line.contains(name), "{name}: {line}");
     }
 
     let missing = dir.path().join("missing.wasm");
     let run = relocate(&["plugins", "list", "--plugin", missing.to_str().unwrap()]);
     run.failure(USAGE);
     let line = one_line_error(&run);
-    assert!(
-        line.contains("cannot read the plugin file") && line.contains("missing.wasm"),
-        "{line}"
-    );
+    assert!(line.contains("cannot read the plugin file") && line.contains("missing.wasm"), "{line}");
 }
 
 #[tokio::test]
@@ -139,20 +101,10 @@ async fn a_bad_plugin_file_stops_an_import_before_it_writes() {
     let t = Target::new(Kind::Sqlite).await;
     let src = invoice_export(t.dir.path());
     let core = write(t.dir.path(), "core.wasm", b"\0asm\x01\0\0\0");
-    let run = t.relocate(&[
-        "import",
-        "global",
-        src.to_str().unwrap(),
-        "--plugin",
-        core.to_str().unwrap(),
-        "--no-prompt",
-    ]);
+    let run =
+        t.relocate(&["import", "global", src.to_str().unwrap(), "--plugin", core.to_str().unwrap(), "--no-prompt"]);
     run.failure(PLUGIN);
-    assert!(
-        one_line_error(&run).contains("core WebAssembly module"),
-        "{}",
-        run.stderr
-    );
+    assert!(one_line_error(&run).contains("core WebAssembly module"), "{}", run.stderr);
     assert_empty(&t).await;
 }
 
@@ -168,54 +120,36 @@ fn inspect_shows_a_builtin_plugins_models_and_foreign_keys() {
         "on missing target: drop",
         "check: fits",
     ] {
-        assert!(
-            run.stdout.contains(needle),
-            "{needle:?} missing from:\n{}",
-            run.stdout
-        );
+        assert!(run.stdout.contains(needle), "{needle:?} missing from:\n{}", run.stdout);
     }
 
     // The same plugin from its file, as JSON: it replaces the built-in.
     let file = builtin_wasm("sentry-users");
     let run = relocate(&["plugin", "inspect", file.to_str().unwrap(), "--json"]);
     run.success();
-    let doc: serde_json::Value =
-        serde_json::from_str(&run.stdout).expect("inspect --json prints one JSON document");
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("inspect --json prints one JSON document");
     assert_eq!(doc["contract"], "relocate:plugin@0.1.0");
     assert_eq!(doc["name"], "sentry-users");
     assert_eq!(doc["size"], std::fs::metadata(&file).unwrap().len());
     assert_eq!(doc["check"]["ok"], true);
     let models = doc["models"].as_array().expect("models");
-    let email = models
-        .iter()
-        .find(|m| m["name"] == "sentry.useremail")
-        .expect("sentry.useremail is described");
+    let email = models.iter().find(|m| m["name"] == "sentry.useremail").expect("sentry.useremail is described");
     assert_eq!(email["table"], "sentry_useremail");
-    assert!(
-        email["replaces"]
-            .as_str()
-            .is_some_and(|p| p.starts_with("sentry-users@")),
-        "{email}"
-    );
+    assert!(email["replaces"].as_str().is_some_and(|p| p.starts_with("sentry-users@")), "{email}");
     let fk = email["foreign_keys"]
         .as_array()
         .and_then(|f| f.iter().find(|f| f["column"] == "user_id"))
         .expect("the user fk");
-    assert_eq!(
-        (&fk["target"], &fk["on_missing"]),
-        (&"sentry.user".into(), &"drop".into())
-    );
-    let user = email["columns"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["column"] == "user_id"))
-        .expect("the user column");
+    assert_eq!((&fk["target"], &fk["on_missing"]), (&"sentry.user".into(), &"drop".into()));
+    let user =
+        email["columns"].as_array().and_then(|c| c.iter().find(|c| c["column"] == "user_id")).expect("the user column");
     assert_eq!(user["kind"], "integer");
     let imports = doc["imports"].as_array().expect("imports");
     assert!(
-        imports.iter().any(|i| i["name"]
-            .as_str()
-            .is_some_and(|n| n.starts_with("relocate:plugin/host"))
-            && i["access"] == "granted"),
+        imports
+            .iter()
+            .any(|i| i["name"].as_str().is_some_and(|n| n.starts_with("relocate:plugin/host"))
+                && i["access"] == "granted"),
         "{imports:?}"
     );
     assert!(
@@ -231,16 +165,8 @@ fn inspect_shows_a_refused_plugin_then_says_why() {
     run.failure(PLUGIN);
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("one JSON document");
     assert_eq!(doc["check"]["ok"], false);
-    assert!(
-        doc["check"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("sentry.organisation")),
-        "{doc}"
-    );
-    assert_eq!(
-        doc["models"][0]["foreign_keys"][0]["target"],
-        "sentry.organisation"
-    );
+    assert!(doc["check"]["error"].as_str().is_some_and(|e| e.contains("sentry.organisation")), "{doc}");
+    assert_eq!(doc["models"][0]["foreign_keys"][0]["target"], "sentry.organisation");
     assert!(one_line_error(&run).contains("sentry.organisation"));
 }
 
@@ -260,17 +186,11 @@ async fn strict_refuses_models_no_plugin_describes() {
     ]);
     run.failure(IMPORT_FAILED);
     let line = one_line_error(&run);
-    for needle in [
-        "acme.invoice (1 record)",
-        "--plugin",
-        "--strict",
-        "nothing was written",
-    ] {
+    for needle in ["acme.invoice (1 record)", "--plugin", "--strict", "nothing was written"] {
         assert!(line.contains(needle), "{needle:?} missing from: {line}");
     }
     assert_empty(&t).await;
-    let finding: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&findings).unwrap()).unwrap();
+    let finding: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&findings).unwrap()).unwrap();
     assert_eq!(finding[0]["kind"], "UnexpectedModel");
     assert_eq!(finding[0]["on"]["model"], "acme.invoice");
 
@@ -278,9 +198,9 @@ async fn strict_refuses_models_no_plugin_describes() {
     let run = t.relocate(&["import", "global", src.to_str().unwrap(), "--no-prompt"]);
     run.success();
     assert!(
-        run.stderr.lines().any(|l| l.starts_with("warning: ")
-            && l.contains("acme.invoice (1 record)")
-            && l.contains("--plugin")),
+        run.stderr
+            .lines()
+            .any(|l| l.starts_with("warning: ") && l.contains("acme.invoice (1 record)") && l.contains("--plugin")),
         "{}",
         run.stderr
     );

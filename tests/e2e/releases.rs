@@ -43,12 +43,17 @@ fn registry() -> &'static Registry {
     static REGISTRY: OnceLock<Registry> = OnceLock::new();
     REGISTRY.get_or_init(|| {
         let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache").join("relocate").join("components");
-        let mut host = PluginHost::new(RuntimeConfig { cache_dir: Some(cache), ..RuntimeConfig::default() }).expect("a plugin host");
+        let mut host = PluginHost::new(RuntimeConfig { cache_dir: Some(cache), ..RuntimeConfig::default() })
+            .expect("a plugin host");
         for (name, bytes) in relocate::builtin::BUILTIN {
             host.load(Origin::Builtin(name), bytes).expect("a first-party plugin loads");
         }
         let registry = Registry::new(host.plugins()).expect("the first-party descriptions fit together");
-        assert!(registry.overrides.is_empty(), "two first-party plugins describe the same model: {:?}", registry.overrides);
+        assert!(
+            registry.overrides.is_empty(),
+            "two first-party plugins describe the same model: {:?}",
+            registry.overrides
+        );
         registry
     })
 }
@@ -68,7 +73,8 @@ struct Export {
 impl Export {
     fn read(release: &str) -> Export {
         let path = fixture(&format!("sentry/releases/{release}.json"));
-        let records: Vec<Value> = serde_json::from_str(&std::fs::read_to_string(&path).expect("read the release")).expect("a JSON array");
+        let records: Vec<Value> =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read the release")).expect("a JSON array");
         let mut models: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for r in records {
             let model = r["model"].as_str().expect("a model").to_string();
@@ -175,7 +181,10 @@ struct SignalExpectation {
 /// per address, its `Email` (Sentry's post-save signals). Exported `Email`s
 /// for those addresses then find them (`existing`), and exported `UserEmail`s
 /// for a user's own address fill in the primary one (reported as inserted).
-fn signal_expectations(export: &Export, expected: &BTreeMap<String, Expected>) -> BTreeMap<&'static str, SignalExpectation> {
+fn signal_expectations(
+    export: &Export,
+    expected: &BTreeMap<String, Expected>,
+) -> BTreeMap<&'static str, SignalExpectation> {
     let text = |r: &Record, f: &str| r.fields.get(f).and_then(Value::as_str).unwrap_or_default().to_string();
     let users = kept_records(export, expected, "sentry.user");
     let primary: BTreeMap<i64, String> =
@@ -186,12 +195,19 @@ fn signal_expectations(export: &Export, expected: &BTreeMap<String, Expected>) -
     let existing = emails.iter().filter(|e| user_emails.contains(&text(e, "email"))).count() as u64;
     let mut all_emails = user_emails.clone();
     all_emails.extend(emails.iter().map(|e| text(e, "email")));
-    let email = SignalExpectation { inserted: emails.len() as u64 - existing, existing, overwritten: 0, rows: all_emails.len() as u64 };
+    let email = SignalExpectation {
+        inserted: emails.len() as u64 - existing,
+        existing,
+        overwritten: 0,
+        rows: all_emails.len() as u64,
+    };
 
     let user_emails_rows = kept_records(export, expected, "sentry.useremail");
     let overwritten = user_emails_rows
         .iter()
-        .filter(|r| r.fields.get("user").and_then(Value::as_i64).and_then(|u| primary.get(&u)) == Some(&text(r, "email")))
+        .filter(|r| {
+            r.fields.get("user").and_then(Value::as_i64).and_then(|u| primary.get(&u)) == Some(&text(r, "email"))
+        })
         .count() as u64;
     // Sentry's `UserEmail.write` reports even the filled-in primary row as
     // Inserted; only the rows for other addresses are new in the table.
@@ -227,11 +243,18 @@ fn summary(run: &Run) -> (BTreeMap<String, Line>, BTreeMap<String, u64>) {
         let words: Vec<&str> = l.split_whitespace().collect();
         let numbers: Vec<u64> = words.iter().skip(1).filter_map(|w| w.parse().ok()).collect();
         if words.len() == 7 && numbers.len() == 6 && words[0].contains('.') {
-            let line = Line { inserted: numbers[0], existing: numbers[1], overwritten: numbers[2], dropped: numbers[3], skipped: numbers[4] };
+            let line = Line {
+                inserted: numbers[0],
+                existing: numbers[1],
+                overwritten: numbers[2],
+                dropped: numbers[3],
+                skipped: numbers[4],
+            };
             lines.insert(words[0].to_string(), line);
         }
         if let Some(rest) = l.strip_prefix("skipped ")
-            && let Some((count, model)) = rest.strip_suffix(": no plugin describes this model").and_then(|r| r.split_once(" records of "))
+            && let Some((count, model)) =
+                rest.strip_suffix(": no plugin describes this model").and_then(|r| r.split_once(" records of "))
         {
             unknown.insert(model.to_string(), count.parse().expect("a count"));
         }
@@ -256,7 +279,8 @@ async fn imports_in_scope(t: Target, release: &str, scope: &str) {
     run.success();
     let (lines, unknown) = summary(&run);
 
-    let removed: BTreeMap<String, u64> = REMOVED.iter().map(|m| (m.to_string(), export.count(m))).filter(|(_, n)| *n > 0).collect();
+    let removed: BTreeMap<String, u64> =
+        REMOVED.iter().map(|m| (m.to_string(), export.count(m))).filter(|(_, n)| *n > 0).collect();
     assert_eq!(unknown, removed, "{release} in {scope}: the removed models are reported as skipped, with their counts");
     assert!(!removed.is_empty(), "{release} exports removed models");
 
@@ -269,7 +293,10 @@ async fn imports_in_scope(t: Target, release: &str, scope: &str) {
             continue;
         };
         let e = &expected[model];
-        let line = lines.get(model).copied().unwrap_or_else(|| panic!("{release} in {scope}: no summary line for {model}:\n{}", run.stdout));
+        let line = lines
+            .get(model)
+            .copied()
+            .unwrap_or_else(|| panic!("{release} in {scope}: no summary line for {model}:\n{}", run.stdout));
         let rows = t.count(desc.table.as_str()).await;
         let what = format!("{release} in {scope}: {model} ({} records, table {})", records.len(), desc.table);
         let (written, expected_rows) = match signals.get(model.as_str()) {
@@ -278,7 +305,11 @@ async fn imports_in_scope(t: Target, release: &str, scope: &str) {
         };
         assert_eq!(rows as u64, expected_rows, "{what}: rows");
         assert_eq!(line.dropped, e.dropped, "{what}: dropped");
-        assert_eq!((line.inserted, line.existing, line.overwritten), written, "{what}: inserted, existing, overwritten");
+        assert_eq!(
+            (line.inserted, line.existing, line.overwritten),
+            written,
+            "{what}: inserted, existing, overwritten"
+        );
         assert_eq!(
             line.inserted + line.existing + line.overwritten + line.dropped + line.skipped,
             records.len() as u64,
@@ -291,7 +322,8 @@ async fn imports_in_scope(t: Target, release: &str, scope: &str) {
     if scope == "global" {
         // The exceptions by name: every other record is in its table.
         for (model, e) in &expected {
-            let listed: u64 = GLOBAL_DROPS.iter().filter(|(r, m, _, _)| *r == release && m == model).map(|(_, _, n, _)| n).sum();
+            let listed: u64 =
+                GLOBAL_DROPS.iter().filter(|(r, m, _, _)| *r == release && m == model).map(|(_, _, n, _)| n).sum();
             assert_eq!(e.dropped, listed, "{release}: {model} drops {} records in Global scope", e.dropped);
             assert_eq!(e.kept + e.dropped, export.count(model), "{release}: {model} in Global scope");
         }
@@ -309,10 +341,18 @@ async fn imports_three_times(t: Target, release: &str) {
     }
     // Each import added its scope's records: users three times, orgs twice.
     assert_eq!(t.count("auth_user").await as u64, 3 * export.count("sentry.user"), "{release}: users");
-    assert_eq!(t.count("sentry_organization").await as u64, 2 * export.count("sentry.organization"), "{release}: organizations");
+    assert_eq!(
+        t.count("sentry_organization").await as u64,
+        2 * export.count("sentry.organization"),
+        "{release}: organizations"
+    );
     let config_tokens = expected(&export, ImportScope::Config)["sentry.apitoken"].kept;
     assert!(config_tokens > 0, "{release} has a user token");
-    assert_eq!(t.count("sentry_apitoken").await as u64, export.count("sentry.apitoken") + config_tokens, "{release}: API tokens");
+    assert_eq!(
+        t.count("sentry_apitoken").await as u64,
+        export.count("sentry.apitoken") + config_tokens,
+        "{release}: API tokens"
+    );
 
     let registry = registry();
     let mut checked = 0;
@@ -328,7 +368,12 @@ async fn imports_three_times(t: Target, release: &str) {
                 cols.join(", ")
             );
             let repeats = t.i64s(&sql).await;
-            assert!(repeats.is_empty(), "{release}: {}.({}) repeats after three imports: {repeats:?}", desc.table, cols.join(", "));
+            assert!(
+                repeats.is_empty(),
+                "{release}: {}.({}) repeats after three imports: {repeats:?}",
+                desc.table,
+                cols.join(", ")
+            );
             checked += 1;
         }
     }

@@ -26,7 +26,8 @@ async fn assert_nothing_written(t: &Target, table: &str) {
 db_test!(a_panicking_plugin_is_a_clear_error, |t| {
     let src = export(&t, "test.panic", "boom");
     let plugin = test_plugin("misbehave");
-    let run = t.relocate(&["import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--no-prompt"]);
+    let run =
+        t.relocate(&["import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--no-prompt"]);
     run.failure(PLUGIN_FAILED);
     for needle in ["plugin misbehave", "test.panic", "record #2", "blew up on old pk 11"] {
         assert!(run.stderr.contains(needle), "`{needle}` missing from: {}", run.stderr);
@@ -39,7 +40,14 @@ db_test!(a_plugin_that_loops_forever_is_stopped, |t| {
     let plugin = test_plugin("misbehave");
     let started = std::time::Instant::now();
     let run = t.relocate(&[
-        "import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--plugin-timeout", "0.5", "--no-prompt",
+        "import",
+        "global",
+        src.to_str().unwrap(),
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--plugin-timeout",
+        "0.5",
+        "--no-prompt",
     ]);
     run.failure(PLUGIN_FAILED);
     for needle in ["plugin misbehave", "test.spin", "record #2", "time limit"] {
@@ -54,7 +62,14 @@ db_test!(a_plugin_that_allocates_without_bound_is_stopped, |t| {
     let src = export(&t, "test.oom", "oom");
     let plugin = test_plugin("misbehave");
     let run = t.relocate(&[
-        "import", "global", src.to_str().unwrap(), "--plugin", plugin.to_str().unwrap(), "--plugin-memory", "16", "--no-prompt",
+        "import",
+        "global",
+        src.to_str().unwrap(),
+        "--plugin",
+        plugin.to_str().unwrap(),
+        "--plugin-memory",
+        "16",
+        "--no-prompt",
     ]);
     run.failure(PLUGIN_FAILED);
     for needle in ["plugin misbehave", "test.oom", "record #2", "memory limit of 16 MiB"] {

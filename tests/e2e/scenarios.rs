@@ -73,7 +73,11 @@ pub fn count_of(records: &[Value], model: &str) -> i64 {
 /// from [`emails`].
 pub fn exhaustive_user(pk: i64, username: &str, email: &str, admin: bool) -> Vec<Value> {
     let min = load("backup/user-with-minimum-privileges.json");
-    let mut out = vec![with(&first(&min, "sentry.user"), pk, json!({"username": username, "email": email, "is_staff": admin, "is_superuser": admin}))];
+    let mut out = vec![with(
+        &first(&min, "sentry.user"),
+        pk,
+        json!({"username": username, "email": email, "is_staff": admin, "is_superuser": admin}),
+    )];
     for model in ["sentry.authenticator", "sentry.userip", "sentry.useroption"] {
         out.push(with(&first(&min, model), pk, json!({"user": pk})));
     }
@@ -118,7 +122,8 @@ pub fn organization(pk: i64, slug: &str, members: &[(i64, i64, &str)]) -> Vec<Va
 pub fn registry() -> &'static serde_json::Map<String, Value> {
     static REGISTRY: OnceLock<serde_json::Map<String, Value>> = OnceLock::new();
     REGISTRY.get_or_init(|| {
-        let text = std::fs::read_to_string(fixture("sentry/model_dependencies/detailed.json")).expect("read detailed.json");
+        let text =
+            std::fs::read_to_string(fixture("sentry/model_dependencies/detailed.json")).expect("read detailed.json");
         serde_json::from_str(&text).expect("parse detailed.json")
     })
 }
@@ -237,6 +242,9 @@ pub async fn chunks(t: &Target, model: &str) -> Vec<ChunkRow> {
 /// The summary line of `model`: inserted, existing, overwritten, dropped,
 /// skipped, resumed.
 pub fn summary(stdout: &str, model: &str) -> Vec<u64> {
-    let line = stdout.lines().find(|l| l.split_whitespace().next() == Some(model)).unwrap_or_else(|| panic!("no {model} line in\n{stdout}"));
+    let line = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(model))
+        .unwrap_or_else(|| panic!("no {model} line in\n{stdout}"));
     line.split_whitespace().skip(1).map(|n| n.parse().expect("a count")).collect()
 }

@@ -43,7 +43,9 @@ impl Target {
     pub async fn new(kind: Kind) -> Target {
         let dir = tempfile::tempdir().expect("create a temp dir");
         match kind {
-            Kind::Sqlite => Target { url: format!("sqlite:{}", dir.path().join("target.db").display()), dir, pg_name: None },
+            Kind::Sqlite => {
+                Target { url: format!("sqlite:{}", dir.path().join("target.db").display()), dir, pg_name: None }
+            }
             Kind::Postgres => {
                 let name = format!("relocate_t_{}", uuid::Uuid::new_v4().simple());
                 let admin = pg_admin_url();
@@ -53,7 +55,10 @@ impl Target {
                          or point RELOCATE_TEST_PG at a server where the user may create databases."
                     )
                 });
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut c).await.expect("create a test database");
+                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut c)
+                    .await
+                    .expect("create a test database");
                 let url = match admin.rsplit_once('/') {
                     Some((base, _)) => format!("{base}/{name}"),
                     None => panic!("RELOCATE_TEST_PG must end in /DATABASE"),
@@ -82,7 +87,8 @@ impl Target {
         if self.url.starts_with("sqlite:") {
             use std::str::FromStr;
             // A target the import never touched may not exist yet.
-            let options = sqlx::sqlite::SqliteConnectOptions::from_str(&self.url).expect("a SQLite URL").create_if_missing(true);
+            let options =
+                sqlx::sqlite::SqliteConnectOptions::from_str(&self.url).expect("a SQLite URL").create_if_missing(true);
             Conn::Sqlite(sqlx::SqliteConnection::connect_with(&options).await.expect("open the SQLite target"))
         } else {
             Conn::Postgres(sqlx::PgConnection::connect(&self.url).await.expect("open the PostgreSQL target"))
@@ -125,7 +131,10 @@ impl Drop for Target {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
             rt.block_on(async {
                 let mut c = sqlx::PgConnection::connect(&admin).await.ok()?;
-                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))).execute(&mut c).await.ok()
+                sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")))
+                    .execute(&mut c)
+                    .await
+                    .ok()
             })
         })
         .join();
@@ -140,18 +149,24 @@ pub enum Conn {
 impl Conn {
     pub async fn has_table(&mut self, table: &str) -> bool {
         match self {
-            Conn::Sqlite(c) => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name = ?")
+            Conn::Sqlite(c) => {
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sqlite_master WHERE type='table' AND name = ?")
+                    .bind(table)
+                    .fetch_one(c)
+                    .await
+                    .expect("list tables")
+                    > 0
+            }
+            Conn::Postgres(c) => {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1",
+                )
                 .bind(table)
                 .fetch_one(c)
                 .await
                 .expect("list tables")
-                > 0,
-            Conn::Postgres(c) => sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = $1")
-                .bind(table)
-                .fetch_one(c)
-                .await
-                .expect("list tables")
-                > 0,
+                    > 0
+            }
         }
     }
 

@@ -31,20 +31,12 @@ pub(super) fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let mut host = plugin_host(&args.plugins)?;
     let (id, size) = match args.plugin.strip_prefix("builtin:") {
         Some(name) => {
-            let found = host
-                .plugins()
-                .find(|(_, info)| matches!(info.origin, Origin::Builtin(n) if n == name));
+            let found = host.plugins().find(|(_, info)| matches!(info.origin, Origin::Builtin(n) if n == name));
             let Some((id, _)) = found else {
                 let names: Vec<&str> = crate::builtin::BUILTIN.iter().map(|(n, _)| *n).collect();
-                bail!(UsageError(format!(
-                    "no built-in plugin is called {name}; there are {}",
-                    names.join(", ")
-                )));
+                bail!(UsageError(format!("no built-in plugin is called {name}; there are {}", names.join(", "))));
             };
-            let size = crate::builtin::BUILTIN
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map_or(0, |(_, b)| b.len());
+            let size = crate::builtin::BUILTIN.iter().find(|(n, _)| *n == name).map_or(0, |(_, b)| b.len());
             (id, size)
         }
         None => {
@@ -68,28 +60,15 @@ pub(super) fn run(args: &InspectArgs) -> anyhow::Result<()> {
 
 /// Everything `inspect` says, as the JSON document; the text form is
 /// written from it so that the two never disagree.
-fn report(
-    host: &PluginHost,
-    id: PluginId,
-    size: usize,
-    registry: Option<&Registry>,
-    problem: Option<&str>,
-) -> Json {
+fn report(host: &PluginHost, id: PluginId, size: usize, registry: Option<&Registry>, problem: Option<&str>) -> Json {
     let Some(info) = host.info(id) else {
         return Json::Null;
     };
     let replaces = |desc: &ModelDesc| {
-        let (_, old, _) = registry?
-            .overrides
-            .iter()
-            .find(|(m, _, new)| *m == desc.name && *new == id)?;
+        let (_, old, _) = registry?.overrides.iter().find(|(m, _, new)| *m == desc.name && *new == id)?;
         host.info(*old).map(|p| format!("{}@{}", p.name, p.version))
     };
-    let models: Vec<Json> = info
-        .models
-        .iter()
-        .map(|d| model_json(d, replaces(d)))
-        .collect();
+    let models: Vec<Json> = info.models.iter().map(|d| model_json(d, replaces(d))).collect();
     let imports: Vec<Json> = host
         .imports(id)
         .iter()
@@ -139,11 +118,8 @@ fn model_json(desc: &ModelDesc, replaces: Option<String>) -> Json {
             })
         })
         .collect();
-    let uniques: Vec<Vec<&str>> = desc
-        .uniques
-        .iter()
-        .map(|set| set.iter().map(|&i| desc.columns[i].name.as_str()).collect())
-        .collect();
+    let uniques: Vec<Vec<&str>> =
+        desc.uniques.iter().map(|set| set.iter().map(|&i| desc.columns[i].name.as_str()).collect()).collect();
     json!({
         "name": desc.name.as_str(),
         "table": desc.table.as_str(),
@@ -196,11 +172,7 @@ fn value_json(value: &Value) -> Json {
 /// `report` as text: one block per model, then the imports and the check.
 fn write_text(out: &mut impl std::io::Write, r: &Json) -> std::io::Result<()> {
     let s = |v: &Json| v.as_str().unwrap_or_default().to_string();
-    let list = |v: &Json| {
-        v.as_array()
-            .map(|a| a.iter().map(s).collect::<Vec<_>>().join(", "))
-            .unwrap_or_default()
-    };
+    let list = |v: &Json| v.as_array().map(|a| a.iter().map(s).collect::<Vec<_>>().join(", ")).unwrap_or_default();
     let items = |v: &Json| v.as_array().cloned().unwrap_or_default();
     writeln!(out, "plugin    {} {}", s(&r["name"]), s(&r["version"]))?;
     writeln!(out, "file      {} ({} bytes)", s(&r["origin"]), r["size"])?;
@@ -220,29 +192,12 @@ fn write_text(out: &mut impl std::io::Write, r: &Json) -> std::io::Result<()> {
         }
         writeln!(out, "  columns:")?;
         for c in items(&m["columns"]) {
-            let null = if c["nullable"] == true {
-                "null"
-            } else {
-                "not null"
-            };
-            let default = if c["default"].is_null() {
-                String::new()
-            } else {
-                format!(", default {}", c["default"])
-            };
-            writeln!(
-                out,
-                "    {:<32} {:<9} {null}{default}",
-                s(&c["column"]),
-                s(&c["kind"])
-            )?;
+            let null = if c["nullable"] == true { "null" } else { "not null" };
+            let default = if c["default"].is_null() { String::new() } else { format!(", default {}", c["default"]) };
+            writeln!(out, "    {:<32} {:<9} {null}{default}", s(&c["column"]), s(&c["kind"]))?;
         }
         for fk in items(&m["foreign_keys"]) {
-            let null = if fk["nullable"] == true {
-                "nullable"
-            } else {
-                "required"
-            };
+            let null = if fk["nullable"] == true { "nullable" } else { "required" };
             writeln!(
                 out,
                 "  foreign key {} -> {} ({}, {null}, on missing target: {})",
@@ -263,13 +218,7 @@ fn write_text(out: &mut impl std::io::Write, r: &Json) -> std::io::Result<()> {
     writeln!(out)?;
     writeln!(out, "imports:")?;
     for i in items(&r["imports"]) {
-        writeln!(
-            out,
-            "  {:<8} {:<40} {}",
-            s(&i["access"]),
-            s(&i["name"]),
-            s(&i["note"])
-        )?;
+        writeln!(out, "  {:<8} {:<40} {}", s(&i["access"]), s(&i["name"]), s(&i["note"]))?;
     }
     writeln!(out)?;
     match r["check"]["error"].as_str() {
@@ -279,9 +228,5 @@ fn write_text(out: &mut impl std::io::Write, r: &Json) -> std::io::Result<()> {
 }
 
 fn none_if_empty(text: String) -> String {
-    if text.is_empty() {
-        "none (only written as a side effect)".into()
-    } else {
-        text
-    }
+    if text.is_empty() { "none (only written as a side effect)".into() } else { text }
 }

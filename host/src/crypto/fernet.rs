@@ -94,17 +94,14 @@ pub fn verify(key: &Key, token: impl Read) -> Result<u64> {
             held = filled;
         }
     }
-    let ciphertext = len
-        .checked_sub((HEADER + TAG) as u64)
-        .ok_or(Error::TokenTooShort)?;
+    let ciphertext = len.checked_sub((HEADER + TAG) as u64).ok_or(Error::TokenTooShort)?;
     if ciphertext == 0 {
         return Err(Error::TokenTooShort);
     }
     if ciphertext % BLOCK as u64 != 0 {
         return Err(Error::TokenLength);
     }
-    mac.verify_slice(&buf[..TAG])
-        .map_err(|_| Error::TokenHmac)?;
+    mac.verify_slice(&buf[..TAG]).map_err(|_| Error::TokenHmac)?;
     Ok(len)
 }
 
@@ -117,9 +114,7 @@ pub fn decrypt_verified(key: &Key, token: impl Read, len: u64, mut out: impl Wri
     mac.update(&header);
     let iv: [u8; 16] = header[9..].try_into().map_err(|_| Error::TokenChanged)?;
     let mut cipher = cbc::Decryptor::<Aes128>::new(&key.encryption.into(), &iv.into());
-    let mut remaining = len
-        .checked_sub((HEADER + TAG) as u64)
-        .ok_or(Error::TokenChanged)?;
+    let mut remaining = len.checked_sub((HEADER + TAG) as u64).ok_or(Error::TokenChanged)?;
     let mut buf = vec![0u8; CHUNK];
     while remaining > 0 {
         let want = usize::try_from(remaining).map_or(CHUNK, |r| r.min(CHUNK));
@@ -134,29 +129,20 @@ pub fn decrypt_verified(key: &Key, token: impl Read, len: u64, mut out: impl Wri
         }
         cipher.decrypt_blocks_inout_mut(blocks);
         remaining -= want as u64;
-        let plain = if remaining == 0 {
-            unpad(chunk)?
-        } else {
-            &*chunk
-        };
+        let plain = if remaining == 0 { unpad(chunk)? } else { &*chunk };
         out.write_all(plain)?;
     }
     let mut tag = [0u8; TAG + 1];
     if read_up_to(&mut decoded, &mut tag).map_err(token_read_error)? != TAG {
         return Err(Error::TokenChanged);
     }
-    mac.verify_slice(&tag[..TAG])
-        .map_err(|_| Error::TokenChanged)?;
+    mac.verify_slice(&tag[..TAG]).map_err(|_| Error::TokenChanged)?;
     out.flush()?;
     Ok(())
 }
 
 /// Both passes over a token that `open` can read as often as needed.
-pub fn decrypt<R: Read>(
-    key: &Key,
-    mut open: impl FnMut() -> io::Result<R>,
-    out: impl Write,
-) -> Result<()> {
+pub fn decrypt<R: Read>(key: &Key, mut open: impl FnMut() -> io::Result<R>, out: impl Write) -> Result<()> {
     let len = verify(key, open()?)?;
     decrypt_verified(key, open()?, len, out)
 }
@@ -208,9 +194,8 @@ pub fn encrypt(
         }
     }
     if read != len {
-        let message = format!(
-            "the plaintext is {read} bytes, not the {len} announced: it changed while it was encrypted"
-        );
+        let message =
+            format!("the plaintext is {read} bytes, not the {len} announced: it changed while it was encrypted");
         return Err(io::Error::new(io::ErrorKind::InvalidData, message).into());
     }
     text.write_all(&mac.finalize().into_bytes())?;
@@ -238,11 +223,7 @@ fn read_header(decoded: &mut impl Read) -> Result<[u8; HEADER]> {
 /// The plaintext of the last decrypted chunk without its PKCS#7 padding.
 fn unpad(chunk: &[u8]) -> Result<&[u8]> {
     let pad = usize::from(*chunk.last().ok_or(Error::TokenPadding)?);
-    if !(1..=BLOCK).contains(&pad)
-        || chunk[chunk.len() - pad..]
-            .iter()
-            .any(|&b| usize::from(b) != pad)
-    {
+    if !(1..=BLOCK).contains(&pad) || chunk[chunk.len() - pad..].iter().any(|&b| usize::from(b) != pad) {
         return Err(Error::TokenPadding);
     }
     Ok(&chunk[..chunk.len() - pad])
@@ -250,21 +231,15 @@ fn unpad(chunk: &[u8]) -> Result<&[u8]> {
 
 /// Base64 errors of the token text become [`Error::TokenBase64`]; others stay I/O errors.
 fn token_read_error(e: io::Error) -> Error {
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<base64::DecodeError>())
-    {
-        Some(base64::DecodeError::InvalidByte(at, byte)) => Error::TokenBase64(format!(
-            "{:?} (character {at}) is not a url-safe base64 character",
-            char::from(*byte)
-        )),
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<base64::DecodeError>()) {
+        Some(base64::DecodeError::InvalidByte(at, byte)) => {
+            Error::TokenBase64(format!("{:?} (character {at}) is not a url-safe base64 character", char::from(*byte)))
+        }
         Some(base64::DecodeError::InvalidLength(_)) => {
             Error::TokenBase64("its length is not that of base64 text: it may be truncated".into())
         }
         Some(base64::DecodeError::InvalidLastSymbol(..) | base64::DecodeError::InvalidPadding) => {
-            Error::TokenBase64(
-                "it ends badly (padding or last character): it may be truncated".into(),
-            )
+            Error::TokenBase64("it ends badly (padding or last character): it may be truncated".into())
         }
         None => Error::Io(e),
     }
@@ -324,22 +299,10 @@ mod tests {
             let plain = plaintext(len);
             // Theirs, decrypted by ours.
             let token = reference.encrypt(&plain);
-            assert_eq!(
-                decrypt_vec(&key, token.as_bytes()).unwrap(),
-                plain,
-                "len {len}"
-            );
+            assert_eq!(decrypt_vec(&key, token.as_bytes()).unwrap(), plain, "len {len}");
             // Ours, decrypted by theirs.
             let mut ours = Vec::new();
-            encrypt(
-                &key,
-                [7; 16],
-                1_700_000_000,
-                &plain[..],
-                len as u64,
-                &mut ours,
-            )
-            .unwrap();
+            encrypt(&key, [7; 16], 1_700_000_000, &plain[..], len as u64, &mut ours).unwrap();
             assert_eq!(ours.len() as u64, token_text_len(len as u64), "len {len}");
             assert_eq!(ours.len(), token.len(), "len {len}");
             let ours = String::from_utf8(ours).unwrap();
@@ -361,10 +324,7 @@ mod tests {
             assert!(format!("{err:?}").starts_with(want), "byte {at}: {err:?}");
             raw[at] ^= 0x01;
         }
-        assert_eq!(
-            decrypt_vec(&key, URL_SAFE.encode(&raw).as_bytes()).unwrap(),
-            plain
-        );
+        assert_eq!(decrypt_vec(&key, URL_SAFE.encode(&raw).as_bytes()).unwrap(), plain);
     }
 
     #[test]
@@ -393,16 +353,10 @@ mod tests {
         let mut bad = bytes.to_vec();
         bad[30] = b'*';
         let err = decrypt_vec(&key, &bad).unwrap_err();
-        assert!(
-            matches!(&err, Error::TokenBase64(m) if m.contains("'*'")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, Error::TokenBase64(m) if m.contains("'*'")), "{err:?}");
         // Unpadded text is accepted, as by the fernet crate.
         let unpadded = token.trim_end_matches('=');
-        assert_eq!(
-            decrypt_vec(&key, unpadded.as_bytes()).unwrap(),
-            plaintext(100)
-        );
+        assert_eq!(decrypt_vec(&key, unpadded.as_bytes()).unwrap(), plaintext(100));
     }
 
     #[test]
@@ -426,11 +380,7 @@ mod tests {
             &key,
             || {
                 opened += 1;
-                Ok(if opened == 1 {
-                    good.as_bytes()
-                } else {
-                    evil.as_bytes()
-                })
+                Ok(if opened == 1 { good.as_bytes() } else { evil.as_bytes() })
             },
             io::sink(),
         )

@@ -50,14 +50,19 @@ impl Registry {
             let info = plugins.iter().find(|(p, _)| *p == id).map(|(_, info)| *info);
             info.map(|i| format!("{}@{} ({})", i.name, i.version, i.origin)).unwrap_or_default()
         };
-        let is_extra = |id: PluginId| plugins.iter().any(|(p, info)| *p == id && matches!(info.origin, Origin::File(_)));
+        let is_extra =
+            |id: PluginId| plugins.iter().any(|(p, info)| *p == id && matches!(info.origin, Origin::File(_)));
         let mut models = BTreeMap::new();
         let mut overrides = Vec::new();
         for (id, info) in &plugins {
             for desc in &info.models {
                 if let Some((old, _)) = models.insert(desc.name.clone(), (*id, desc.clone())) {
                     if is_extra(old) && is_extra(*id) {
-                        return Err(Error::ModelClash { model: desc.name.clone(), first: label(old), second: label(*id) });
+                        return Err(Error::ModelClash {
+                            model: desc.name.clone(),
+                            first: label(old),
+                            second: label(*id),
+                        });
                     }
                     overrides.push((desc.name.clone(), old, *id));
                 }
@@ -97,7 +102,11 @@ impl Registry {
                 }
             }
             if let Some(target) = desc.relocation_dependencies.iter().find(|d| !described(d)) {
-                return Err(Error::UnknownDependency { plugin: label(*id), model: name.clone(), target: target.clone() });
+                return Err(Error::UnknownDependency {
+                    plugin: label(*id),
+                    model: name.clone(),
+                    target: target.clone(),
+                });
             }
         }
         Ok(())
@@ -164,7 +173,8 @@ fn find_cycle(stuck: &[&ModelDesc], placed: &BTreeSet<&ModelName>, known: &BTree
             return cycle;
         }
         path.push(at);
-        let next = by_name.get(at).and_then(|d| d.dependencies().filter(|d| known.contains(d) && !placed.contains(d)).min());
+        let next =
+            by_name.get(at).and_then(|d| d.dependencies().filter(|d| known.contains(d) && !placed.contains(d)).min());
         match next {
             Some(n) => at = n,
             None => return path.into_iter().cloned().collect(),
@@ -258,9 +268,12 @@ mod tests {
     fn two_models_on_one_table_are_refused() {
         let mut other = desc("acme.other", &[]);
         other.table = Ident::new("a_a").expect("an identifier");
-        let err = registry(&[plugin("base", Origin::Builtin("base"), vec![desc("a.a", &[])]), plugin("acme", file("acme"), vec![other])])
-            .err()
-            .expect("refused");
+        let err = registry(&[
+            plugin("base", Origin::Builtin("base"), vec![desc("a.a", &[])]),
+            plugin("acme", file("acme"), vec![other]),
+        ])
+        .err()
+        .expect("refused");
         assert!(matches!(&err, Error::TableClash { table, .. } if table == "a_a"), "{err}");
         assert!(err.to_string().contains("acme@1.0") && err.to_string().contains("base@1.0"), "{err}");
     }
@@ -273,7 +286,10 @@ mod tests {
         let r = registry(&[base.clone(), one.clone()]).expect("an override is allowed");
         assert_eq!(r.overrides, vec![(ModelName::new("a.a").expect("a model name"), PluginId(0), PluginId(1))]);
         let err = registry(&[base, one, two]).err().expect("refused");
-        assert_eq!(err.to_string(), "plugins one@1.0 (one.wasm) and two@1.0 (two.wasm) both describe model a.a: load only one of them");
+        assert_eq!(
+            err.to_string(),
+            "plugins one@1.0 (one.wasm) and two@1.0 (two.wasm) both describe model a.a: load only one of them"
+        );
     }
 
     fn names(v: Vec<ModelName>) -> Vec<String> {
@@ -284,7 +300,14 @@ mod tests {
     fn matches_sentry_pass_order_quirk() {
         // Pass 1 (ascending) places a.a, c.c; pass 2 (descending) only b.b;
         // pass 3 (descending) e.e then d.d; f.f waits for pass 4.
-        let ds = [desc("a.a", &[]), desc("b.b", &["c.c"]), desc("c.c", &[]), desc("d.d", &["c.c", "e.e"]), desc("e.e", &["b.b"]), desc("f.f", &["e.e"])];
+        let ds = [
+            desc("a.a", &[]),
+            desc("b.b", &["c.c"]),
+            desc("c.c", &[]),
+            desc("d.d", &["c.c", "e.e"]),
+            desc("e.e", &["b.b"]),
+            desc("f.f", &["e.e"]),
+        ];
         let order = names(sorted_dependencies(ds.iter()).unwrap());
         assert_eq!(order, ["a.a", "c.c", "b.b", "e.e", "d.d", "f.f"]);
     }
@@ -308,12 +331,20 @@ mod tests {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sentry/model_dependencies");
         let detailed: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&std::fs::read_to_string(format!("{dir}/detailed.json")).unwrap()).unwrap();
-        let sorted: Vec<String> = serde_json::from_str(&std::fs::read_to_string(format!("{dir}/sorted.json")).unwrap()).unwrap();
+        let sorted: Vec<String> =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}/sorted.json")).unwrap()).unwrap();
         let ds: Vec<ModelDesc> = detailed
             .iter()
             .map(|(name, m)| {
-                let mut deps: Vec<String> = m["foreign_keys"].as_object().unwrap().values().map(|fk| fk["model"].as_str().unwrap().to_string()).collect();
-                deps.extend(m["relocation_dependencies"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()));
+                let mut deps: Vec<String> = m["foreign_keys"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .map(|fk| fk["model"].as_str().unwrap().to_string())
+                    .collect();
+                deps.extend(
+                    m["relocation_dependencies"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()),
+                );
                 let refs: Vec<&str> = deps.iter().map(|s| s.as_str()).collect();
                 let mut d = desc(name, &[]);
                 d.relocation_dependencies = refs.iter().map(|r| ModelName::new(r).unwrap()).collect();

@@ -10,7 +10,10 @@ use crate::plugin::FieldError;
 /// The model's values for `fields`, in column order. Unknown fields are
 /// ignored (as Sentry's `ignorenonexistent`); a missing field takes the
 /// column's default, else null. Nullability is checked on the final values.
-pub fn values_from_fields(desc: &ModelDesc, fields: &serde_json::Map<String, Json>) -> Result<Vec<Value>, Vec<FieldError>> {
+pub fn values_from_fields(
+    desc: &ModelDesc,
+    fields: &serde_json::Map<String, Json>,
+) -> Result<Vec<Value>, Vec<FieldError>> {
     let mut values = Vec::with_capacity(desc.columns.len());
     let mut errors = Vec::new();
     for column in &desc.columns {
@@ -64,7 +67,9 @@ fn convert(kind: ColumnKind, json: &Json) -> Result<Value, String> {
             _ => Err(wrong()),
         },
         ColumnKind::Datetime => match json {
-            Json::String(s) => normalize_datetime(s).map(Value::Text).ok_or_else(|| format!("`{s}` is not an ISO 8601 datetime")),
+            Json::String(s) => {
+                normalize_datetime(s).map(Value::Text).ok_or_else(|| format!("`{s}` is not an ISO 8601 datetime"))
+            }
             _ => Err(wrong()),
         },
         ColumnKind::Json => Ok(Value::Json(json.to_string())),
@@ -117,7 +122,9 @@ pub fn check_values(desc: &ModelDesc, values: &mut [Value]) -> Result<(), Proble
                 }
                 true
             }
-            (ColumnKind::Integer, Value::Integer(_)) | (ColumnKind::Boolean, Value::Boolean(_)) | (ColumnKind::Text, Value::Text(_)) => true,
+            (ColumnKind::Integer, Value::Integer(_))
+            | (ColumnKind::Boolean, Value::Boolean(_))
+            | (ColumnKind::Text, Value::Text(_)) => true,
             (ColumnKind::Float, Value::Float(_)) => true,
             (ColumnKind::Float, Value::Integer(i)) => {
                 *value = Value::Float(*i as f64);
@@ -128,13 +135,21 @@ pub fn check_values(desc: &ModelDesc, values: &mut [Value]) -> Result<(), Proble
                     *value = Value::Text(n);
                     true
                 }
-                None => return Err(Problem::Contract(format!("field `{}`: `{s}` is not an ISO 8601 datetime", column.field))),
+                None => {
+                    return Err(Problem::Contract(format!(
+                        "field `{}`: `{s}` is not an ISO 8601 datetime",
+                        column.field
+                    )));
+                }
             },
             (ColumnKind::Json, Value::Json(s)) => serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
             _ => false,
         };
         if !ok {
-            return Err(Problem::Contract(format!("field `{}`: {:?} does not fit a {:?} column", column.field, value, column.kind)));
+            return Err(Problem::Contract(format!(
+                "field `{}`: {:?} does not fit a {:?} column",
+                column.field, value, column.kind
+            )));
         }
     }
     if invalid.is_empty() { Ok(()) } else { Err(Problem::Invalid(invalid)) }
@@ -157,7 +172,10 @@ mod tests {
     fn conversions_follow_django_leniency() {
         assert_eq!(convert(ColumnKind::Integer, &serde_json::json!("12")).unwrap(), Value::Integer(12));
         assert_eq!(convert(ColumnKind::Boolean, &serde_json::json!("t")).unwrap(), Value::Boolean(true));
-        assert_eq!(convert(ColumnKind::Json, &serde_json::json!({"a": [1]})).unwrap(), Value::Json(r#"{"a":[1]}"#.into()));
+        assert_eq!(
+            convert(ColumnKind::Json, &serde_json::json!({"a": [1]})).unwrap(),
+            Value::Json(r#"{"a":[1]}"#.into())
+        );
         assert!(convert(ColumnKind::Integer, &serde_json::json!(1.5)).is_err());
         assert!(convert(ColumnKind::Boolean, &serde_json::json!("maybe")).is_err());
     }

@@ -31,20 +31,11 @@ impl Access {
 pub fn classify(import: &str) -> (Access, &'static str) {
     let interface = import.split_once('@').map_or(import, |(name, _)| name);
     match interface {
-        "relocate:plugin/host" => (
-            Access::Granted,
-            "the relocate host: mappings, seeded random bytes, log",
-        ),
+        "relocate:plugin/host" => (Access::Granted, "the relocate host: mappings, seeded random bytes, log"),
         "relocate:plugin/types" => (Access::Granted, "the contract's types"),
-        "wasi:cli/stdout" | "wasi:cli/stderr" => (
-            Access::Stubbed,
-            "captured per call and logged at debug level",
-        ),
+        "wasi:cli/stdout" | "wasi:cli/stderr" => (Access::Stubbed, "captured per call and logged at debug level"),
         "wasi:cli/stdin" => (Access::Stubbed, "closed: reads nothing"),
-        "wasi:cli/environment" => (
-            Access::Stubbed,
-            "no variables, no arguments, no working directory",
-        ),
+        "wasi:cli/environment" => (Access::Stubbed, "no variables, no arguments, no working directory"),
         "wasi:cli/exit" => (Access::Granted, "exiting ends the call as a failure"),
         "wasi:cli/terminal-input" | "wasi:cli/terminal-output" => (Access::Stubbed, "no terminal"),
         "wasi:cli/terminal-stdin" | "wasi:cli/terminal-stdout" | "wasi:cli/terminal-stderr" => {
@@ -52,16 +43,11 @@ pub fn classify(import: &str) -> (Access, &'static str) {
         }
         "wasi:clocks/wall-clock" => (Access::Stubbed, "frozen at the import's start"),
         "wasi:clocks/monotonic-clock" => (Access::Stubbed, "virtual: sleeping returns at once"),
-        "wasi:random/random" | "wasi:random/insecure" | "wasi:random/insecure-seed" => (
-            Access::Stubbed,
-            "seeded per import and model: reproducible with --seed",
-        ),
-        "wasi:io/error" | "wasi:io/poll" | "wasi:io/streams" => {
-            (Access::Granted, "streams and polling")
+        "wasi:random/random" | "wasi:random/insecure" | "wasi:random/insecure-seed" => {
+            (Access::Stubbed, "seeded per import and model: reproducible with --seed")
         }
-        "wasi:filesystem/types" | "wasi:filesystem/preopens" => {
-            (Access::Denied, "no directories are opened")
-        }
+        "wasi:io/error" | "wasi:io/poll" | "wasi:io/streams" => (Access::Granted, "streams and polling"),
+        "wasi:filesystem/types" | "wasi:filesystem/preopens" => (Access::Denied, "no directories are opened"),
         _ if interface.starts_with("wasi:sockets/") => (Access::Denied, "no network"),
         _ => (Access::Missing, "relocate does not provide it"),
     }
@@ -77,9 +63,6 @@ mod tests {
         assert_eq!(classify("wasi:sockets/tcp@0.2.0").0, Access::Denied);
         assert_eq!(classify("wasi:clocks/wall-clock@0.2.6").0, Access::Stubbed);
         assert_eq!(classify("relocate:plugin/host@0.1.0").0, Access::Granted);
-        assert_eq!(
-            classify("wasi:http/outgoing-handler@0.2.0").0,
-            Access::Missing
-        );
+        assert_eq!(classify("wasi:http/outgoing-handler@0.2.0").0, Access::Missing);
     }
 }

@@ -183,7 +183,8 @@ impl PluginHost {
             )));
         }
         let imports: Vec<String> = ty.imports(&rt.engine).map(|(name, _)| name.to_string()).collect();
-        let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {}", one_line(&e))))?;
+        let pre =
+            rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {}", one_line(&e))))?;
         let pre = v1::BindingsPre::new(pre).map_err(|e| {
             load_error(format!(
                 "it exports `{}`, but with other types than this relocate's contract: {}",
@@ -219,7 +220,13 @@ impl PluginHost {
 
         let label: Arc<str> = format!("{name}@{version}").into();
         let id = PluginId(self.plugins.len());
-        self.plugins.push(Loaded { info: PluginInfo { name, version, origin, models }, label, imports, pre, from_cache });
+        self.plugins.push(Loaded {
+            info: PluginInfo { name, version, origin, models },
+            label,
+            imports,
+            pre,
+            from_cache,
+        });
         Ok(id)
     }
 
@@ -780,7 +787,8 @@ fn compile_cached(
             Err(e) => note(format!("compile cache: ignoring {}: {e:#}", path.display())),
         }
     }
-    let component = Component::new(engine, bytes).map_err(|e| format!("it is not a valid component: {}", one_line(&e)))?;
+    let component =
+        Component::new(engine, bytes).map_err(|e| format!("it is not a valid component: {}", one_line(&e)))?;
     if let Some(path) = path {
         let written = component
             .serialize()

@@ -42,7 +42,7 @@ struct FakeFacts;
 
 impl Facts for FakeFacts {
     fn mapping_of(&self, model: &ModelName, old_pk: i64) -> Option<Mapping> {
-        (model.as_str() == "test.author" && old_pk == 10).then(|| Mapping {
+        (model.as_str() == "test.author" && old_pk == 10).then_some(Mapping {
             new_pk: 100,
             kind: ImportKind::Inserted,
             slug: None,
@@ -163,7 +163,11 @@ fn passthrough_round_trip() {
     assert_eq!(
         decided,
         [
-            Decided { index: 0, decision: Decision::Insert { values: vec![text("ann"), Value::Null], pk: None }, derived: vec![] },
+            Decided {
+                index: 0,
+                decision: Decision::Insert { values: vec![text("ann"), Value::Null], pk: None },
+                derived: vec![]
+            },
             Decided { index: 1, decision: Decision::Reuse(77), derived: vec![] },
         ]
     );

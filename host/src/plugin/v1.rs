@@ -8,7 +8,8 @@ use wasmtime::component::{HasSelf, Linker};
 
 use super::state::{HostCtx, MAX_RANDOM_BYTES, StoreState};
 use super::{
-    Answer, Answered, Decided, Decision, DerivedRow, FieldError, ImportFlags, InputRecord, Level, Prepared, Query, SessionConfig,
+    Answer, Answered, Decided, Decision, DerivedRow, FieldError, ImportFlags, InputRecord, Level, Prepared, Query,
+    SessionConfig,
 };
 use crate::model::{
     Column, ColumnKind, FkKind, ForeignKey, Ident, ImportKind, ModelDesc, ModelName, OnMissing, Scope, Silo, Value,
@@ -496,7 +497,8 @@ pub(super) fn decided_from_wit(
         }
         let decision = decision_from_wit(decided.decision, answered, model)
             .map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
-        let derived = derived_from_wit(decided.derived, &decision).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
+        let derived =
+            derived_from_wit(decided.derived, &decision).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
         out.push(Decided { index, decision, derived });
     }
     out.sort_by_key(|d| d.index);

@@ -194,10 +194,7 @@ impl ModelDesc {
     /// Sentry's `get_uniques_without_foreign_keys`: what collision detection
     /// of config models looks at.
     pub fn uniques_without_foreign_keys(&self) -> impl Iterator<Item = &[String]> {
-        self.uniques
-            .iter()
-            .filter(|set| set.iter().all(|c| self.foreign_key_of(c).is_none()))
-            .map(Vec::as_slice)
+        self.uniques.iter().filter(|set| set.iter().all(|c| self.foreign_key_of(c).is_none())).map(Vec::as_slice)
     }
 
     /// Checks what the host would reject, so that a plugin's tests catch it.

@@ -65,13 +65,19 @@ impl Prepared {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Decision {
     /// Insert a new row. With `pk`, keep that pk instead of a new one.
-    Insert { values: Vec<Value>, pk: Option<i64> },
+    Insert {
+        values: Vec<Value>,
+        pk: Option<i64>,
+    },
     /// Write nothing; map the record to this existing row (`existing`).
     /// Only a pk returned by one of the record's answers is valid.
     Reuse(i64),
     /// Overwrite this existing row with `values`, keeping its pk
     /// (`overwrite`). Same rule as `Reuse`.
-    Overwrite { pk: i64, values: Vec<Value> },
+    Overwrite {
+        pk: i64,
+        values: Vec<Value>,
+    },
     Skip(String),
     Invalid(Vec<FieldError>),
 }

@@ -100,11 +100,13 @@ impl Answers {
 
     /// Every `taken` answer's values, for checks against several bases at once.
     pub fn all_taken(&self) -> impl Iterator<Item = &str> {
-        self.items.iter().flat_map(|(_, a)| match a {
-            Answer::Taken(values) => values.as_slice(),
-            Answer::Found(_) => &[],
-        })
-        .map(String::as_str)
+        self.items
+            .iter()
+            .flat_map(|(_, a)| match a {
+                Answer::Taken(values) => values.as_slice(),
+                Answer::Found(_) => &[],
+            })
+            .map(String::as_str)
     }
 
     /// Whether some answer returned `pk`: only such a pk may be reused or

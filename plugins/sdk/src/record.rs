@@ -43,7 +43,13 @@ pub struct Record {
 
 impl Record {
     /// Checks the host's record against the model; the runtime's only way in.
-    pub(crate) fn new(desc: Rc<ModelDesc>, ordinal: u64, old_pk: i64, values: Vec<Value>, refs: Vec<MappedRef>) -> Result<Self> {
+    pub(crate) fn new(
+        desc: Rc<ModelDesc>,
+        ordinal: u64,
+        old_pk: i64,
+        values: Vec<Value>,
+        refs: Vec<MappedRef>,
+    ) -> Result<Self> {
         if values.len() != desc.columns.len() {
             return Err(Fatal::protocol(format!(
                 "record #{ordinal} of {} has {} values, the model has {} columns",
@@ -53,7 +59,10 @@ impl Record {
             )));
         }
         if let Some(r) = refs.iter().find(|r| r.column as usize >= values.len()) {
-            return Err(Fatal::protocol(format!("record #{ordinal} of {} refers to column {}, which does not exist", desc.name, r.column)));
+            return Err(Fatal::protocol(format!(
+                "record #{ordinal} of {} refers to column {}, which does not exist",
+                desc.name, r.column
+            )));
         }
         Ok(Self { desc, ordinal, old_pk, values, refs })
     }

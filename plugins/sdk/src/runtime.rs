@@ -7,6 +7,7 @@
 
 use std::rc::Rc;
 
+use crate::Model;
 use crate::error::{Fatal, FieldError, Result};
 use crate::host;
 use crate::model::ModelDesc;
@@ -15,7 +16,6 @@ use crate::query::{Answer, Answers, Query};
 use crate::record::{MappedRef, Record};
 use crate::session::Session;
 use crate::value::Value;
-use crate::Model;
 
 /// What `register_plugin!` declares: the plugin's name, version and models.
 #[doc(hidden)]
@@ -192,7 +192,9 @@ impl Runner {
         let mut out = Vec::with_capacity(answered.len());
         for Answered { index, answers } in answered {
             let Some(Pending { record, queries }) = self.pending.get_mut(index as usize).and_then(Option::take) else {
-                return Err(Fatal::protocol(format!("answers for record {index}, which was not ready or was answered twice")));
+                return Err(Fatal::protocol(format!(
+                    "answers for record {index}, which was not ready or was answered twice"
+                )));
             };
             if answers.len() != queries.len() {
                 return Err(Fatal::protocol(format!(
@@ -212,7 +214,8 @@ impl Runner {
             let decision = check_decision(&self.desc, ordinal, decision, &answers)?;
             let derived = self.session.take_derived();
             // A record that is not written takes its side effects with it.
-            let derived = if matches!(decision, Decision::Skip(_) | Decision::Invalid(_)) { Vec::new() } else { derived };
+            let derived =
+                if matches!(decision, Decision::Skip(_) | Decision::Invalid(_)) { Vec::new() } else { derived };
             out.push(Decided { index, decision, derived });
         }
         self.pending.clear();
@@ -259,7 +262,11 @@ fn check_decision(desc: &ModelDesc, ordinal: u64, decision: Decision, answers: &
     }
     if let Some(values) = values {
         if values.len() != desc.columns.len() {
-            return Err(Fatal::internal(format!("record #{ordinal} of {} was decided with {} values", desc.name, values.len())));
+            return Err(Fatal::internal(format!(
+                "record #{ordinal} of {} was decided with {} values",
+                desc.name,
+                values.len()
+            )));
         }
         let mut errors = Vec::new();
         for (value, column) in values.iter().zip(&desc.columns) {
@@ -286,7 +293,7 @@ fn check_decision(desc: &ModelDesc, ordinal: u64, decision: Decision, answers: &
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{record, TestHost};
+    use crate::testing::{TestHost, record};
     use crate::{ColumnKind, FieldError, ImportFlags, ImportKind, Scope, Silo};
 
     /// Inserts, or reuses the row with the same name.

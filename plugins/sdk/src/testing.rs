@@ -47,7 +47,7 @@ use crate::value::Value;
 use crate::{Model, ModelDesc, Result};
 
 pub use crate::runtime::{Answered, Decided, InputRecord};
-pub use export::{import_export, Imported};
+pub use export::{Imported, import_export};
 
 mod export;
 
@@ -261,9 +261,8 @@ impl Driver {
         let fields = |values: &[Value]| -> Vec<(String, Value)> {
             self.desc.columns.iter().map(|c| c.name.clone()).zip(values.iter().cloned()).collect()
         };
-        let slug = |values: &[Value]| {
-            self.desc.column_index("slug").and_then(|i| values[i].as_text()).map(str::to_string)
-        };
+        let slug =
+            |values: &[Value]| self.desc.column_index("slug").and_then(|i| values[i].as_text()).map(str::to_string);
         let mapping = match decision {
             Decision::Insert { values, pk } => {
                 let pk = with_db(|db| {

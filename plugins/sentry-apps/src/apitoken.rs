@@ -12,7 +12,9 @@
 
 use std::collections::BTreeSet;
 
-use relocate_plugin_sdk::{Answer, Answers, Decision, Fatal, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session, Value};
+use relocate_plugin_sdk::{
+    Answer, Answers, Decision, Fatal, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session, Value,
+};
 use sentry_models::{datetime, tokens};
 
 /// Sentry's `DEFAULT_EXPIRATION`.
@@ -56,15 +58,18 @@ impl Model for ApiToken {
         };
         let mut refresh = record.text("refresh_token").map(str::to_string);
         let given = |s: &Option<String>| s.as_ref().is_some_and(|s| self.given.contains(s));
-        let collides = answers.iter().any(|(_, a)| matches!(a, Answer::Found(Some(_)))) || self.given.contains(&token) || given(&refresh);
+        let collides = answers.iter().any(|(_, a)| matches!(a, Answer::Found(Some(_))))
+            || self.given.contains(&token)
+            || given(&refresh);
         if collides {
             token = tokens::api_token(session, token_type.as_deref());
             if refresh.is_some() {
                 refresh = Some(tokens::api_token(session, token_type.as_deref()));
             }
             if !record.is_null("expires_at") {
-                let expires = datetime::add_days(session.started_at(), EXPIRATION_DAYS)
-                    .ok_or_else(|| Fatal::internal(format!("the import's start `{}` is not a datetime", session.started_at())))?;
+                let expires = datetime::add_days(session.started_at(), EXPIRATION_DAYS).ok_or_else(|| {
+                    Fatal::internal(format!("the import's start `{}` is not a datetime", session.started_at()))
+                })?;
                 record.set("expires_at", expires)?;
             }
         }
@@ -87,7 +92,7 @@ fn set_if_column(record: &mut Record, field: &str, value: Value) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, TestHost, STARTED_AT};
+    use relocate_plugin_sdk::testing::{InputRecord, STARTED_AT, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind};
 
     use super::*;
@@ -110,7 +115,9 @@ mod tests {
 
     fn field(d: &Decision, name: &str) -> Value {
         match d {
-            Decision::Insert { values, .. } => values[ApiToken::describe().column_index(name).expect("a column")].clone(),
+            Decision::Insert { values, .. } => {
+                values[ApiToken::describe().column_index(name).expect("a column")].clone()
+            }
             other => panic!("expected an insert, got {other:?}"),
         }
     }
@@ -126,7 +133,11 @@ mod tests {
     #[test]
     fn the_scope_follows_the_application() {
         let host = TestHost::new(1);
-        let with_app = record::<ApiToken>(1).fk("user", 1, 10, ImportKind::Inserted).fk("application", 1, 5, ImportKind::Inserted).set("token", "a").build();
+        let with_app = record::<ApiToken>(1)
+            .fk("user", 1, 10, ImportKind::Inserted)
+            .fk("application", 1, 5, ImportKind::Inserted)
+            .set("token", "a")
+            .build();
         let without = record::<ApiToken>(2).fk("user", 1, 10, ImportKind::Inserted).set("token", "b").build();
         let prepared = session(&host).prepare(vec![with_app, without]).unwrap();
         assert!(matches!(prepared[0], Prepared::Ready { scope: Some(Scope::Global), .. }), "{:?}", prepared[0]);

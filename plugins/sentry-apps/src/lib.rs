@@ -7,7 +7,7 @@
 //! the Config or the Global scope, record by record, and tokens must stay
 //! unique across the instance.
 
-use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
+use relocate_plugin_sdk::{Model, ModelDesc, Result, Session, register_plugin};
 
 pub mod apiauthorization;
 pub mod apitoken;
@@ -29,7 +29,7 @@ impl Model for ApiApplication {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{check_plugin, record, TestHost};
+    use relocate_plugin_sdk::testing::{TestHost, check_plugin, record};
     use relocate_plugin_sdk::{Decision, ImportFlags, ImportKind, Scope};
 
     use super::*;
@@ -42,7 +42,8 @@ mod tests {
     #[test]
     fn descriptions_are_valid_and_match_the_special_list() {
         check_plugin::<__RelocatePlugin>().unwrap();
-        let mut names: Vec<String> = relocate_plugin_sdk::testing::plugin_models::<__RelocatePlugin>().into_iter().map(|m| m.name).collect();
+        let mut names: Vec<String> =
+            relocate_plugin_sdk::testing::plugin_models::<__RelocatePlugin>().into_iter().map(|m| m.name).collect();
         names.sort();
         assert_eq!(names, sentry_models::special_models_of("sentry-apps"));
     }
@@ -52,7 +53,13 @@ mod tests {
         let export = sentry_models::fixtures::read("releases/24.7.0.json");
         let imported = |scope| {
             let host = TestHost::new(1);
-            relocate_plugin_sdk::testing::import_export::<__RelocatePlugin>(&host, scope, ImportFlags::default(), &export).unwrap();
+            relocate_plugin_sdk::testing::import_export::<__RelocatePlugin>(
+                &host,
+                scope,
+                ImportFlags::default(),
+                &export,
+            )
+            .unwrap();
             (host.rows("sentry.apitoken").len(), host.rows("sentry.apiauthorization").len())
         };
         // Tokens 1 and 2 and authorization 1 belong to an application.

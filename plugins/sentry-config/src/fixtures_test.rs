@@ -1,6 +1,6 @@
 //! The plugin over the repository's real Sentry exports.
 
-use relocate_plugin_sdk::testing::{import_export, TestHost};
+use relocate_plugin_sdk::testing::{TestHost, import_export};
 use relocate_plugin_sdk::{Decision, ImportFlags, ImportKind, Scope};
 use sentry_models::fixtures;
 
@@ -9,7 +9,13 @@ use crate::__RelocatePlugin as Plugin;
 #[test]
 fn fresh_install_imports_every_config_record() {
     let host = TestHost::new(1);
-    let out = import_export::<Plugin>(&host, Scope::Config, ImportFlags::default(), &fixtures::read("backup/fresh-install.json")).unwrap();
+    let out = import_export::<Plugin>(
+        &host,
+        Scope::Config,
+        ImportFlags::default(),
+        &fixtures::read("backup/fresh-install.json"),
+    )
+    .unwrap();
     assert!(out.len() >= 8, "{out:?}");
     for r in &out {
         assert!(matches!(r.decision, Decision::Insert { .. }), "{} {}: {:?}", r.model, r.old_pk, r.decision);

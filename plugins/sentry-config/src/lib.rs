@@ -5,8 +5,8 @@
 //! "overwritable configs" ([`Overwritable`], spec §5.1); UserRoleUser, which
 //! gives a user a role, is a plain insert.
 
-use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
-use sentry_models::{sentry, StaticModel};
+use relocate_plugin_sdk::{Model, ModelDesc, Result, Session, register_plugin};
+use sentry_models::{StaticModel, sentry};
 
 mod overwritable;
 
@@ -75,11 +75,20 @@ mod tests {
     #[test]
     fn descriptions_are_valid() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
-        let names: Vec<String> =
-            relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().into_iter().map(|m| m.name).collect();
+        let names: Vec<String> = relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         assert_eq!(
             names,
-            ["sentry.option", "sentry.controloption", "sentry.relay", "sentry.relayusage", "sentry.userrole", "sentry.userroleuser"]
+            [
+                "sentry.option",
+                "sentry.controloption",
+                "sentry.relay",
+                "sentry.relayusage",
+                "sentry.userrole",
+                "sentry.userroleuser"
+            ]
         );
         let mut sorted = names.clone();
         sorted.sort();

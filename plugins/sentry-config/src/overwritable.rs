@@ -5,7 +5,9 @@
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
-use relocate_plugin_sdk::{Answers, Decision, Fatal, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value};
+use relocate_plugin_sdk::{
+    Answers, Decision, Fatal, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value,
+};
 use sentry_models::StaticModel;
 
 /// Names the model an [`Overwritable`] imports.
@@ -74,7 +76,10 @@ impl<C: ConfigModel> Model for Overwritable<C> {
         if !self.inserted.insert(key) {
             // The first one is not in the database yet, so there is no pk to
             // reuse; a second insert would break the unique key.
-            session.warn(&format!("record #{} repeats the key of a record earlier in this batch; left out", record.ordinal()));
+            session.warn(&format!(
+                "record #{} repeats the key of a record earlier in this batch; left out",
+                record.ordinal()
+            ));
             return Ok(Decision::skip("repeats the unique key of a record earlier in this batch"));
         }
         Ok(Decision::insert(record))
@@ -83,7 +88,12 @@ impl<C: ConfigModel> Model for Overwritable<C> {
 
 /// The model's unique fields (checked in `new` to be exactly one set).
 fn key_fields(record: &Record) -> Vec<&str> {
-    record.desc().uniques_without_foreign_keys().next().map(|set| set.iter().map(String::as_str).collect()).unwrap_or_default()
+    record
+        .desc()
+        .uniques_without_foreign_keys()
+        .next()
+        .map(|set| set.iter().map(String::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn key_text(value: Option<&Value>) -> String {
@@ -92,7 +102,7 @@ fn key_text(value: Option<&Value>) -> String {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, TestHost};
+    use relocate_plugin_sdk::testing::{TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind};
 
     use super::*;
@@ -116,7 +126,10 @@ mod tests {
     #[test]
     fn a_new_key_is_inserted() {
         let host = TestHost::new(1);
-        let out = host.session::<Option_>(Scope::Config, overwrite(false)).run(vec![option(1, "sentry:latest_version")]).unwrap();
+        let out = host
+            .session::<Option_>(Scope::Config, overwrite(false))
+            .run(vec![option(1, "sentry:latest_version")])
+            .unwrap();
         assert!(matches!(out[0], Decision::Insert { pk: None, .. }));
     }
 
@@ -124,7 +137,10 @@ mod tests {
     fn an_existing_key_is_kept_without_overwrite_configs() {
         let host = TestHost::new(1);
         host.insert_row("sentry.option", 5, &[("key", "sentry:latest_version".into())]);
-        let out = host.session::<Option_>(Scope::Config, overwrite(false)).run(vec![option(1, "sentry:latest_version")]).unwrap();
+        let out = host
+            .session::<Option_>(Scope::Config, overwrite(false))
+            .run(vec![option(1, "sentry:latest_version")])
+            .unwrap();
         assert_eq!(out[0], Decision::Reuse(5));
         assert_eq!(host.mapping("sentry.option", 1).map(|m| m.kind), Some(ImportKind::Existing));
     }
@@ -132,8 +148,15 @@ mod tests {
     #[test]
     fn an_existing_key_is_overwritten_with_overwrite_configs() {
         let host = TestHost::new(1);
-        host.insert_row("sentry.option", 5, &[("key", "sentry:latest_version".into()), ("value", Value::Json("1".into()))]);
-        let out = host.session::<Option_>(Scope::Config, overwrite(true)).run(vec![option(1, "sentry:latest_version")]).unwrap();
+        host.insert_row(
+            "sentry.option",
+            5,
+            &[("key", "sentry:latest_version".into()), ("value", Value::Json("1".into()))],
+        );
+        let out = host
+            .session::<Option_>(Scope::Config, overwrite(true))
+            .run(vec![option(1, "sentry:latest_version")])
+            .unwrap();
         assert!(matches!(out[0], Decision::Overwrite { pk: 5, .. }));
         let row = &host.rows("sentry.option")[0];
         assert_eq!(row.pk, 5);

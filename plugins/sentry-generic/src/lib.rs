@@ -7,7 +7,7 @@
 //! `data/special.txt` ([`sentry_models::GENERIC`]). Giving a model special
 //! behaviour moves it out of this plugin by that one edit.
 
-use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
+use relocate_plugin_sdk::{Model, ModelDesc, Result, Session, register_plugin};
 
 /// The generic model at index `I` of [`sentry_models::GENERIC`].
 pub struct Plain<const I: usize>;

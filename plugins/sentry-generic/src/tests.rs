@@ -1,6 +1,6 @@
 //! The generic plugin over its own model list and the real Sentry exports.
 
-use relocate_plugin_sdk::testing::{check_plugin, import_export, plugin_models, TestHost};
+use relocate_plugin_sdk::testing::{TestHost, check_plugin, import_export, plugin_models};
 use relocate_plugin_sdk::{Decision, ImportFlags, Scope, Value};
 use sentry_models::fixtures;
 
@@ -41,9 +41,16 @@ fn a_record_is_inserted_unchanged() {
 fn every_release_inserts_every_generic_record_in_global_scope() {
     for (name, export) in fixtures::all() {
         let host = TestHost::new(1);
-        let out = import_export::<Plugin>(&host, Scope::Global, ImportFlags::default(), &export).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = import_export::<Plugin>(&host, Scope::Global, ImportFlags::default(), &export)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         for r in out {
-            assert!(matches!(r.decision, Decision::Insert { pk: None, .. }), "{name}: {} {}: {:?}", r.model, r.old_pk, r.decision);
+            assert!(
+                matches!(r.decision, Decision::Insert { pk: None, .. }),
+                "{name}: {} {}: {:?}",
+                r.model,
+                r.old_pk,
+                r.decision
+            );
         }
     }
 }
@@ -60,7 +67,13 @@ fn out_of_scope_models_are_left_out() {
                 Scope::Organization => model.scopes.contains(&Scope::Organization),
                 _ => false,
             };
-            assert_eq!(matches!(r.decision, Decision::Insert { .. }), in_scope, "{} in {scope}: {:?}", r.model, r.decision);
+            assert_eq!(
+                matches!(r.decision, Decision::Insert { .. }),
+                in_scope,
+                "{} in {scope}: {:?}",
+                r.model,
+                r.decision
+            );
         }
     }
 }

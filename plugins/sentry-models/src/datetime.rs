@@ -24,7 +24,9 @@ pub fn unix_millis(datetime: &str) -> Option<i64> {
     let time = datetime.get(10..)?.strip_prefix('T')?.strip_suffix('Z')?;
     let (hms, fraction) = time.split_once('.').unwrap_or((time, "0"));
     let mut parts = hms.split(':').map(|p| p.parse::<i64>().ok().filter(|_| p.len() == 2));
-    let (Some(Some(h)), Some(Some(min)), Some(Some(s)), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+    let (Some(Some(h)), Some(Some(min)), Some(Some(s)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
         return None;
     };
     if h > 23 || min > 59 || s > 60 || fraction.is_empty() || !fraction.bytes().all(|b| b.is_ascii_digit()) {

@@ -44,9 +44,16 @@ pub fn assert_every_fixture_imports<P: relocate_plugin_sdk::__private::PluginDef
     for (name, export) in all() {
         for scope in [Scope::User, Scope::Organization, Scope::Config, Scope::Global] {
             let host = TestHost::new(1);
-            let out = import_export::<P>(&host, scope, ImportFlags::default(), &export).unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
+            let out = import_export::<P>(&host, scope, ImportFlags::default(), &export)
+                .unwrap_or_else(|e| panic!("{name} in {scope}: {e}"));
             for r in out {
-                assert!(!matches!(r.decision, Decision::Invalid(_)), "{name} in {scope}: {} {}: {:?}", r.model, r.old_pk, r.decision);
+                assert!(
+                    !matches!(r.decision, Decision::Invalid(_)),
+                    "{name} in {scope}: {} {}: {:?}",
+                    r.model,
+                    r.old_pk,
+                    r.decision
+                );
             }
         }
     }

@@ -58,7 +58,12 @@ impl UniqueNames {
     /// `<base truncated>-<suffix>`: 1 try of 2 random characters, 5 of 3, 20
     /// of 5, then 1 of 12. `None` when all fail, where Sentry hits an
     /// IntegrityError. The name picked counts as given from then on.
-    pub fn pick<'a>(&mut self, session: &Session, base: &str, taken: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    pub fn pick<'a>(
+        &mut self,
+        session: &Session,
+        base: &str,
+        taken: impl IntoIterator<Item = &'a str>,
+    ) -> Option<String> {
         let taken: BTreeSet<String> = taken.into_iter().map(str::to_lowercase).collect();
         let mut base = base.trim().to_string();
         if base.is_empty() {
@@ -199,7 +204,10 @@ mod tests {
         let _host = TestHost::new(3);
         let mut names = UniqueNames::new(30);
         let base = "a".repeat(30);
-        assert_eq!(names.bases(&base), vec![base.clone(), "a".repeat(27), "a".repeat(26), "a".repeat(24), "a".repeat(17)]);
+        assert_eq!(
+            names.bases(&base),
+            vec![base.clone(), "a".repeat(27), "a".repeat(26), "a".repeat(24), "a".repeat(17)]
+        );
         let picked = names.pick(&session(), &base, [base.as_str()]).expect("a name");
         assert_eq!(picked.len(), 30);
         assert!(picked.starts_with(&"a".repeat(27)));

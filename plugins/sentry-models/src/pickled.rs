@@ -78,7 +78,10 @@ mod tests {
             let desc = crate::describe(model).unwrap_or_else(|| panic!("{model} is described"));
             let column = desc.column_index(field).map(|i| desc.columns[i].kind);
             assert_eq!(column, Some(relocate_plugin_sdk::ColumnKind::Json), "{model}.{field}");
-            assert!(crate::SPECIAL.iter().any(|(m, _)| m == model), "{model} has a pickled field, so a plain insert would store it wrong");
+            assert!(
+                crate::SPECIAL.iter().any(|(m, _)| m == model),
+                "{model} has a pickled field, so a plain insert would store it wrong"
+            );
         }
     }
 

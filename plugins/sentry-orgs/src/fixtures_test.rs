@@ -1,6 +1,6 @@
 //! The plugin over the repository's real Sentry exports.
 
-use relocate_plugin_sdk::testing::{import_export, Imported, TestHost};
+use relocate_plugin_sdk::testing::{Imported, TestHost, import_export};
 use relocate_plugin_sdk::{Decision, ImportFlags, Scope, Value};
 use sentry_models::fixtures;
 
@@ -13,7 +13,13 @@ fn of<'a>(out: &'a [Imported], model: &str) -> Vec<&'a Imported> {
 #[test]
 fn fresh_install_imports_every_organization_record() {
     let host = TestHost::new(1);
-    let out = import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &fixtures::read("backup/fresh-install.json")).unwrap();
+    let out = import_export::<Plugin>(
+        &host,
+        Scope::Organization,
+        ImportFlags::default(),
+        &fixtures::read("backup/fresh-install.json"),
+    )
+    .unwrap();
     let models = [
         "sentry.organization",
         "sentry.organizationmember",
@@ -41,7 +47,8 @@ fn duplicate_slugs_in_one_file_are_suffixed() {
     let export = fixtures::read("backup/duplicate-username-and-organization-slug.json");
     let out = import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &export).unwrap();
     assert_eq!(of(&out, "sentry.organization").len(), 2);
-    let slugs: Vec<String> = host.rows("sentry.organization").iter().map(|r| r.text("slug").expect("slug").to_string()).collect();
+    let slugs: Vec<String> =
+        host.rows("sentry.organization").iter().map(|r| r.text("slug").expect("slug").to_string()).collect();
     assert_eq!(slugs[0], "testing");
     assert!(slugs[1].starts_with("testing-") && slugs[1].len() == "testing-xx".len(), "{slugs:?}");
 }
@@ -93,7 +100,8 @@ fn importing_a_release_twice_keeps_its_unique_values_unique() {
         assert_eq!(distinct.len(), values.len(), "{model}.{field} repeats: {values:?}");
     }
     // The first import keeps the exported token digest; the second mints one.
-    let tokens: Vec<String> = host.rows("sentry.orgauthtoken").iter().filter_map(|r| r.text("token_hashed")).map(str::to_string).collect();
+    let tokens: Vec<String> =
+        host.rows("sentry.orgauthtoken").iter().filter_map(|r| r.text("token_hashed")).map(str::to_string).collect();
     assert_eq!(tokens[0], "ABCDEFtest-org");
     assert_eq!(tokens[1].len(), 64);
 }

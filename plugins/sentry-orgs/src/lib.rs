@@ -8,7 +8,7 @@
 //! searches ([`savedsearch`]) and notification actions
 //! ([`notificationaction`]).
 
-use relocate_plugin_sdk::{register_plugin, Model, ModelDesc, Result, Session};
+use relocate_plugin_sdk::{Model, ModelDesc, Result, Session, register_plugin};
 use sentry_models::sentry;
 
 pub mod monitor;
@@ -92,8 +92,10 @@ mod tests {
     #[test]
     fn descriptions_are_valid_and_match_the_special_list() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
-        let mut names: Vec<String> =
-            relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().into_iter().map(|m| m.name).collect();
+        let mut names: Vec<String> = relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         names.sort();
         assert_eq!(names, sentry_models::special_models_of("sentry-orgs"));
     }

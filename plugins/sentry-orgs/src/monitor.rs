@@ -36,7 +36,7 @@ fn hyphenated(hex: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, TestHost};
+    use relocate_plugin_sdk::testing::{TestHost, record};
     use relocate_plugin_sdk::{Decision, ImportFlags, ImportKind, Scope};
 
     use super::*;
@@ -54,9 +54,13 @@ mod tests {
                 .set("is_muted", false)
                 .build()
         };
-        let out = host.session::<Monitor>(Scope::Organization, ImportFlags::default()).run(vec![monitor(1), monitor(2)]).unwrap();
+        let out = host
+            .session::<Monitor>(Scope::Organization, ImportFlags::default())
+            .run(vec![monitor(1), monitor(2)])
+            .unwrap();
         assert!(out.iter().all(|d| matches!(d, Decision::Insert { .. })));
-        let guids: Vec<String> = host.rows("sentry.monitor").iter().map(|r| r.text("guid").expect("a guid").to_string()).collect();
+        let guids: Vec<String> =
+            host.rows("sentry.monitor").iter().map(|r| r.text("guid").expect("a guid").to_string()).collect();
         for guid in &guids {
             assert_ne!(guid, old);
             let groups: Vec<usize> = guid.split('-').map(str::len).collect();

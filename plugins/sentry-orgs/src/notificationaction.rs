@@ -49,7 +49,7 @@ impl Model for NotificationActionProject {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, TestHost};
+    use relocate_plugin_sdk::testing::{TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind};
 
     use super::*;
@@ -66,7 +66,8 @@ mod tests {
                 .build()
         };
         let batch = vec![action(1, None, None), action(2, Some(3), None), action(3, None, Some(4))];
-        let prepared = host.session::<NotificationAction>(Scope::Global, ImportFlags::default()).prepare(batch).unwrap();
+        let prepared =
+            host.session::<NotificationAction>(Scope::Global, ImportFlags::default()).prepare(batch).unwrap();
         let scopes: Vec<Option<Scope>> = prepared
             .iter()
             .map(|p| match p {
@@ -84,7 +85,10 @@ mod tests {
             .fk("action", 1, 11, ImportKind::Inserted)
             .fk("project", 2, 20, ImportKind::Inserted)
             .build();
-        let out = host.session::<NotificationActionProject>(Scope::Organization, ImportFlags::default()).run(vec![link]).unwrap();
+        let out = host
+            .session::<NotificationActionProject>(Scope::Organization, ImportFlags::default())
+            .run(vec![link])
+            .unwrap();
         assert!(matches!(out[0], relocate_plugin_sdk::Decision::Insert { .. }), "{:?}", out[0]);
     }
 }

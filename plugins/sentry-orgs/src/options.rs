@@ -43,7 +43,7 @@ impl Model for ProjectTemplateOption {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{import_export, TestHost};
+    use relocate_plugin_sdk::testing::{TestHost, import_export};
     use relocate_plugin_sdk::{ImportFlags, Scope, Value};
     use sentry_models::fixtures;
 
@@ -52,7 +52,13 @@ mod tests {
     #[test]
     fn pickled_values_are_stored_as_sentry_stores_them() {
         let host = TestHost::new(1);
-        import_export::<Plugin>(&host, Scope::Organization, ImportFlags::default(), &fixtures::read("releases/24.7.0.json")).unwrap();
+        import_export::<Plugin>(
+            &host,
+            Scope::Organization,
+            ImportFlags::default(),
+            &fixtures::read("releases/24.7.0.json"),
+        )
+        .unwrap();
         // Exported as the JSON text `"[test-org]"` inside a JSON string.
         let template = host.rows("sentry.projecttemplateoption");
         assert_eq!(template.len(), 1);

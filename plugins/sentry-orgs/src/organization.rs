@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use relocate_plugin_sdk::{
     Answers, Decision, Derived, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Session, Value,
 };
-use sentry_models::naming::{slugify, UniqueNames};
+use sentry_models::naming::{UniqueNames, slugify};
 use sentry_models::sentry;
 
 /// `slugify_instance`'s default length, which `Organization.save` uses.
@@ -126,10 +126,13 @@ impl Model for OrganizationMember {
                 .set("email", field("email"))?
                 .set("inviter", field("inviter_id"))?
                 .set("invite_status", field("invite_status"))?
-                .set("date_added", match field("date_added") {
-                    Value::Null => Value::Text(session.started_at().to_string()),
-                    v => v,
-                })?,
+                .set(
+                    "date_added",
+                    match field("date_added") {
+                        Value::Null => Value::Text(session.started_at().to_string()),
+                        v => v,
+                    },
+                )?,
         );
         Ok(Decision::insert(record))
     }
@@ -137,7 +140,7 @@ impl Model for OrganizationMember {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, TestHost};
+    use relocate_plugin_sdk::testing::{InputRecord, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, Scope};
 
     use super::*;
@@ -176,7 +179,10 @@ mod tests {
     #[test]
     fn a_free_slug_is_kept_after_normalizing() {
         let host = TestHost::new(1);
-        let out = host.session::<Organization>(Scope::Organization, ImportFlags::default()).run(vec![org(1, "My_Org")]).unwrap();
+        let out = host
+            .session::<Organization>(Scope::Organization, ImportFlags::default())
+            .run(vec![org(1, "My_Org")])
+            .unwrap();
         assert_eq!(slug(&out[0]), "my-org");
         assert_eq!(host.mapping("sentry.organization", 1).and_then(|m| m.slug).as_deref(), Some("my-org"));
     }
@@ -185,7 +191,10 @@ mod tests {
     fn a_taken_slug_gets_a_suffix_ignoring_case() {
         let host = TestHost::new(1);
         host.insert_row("sentry.organization", 9, &[("slug", "Testing".into())]);
-        let out = host.session::<Organization>(Scope::Organization, ImportFlags::default()).run(vec![org(1, "testing")]).unwrap();
+        let out = host
+            .session::<Organization>(Scope::Organization, ImportFlags::default())
+            .run(vec![org(1, "testing")])
+            .unwrap();
         let s = slug(&out[0]);
         assert!(s.starts_with("testing-") && s.len() == "testing-xx".len(), "{s}");
     }
@@ -205,14 +214,18 @@ mod tests {
     #[test]
     fn a_numeric_slug_gets_a_suffix() {
         let host = TestHost::new(1);
-        let out = host.session::<Organization>(Scope::Organization, ImportFlags::default()).run(vec![org(1, "1234")]).unwrap();
+        let out = host
+            .session::<Organization>(Scope::Organization, ImportFlags::default())
+            .run(vec![org(1, "1234")])
+            .unwrap();
         assert!(slug(&out[0]).starts_with("1234-"));
     }
 
     #[test]
     fn an_empty_slug_becomes_random() {
         let host = TestHost::new(1);
-        let out = host.session::<Organization>(Scope::Organization, ImportFlags::default()).run(vec![org(1, "!!!")]).unwrap();
+        let out =
+            host.session::<Organization>(Scope::Organization, ImportFlags::default()).run(vec![org(1, "!!!")]).unwrap();
         let s = slug(&out[0]);
         assert!(s.len() == 12 && s.chars().all(|c| c.is_ascii_hexdigit()), "{s}");
     }
@@ -242,7 +255,9 @@ mod tests {
         host.insert_row("sentry.organizationmember", 4, &[("token", "abc".into())]);
         let desc = OrganizationMember::describe();
         let mut s = host.session::<OrganizationMember>(Scope::Organization, ImportFlags::default());
-        let out = s.run(vec![member(1, Some("abc")), member(2, Some("def")), member(3, Some("def")), member(4, None)]).unwrap();
+        let out = s
+            .run(vec![member(1, Some("abc")), member(2, Some("def")), member(3, Some("def")), member(4, None)])
+            .unwrap();
         assert_eq!(field(&out[0], &desc, "token"), &Value::Null);
         assert_eq!(field(&out[1], &desc, "token"), &Value::from("def"));
         assert_eq!(field(&out[2], &desc, "token"), &Value::Null);

@@ -55,7 +55,7 @@ impl Model for OrgAuthToken {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, TestHost};
+    use relocate_plugin_sdk::testing::{InputRecord, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind, Scope};
 
     use super::*;
@@ -89,9 +89,10 @@ mod tests {
 
     fn text(d: &Decision, field: &str) -> String {
         match d {
-            Decision::Insert { values, .. } => {
-                values[OrgAuthToken::describe().column_index(field).expect("a column")].as_text().expect("text").to_string()
-            }
+            Decision::Insert { values, .. } => values[OrgAuthToken::describe().column_index(field).expect("a column")]
+                .as_text()
+                .expect("text")
+                .to_string(),
             other => panic!("expected an insert, got {other:?}"),
         }
     }
@@ -99,7 +100,10 @@ mod tests {
     #[test]
     fn a_fresh_digest_is_kept() {
         let host = host_with_org();
-        let out = host.session::<OrgAuthToken>(Scope::Organization, ImportFlags::default()).run(vec![token(1, "ABCDEFtest-org")]).unwrap();
+        let out = host
+            .session::<OrgAuthToken>(Scope::Organization, ImportFlags::default())
+            .run(vec![token(1, "ABCDEFtest-org")])
+            .unwrap();
         assert_eq!(text(&out[0], "token_hashed"), "ABCDEFtest-org");
         assert_eq!(text(&out[0], "token_last_characters"), "xyz1");
     }
@@ -117,7 +121,11 @@ mod tests {
             assert_eq!(text(d, "token_last_characters").chars().count(), 4);
         }
         assert_ne!(text(&out[0], "token_hashed"), text(&out[1], "token_hashed"));
-        assert_eq!(host.rows("sentry.orgauthtoken")[0].text("token_hashed"), Some("ABCDEFtest-org"), "the original is untouched");
+        assert_eq!(
+            host.rows("sentry.orgauthtoken")[0].text("token_hashed"),
+            Some("ABCDEFtest-org"),
+            "the original is untouched"
+        );
     }
 
     #[test]
@@ -149,7 +157,8 @@ mod tests {
     fn an_organization_without_a_known_slug_gets_no_token() {
         let host = TestHost::new(1);
         host.map("sentry.organization", 1, 1001, ImportKind::Inserted);
-        let out = host.session::<OrgAuthToken>(Scope::Organization, ImportFlags::default()).run(vec![token(1, "")]).unwrap();
+        let out =
+            host.session::<OrgAuthToken>(Scope::Organization, ImportFlags::default()).run(vec![token(1, "")]).unwrap();
         assert!(matches!(out[0], Decision::Skip(_)), "{:?}", out[0]);
         assert!(host.rows("sentry.orgauthtoken").is_empty());
     }

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 
-use relocate_plugin_sdk::{Answer, Answers, Decision, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session};
+use relocate_plugin_sdk::{
+    Answer, Answers, Decision, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session,
+};
 use sentry_models::sentry;
 
 /// A project. In the global scope it keeps its exported pk, so project ids
@@ -110,7 +112,7 @@ impl Model for ProjectOption {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, TestHost};
+    use relocate_plugin_sdk::testing::{InputRecord, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind, Value};
 
     use super::*;
@@ -129,7 +131,8 @@ mod tests {
     #[test]
     fn global_scope_keeps_project_ids() {
         let host = TestHost::new(1);
-        let out = host.session::<Project>(Scope::Global, ImportFlags::default()).run(vec![project(2), project(4)]).unwrap();
+        let out =
+            host.session::<Project>(Scope::Global, ImportFlags::default()).run(vec![project(2), project(4)]).unwrap();
         assert!(matches!(out[0], Decision::Insert { pk: Some(2), .. }));
         assert!(matches!(out[1], Decision::Insert { pk: Some(4), .. }));
     }
@@ -164,7 +167,10 @@ mod tests {
     fn a_colliding_key_is_replaced_and_the_other_kept() {
         let host = TestHost::new(1);
         host.insert_row("sentry.projectkey", 3, &[("public_key", "pub".into()), ("secret_key", "other".into())]);
-        let out = host.session::<ProjectKey>(Scope::Organization, ImportFlags::default()).run(vec![key(1, "pub", "sec")]).unwrap();
+        let out = host
+            .session::<ProjectKey>(Scope::Organization, ImportFlags::default())
+            .run(vec![key(1, "pub", "sec")])
+            .unwrap();
         let public = text(&out[0], "public_key");
         assert!(public.len() == 32 && public != "pub" && public.chars().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(text(&out[0], "secret_key"), "sec");

@@ -48,7 +48,7 @@ impl Model for QuerySubscription {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, TestHost};
+    use relocate_plugin_sdk::testing::{InputRecord, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind, Scope, Value};
 
     use super::*;
@@ -63,14 +63,22 @@ mod tests {
     }
 
     fn ids(host: &TestHost) -> Vec<Value> {
-        host.rows("sentry.querysubscription").iter().map(|r| r.get("subscription_id").cloned().unwrap_or(Value::Null)).collect()
+        host.rows("sentry.querysubscription")
+            .iter()
+            .map(|r| r.get("subscription_id").cloned().unwrap_or(Value::Null))
+            .collect()
     }
 
     #[test]
     fn a_colliding_id_gets_a_new_one_in_the_same_partition() {
         let host = TestHost::new(1);
         host.insert_row("sentry.querysubscription", 5, &[("subscription_id", "0/abc".into())]);
-        let batch = vec![subscription(1, Some("0/abc")), subscription(2, Some("1/def")), subscription(3, Some("1/def")), subscription(4, None)];
+        let batch = vec![
+            subscription(1, Some("0/abc")),
+            subscription(2, Some("1/def")),
+            subscription(3, Some("1/def")),
+            subscription(4, None),
+        ];
         host.session::<QuerySubscription>(Scope::Organization, ImportFlags::default()).run(batch).unwrap();
         let ids = ids(&host);
         assert_eq!(ids[0], Value::from("0/abc"), "the existing row keeps its id");

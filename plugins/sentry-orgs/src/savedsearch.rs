@@ -24,7 +24,7 @@ impl Model for SavedSearch {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{import_export, TestHost};
+    use relocate_plugin_sdk::testing::{TestHost, import_export};
     use relocate_plugin_sdk::{ImportFlags, Scope};
 
     use crate::__RelocatePlugin as Plugin;

@@ -83,7 +83,7 @@ impl Model for UserEmail {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, TestHost, STARTED_AT};
+    use relocate_plugin_sdk::testing::{InputRecord, STARTED_AT, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind, Value};
 
     use super::*;

@@ -1,6 +1,6 @@
 //! The plugin over the repository's real Sentry exports.
 
-use relocate_plugin_sdk::testing::{import_export, Imported, TestHost};
+use relocate_plugin_sdk::testing::{Imported, TestHost, import_export};
 use relocate_plugin_sdk::{Decision, ImportFlags, Scope, Value};
 use sentry_models::fixtures;
 
@@ -13,7 +13,9 @@ fn of<'a>(out: &'a [Imported], model: &str) -> Vec<&'a Imported> {
 fn username(i: &Imported) -> String {
     let desc = sentry_models::sentry::USER.desc();
     match &i.decision {
-        Decision::Insert { values, .. } => values[desc.column_index("username").expect("username")].as_text().expect("text").into(),
+        Decision::Insert { values, .. } => {
+            values[desc.column_index("username").expect("username")].as_text().expect("text").into()
+        }
         other => panic!("expected an insert, got {other:?}"),
     }
 }
@@ -21,7 +23,13 @@ fn username(i: &Imported) -> String {
 #[test]
 fn fresh_install_imports_every_user_record_in_global_scope() {
     let host = TestHost::new(1);
-    let out = import_export::<Plugin>(&host, Scope::Global, ImportFlags::default(), &fixtures::read("backup/fresh-install.json")).unwrap();
+    let out = import_export::<Plugin>(
+        &host,
+        Scope::Global,
+        ImportFlags::default(),
+        &fixtures::read("backup/fresh-install.json"),
+    )
+    .unwrap();
     for model in ["sentry.user", "sentry.email", "sentry.useremail", "sentry.authenticator"] {
         let records = of(&out, model);
         assert!(!records.is_empty(), "{model}");
@@ -66,7 +74,13 @@ fn merging_into_an_existing_user_drops_what_hangs_off_it() {
 #[test]
 fn a_user_without_username_takes_the_email() {
     let host = TestHost::new(1);
-    let out = import_export::<Plugin>(&host, Scope::Global, ImportFlags::default(), &fixtures::read("backup/invalid-user.json")).unwrap();
+    let out = import_export::<Plugin>(
+        &host,
+        Scope::Global,
+        ImportFlags::default(),
+        &fixtures::read("backup/invalid-user.json"),
+    )
+    .unwrap();
     assert_eq!(username(&out[0]), "maximum@example.com");
 }
 

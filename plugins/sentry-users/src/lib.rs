@@ -5,7 +5,7 @@
 //! Everything that hangs off a user is dropped when that user was merged into
 //! an existing one (`--merge-users`): the existing user keeps its own.
 
-use relocate_plugin_sdk::{register_plugin, ImportKind, Prepared, Record};
+use relocate_plugin_sdk::{ImportKind, Prepared, Record, register_plugin};
 
 pub mod email;
 pub mod owned;
@@ -41,8 +41,10 @@ mod tests {
     #[test]
     fn descriptions_are_valid() {
         relocate_plugin_sdk::testing::check_plugin::<super::__RelocatePlugin>().unwrap();
-        let mut names: Vec<String> =
-            relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>().into_iter().map(|m| m.name).collect();
+        let mut names: Vec<String> = relocate_plugin_sdk::testing::plugin_models::<super::__RelocatePlugin>()
+            .into_iter()
+            .map(|m| m.name)
+            .collect();
         names.sort();
         assert_eq!(names, sentry_models::special_models_of("sentry-users"));
     }

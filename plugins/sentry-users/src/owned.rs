@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use relocate_plugin_sdk::{Answers, Decision, FieldError, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value};
+use relocate_plugin_sdk::{
+    Answers, Decision, FieldError, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value,
+};
 
 use crate::skip_if_user_merged;
 
@@ -51,7 +53,10 @@ impl Model for UserOption {
             let zone = stored.as_ref().and_then(serde_json::Value::as_str);
             if !zone.is_some_and(crate::timezone::is_known) {
                 let shown = record.json("value").unwrap_or("null");
-                return Ok(Prepared::invalid(FieldError::new("value", format!("{shown} is not a valid choice of timezone"))));
+                return Ok(Prepared::invalid(FieldError::new(
+                    "value",
+                    format!("{shown} is not a valid choice of timezone"),
+                )));
             }
         }
         Ok(Prepared::ready())
@@ -89,7 +94,10 @@ impl Model for UserIp {
         }
         let ip = record.text("ip_address").unwrap_or_default();
         if ip.parse::<std::net::IpAddr>().is_err() {
-            return Ok(Prepared::invalid(FieldError::new("ip_address", format!("`{ip}` is not a valid IPv4 or IPv6 address"))));
+            return Ok(Prepared::invalid(FieldError::new(
+                "ip_address",
+                format!("`{ip}` is not a valid IPv4 or IPv6 address"),
+            )));
         }
         record.set("country_code", Value::Null)?;
         record.set("region_code", Value::Null)?;
@@ -104,7 +112,8 @@ impl Model for UserIp {
         if let Some(pk) = answers.found(0) {
             return Ok(Decision::overwrite(pk, record));
         }
-        let key = (record.integer("user").unwrap_or_default(), record.text("ip_address").unwrap_or_default().to_string());
+        let key =
+            (record.integer("user").unwrap_or_default(), record.text("ip_address").unwrap_or_default().to_string());
         if !self.inserted.insert(key) {
             return Ok(Decision::skip("the user's row for this address was imported earlier in this batch"));
         }
@@ -149,7 +158,7 @@ impl Model for LostPasswordHash {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, TestHost, STARTED_AT};
+    use relocate_plugin_sdk::testing::{STARTED_AT, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, ImportKind};
 
     use super::*;
@@ -165,19 +174,26 @@ mod tests {
         let option = record::<UserOption>(1).fk("user", 1, 7, ImportKind::Existing).build();
         let ip = record::<UserIp>(1).fk("user", 1, 7, ImportKind::Existing).build();
         let perm = record::<UserPermission>(1).fk("user", 1, 7, ImportKind::Existing).build();
-        assert!(matches!(host.session::<Authenticator>(Scope::Global, merged()).run(vec![auth]).unwrap()[0], Decision::Skip(_)));
-        assert!(matches!(host.session::<UserOption>(Scope::User, merged()).run(vec![option]).unwrap()[0], Decision::Skip(_)));
+        assert!(matches!(
+            host.session::<Authenticator>(Scope::Global, merged()).run(vec![auth]).unwrap()[0],
+            Decision::Skip(_)
+        ));
+        assert!(matches!(
+            host.session::<UserOption>(Scope::User, merged()).run(vec![option]).unwrap()[0],
+            Decision::Skip(_)
+        ));
         assert!(matches!(host.session::<UserIp>(Scope::Global, merged()).run(vec![ip]).unwrap()[0], Decision::Skip(_)));
-        assert!(matches!(host.session::<UserPermission>(Scope::Config, merged()).run(vec![perm]).unwrap()[0], Decision::Skip(_)));
+        assert!(matches!(
+            host.session::<UserPermission>(Scope::Config, merged()).run(vec![perm]).unwrap()[0],
+            Decision::Skip(_)
+        ));
     }
 
     #[test]
     fn an_inserted_users_permission_is_inserted() {
         let host = TestHost::new(1);
-        let perm = record::<UserPermission>(1)
-            .fk("user", 1, 7, ImportKind::Inserted)
-            .set("permission", "users.admin")
-            .build();
+        let perm =
+            record::<UserPermission>(1).fk("user", 1, 7, ImportKind::Inserted).set("permission", "users.admin").build();
         let out = host.session::<UserPermission>(Scope::Config, merged()).run(vec![perm]).unwrap();
         assert!(matches!(out[0], Decision::Insert { pk: None, .. }));
     }
@@ -242,7 +258,11 @@ mod tests {
     }
 
     fn option(key: &str, value: &str) -> relocate_plugin_sdk::testing::InputRecord {
-        record::<UserOption>(1).fk("user", 2, 7, ImportKind::Inserted).set("key", key).set("value", Value::Json(value.into())).build()
+        record::<UserOption>(1)
+            .fk("user", 2, 7, ImportKind::Inserted)
+            .set("key", key)
+            .set("value", Value::Json(value.into()))
+            .build()
     }
 
     #[test]

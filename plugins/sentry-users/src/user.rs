@@ -93,7 +93,10 @@ impl Model for User {
             ));
         }
         let Some(name) = self.names.pick(session, &username, answers.all_taken()) else {
-            return Ok(Decision::invalid(FieldError::new("username", "is taken, and so is every suffixed variant tried")));
+            return Ok(Decision::invalid(FieldError::new(
+                "username",
+                "is taken, and so is every suffixed variant tried",
+            )));
         };
         self.exact.insert(name.clone());
         record.set("username", name)?;
@@ -163,7 +166,7 @@ fn sanitize(session: &Session, record: &mut Record) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use relocate_plugin_sdk::testing::{record, InputRecord, RecordBuilder, TestHost, STARTED_AT};
+    use relocate_plugin_sdk::testing::{InputRecord, RecordBuilder, STARTED_AT, TestHost, record};
     use relocate_plugin_sdk::{ImportFlags, Level, Value};
 
     use super::*;

@@ -22,7 +22,12 @@ fn users_with_options(n: i64) -> Vec<Value> {
     for i in 1..=n {
         let mut u = user.clone();
         u["pk"] = json!(i + 100);
-        for (k, v) in [("password", json!("fake")), ("username", json!(format!("user-{i}"))), ("name", json!(format!("user-{i}"))), ("email", json!(format!("{i}@example.com")))] {
+        for (k, v) in [
+            ("password", json!("fake")),
+            ("username", json!(format!("user-{i}"))),
+            ("name", json!(format!("user-{i}"))),
+            ("email", json!(format!("{i}@example.com"))),
+        ] {
             u["fields"][k] = v;
         }
         users.push(u);
@@ -39,7 +44,11 @@ fn users_with_options(n: i64) -> Vec<Value> {
 
 /// The user whose option is `key-{target}` is `user-{target}`.
 async fn option_points_at_its_user(t: &Target, target: i64) {
-    let names = t.strings(&format!("SELECT u.name FROM sentry_useroption o JOIN auth_user u ON u.id = o.user_id WHERE o.key = 'key-{target}'")).await;
+    let names = t
+        .strings(&format!(
+            "SELECT u.name FROM sentry_useroption o JOIN auth_user u ON u.id = o.user_id WHERE o.key = 'key-{target}'"
+        ))
+        .await;
     assert_eq!(names, [Some(format!("user-{target}"))]);
 }
 

@@ -23,8 +23,12 @@ async fn chunks_of_test(t: &Target, model: &str) -> Vec<super::ChunkRow> {
 
 /// fresh-install.json's users and organization, the organization renamed.
 fn org_export(slug: &str) -> Vec<Value> {
-    let models = ["sentry.user", "sentry.email", "sentry.useremail", "sentry.organization", "sentry.organizationmember"];
-    let mut records: Vec<Value> = load("backup/fresh-install.json").into_iter().filter(|r| models.contains(&r["model"].as_str().unwrap_or(""))).collect();
+    let models =
+        ["sentry.user", "sentry.email", "sentry.useremail", "sentry.organization", "sentry.organizationmember"];
+    let mut records: Vec<Value> = load("backup/fresh-install.json")
+        .into_iter()
+        .filter(|r| models.contains(&r["model"].as_str().unwrap_or("")))
+        .collect();
     for r in records.iter_mut().filter(|r| r["model"] == "sentry.organization") {
         r["fields"]["slug"] = json!(slug);
         r["fields"]["name"] = json!(slug);
@@ -43,7 +47,9 @@ async fn suffix_for_taken_organization(t: Target) {
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_organization WHERE lower(slug) = 'some-org'").await, [1]);
     let imported: Vec<i64> = t.i64s("SELECT id FROM sentry_organization WHERE slug LIKE 'some-org-%'").await;
     assert_eq!(imported.len(), 1);
-    let imported_slug = t.strings(&format!("SELECT slug FROM sentry_organization WHERE id = {}", imported[0])).await[0].clone().unwrap_or_default();
+    let imported_slug = t.strings(&format!("SELECT slug FROM sentry_organization WHERE id = {}", imported[0])).await[0]
+        .clone()
+        .unwrap_or_default();
 
     let org_chunks = chunks_of_test(&t, "sentry.organization").await;
     assert_eq!(org_chunks.len(), 1);
@@ -57,17 +63,40 @@ async fn suffix_for_taken_organization(t: Target) {
     // The control silo's view agrees: two PRIMARY reservations, two
     // mappings, and the imported org's carry its final slug.
     let primary = "reservation_type = 0";
-    assert_eq!(t.i64s(&format!("SELECT COUNT(*) FROM sentry_organizationslugreservation WHERE slug LIKE '%some-org%' AND {primary}")).await, [2]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_organizationslugreservation WHERE lower(slug) = 'some-org'").await, [1]);
-    let reserved = t.strings(&format!("SELECT slug FROM sentry_organizationslugreservation WHERE slug LIKE 'some-org-%' AND {primary}")).await;
+    assert_eq!(
+        t.i64s(&format!(
+            "SELECT COUNT(*) FROM sentry_organizationslugreservation WHERE slug LIKE '%some-org%' AND {primary}"
+        ))
+        .await,
+        [2]
+    );
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_organizationslugreservation WHERE lower(slug) = 'some-org'").await,
+        [1]
+    );
+    let reserved = t
+        .strings(&format!(
+            "SELECT slug FROM sentry_organizationslugreservation WHERE slug LIKE 'some-org-%' AND {primary}"
+        ))
+        .await;
     assert_eq!(reserved, [Some(imported_slug.clone())]);
-    let reserved_for = t.i64s(&format!("SELECT organization_id FROM sentry_organizationslugreservation WHERE slug LIKE 'some-org-%' AND {primary}")).await;
+    let reserved_for = t
+        .i64s(&format!(
+            "SELECT organization_id FROM sentry_organizationslugreservation WHERE slug LIKE 'some-org-%' AND {primary}"
+        ))
+        .await;
     assert_eq!(reserved_for, imported);
     assert_eq!(t.count("sentry_organizationmapping").await, 2);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_organizationmapping WHERE slug LIKE '%some-org%'").await, [2]);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_organizationmapping WHERE lower(slug) = 'some-org'").await, [1]);
-    assert_eq!(t.strings("SELECT slug FROM sentry_organizationmapping WHERE slug LIKE 'some-org-%'").await, [Some(imported_slug)]);
-    assert_eq!(t.i64s("SELECT organization_id FROM sentry_organizationmapping WHERE slug LIKE 'some-org-%'").await, imported);
+    assert_eq!(
+        t.strings("SELECT slug FROM sentry_organizationmapping WHERE slug LIKE 'some-org-%'").await,
+        [Some(imported_slug)]
+    );
+    assert_eq!(
+        t.i64s("SELECT organization_id FROM sentry_organizationmapping WHERE slug LIKE 'some-org-%'").await,
+        imported
+    );
 }
 
 // Sentry: tests/sentry/backup/test_imports.py::SanitizationTests::test_generate_suffix_for_already_taken_organization
@@ -79,7 +108,9 @@ db_test!(generate_suffix_for_already_taken_organization, |t| { suffix_for_taken_
 // chooses which silo reserves the slug. relocate has one database and writes
 // the reservation and mapping with the organization, so the same outcome is
 // checked on the same path.
-db_test!(generate_suffix_for_already_taken_organization_with_control_option, |t| { suffix_for_taken_organization(t).await });
+db_test!(generate_suffix_for_already_taken_organization_with_control_option, |t| {
+    suffix_for_taken_organization(t).await
+});
 
 // Sentry: tests/sentry/backup/test_imports.py::SanitizationTests::test_generate_suffix_for_already_taken_username
 db_test!(generate_suffix_for_already_taken_username, |t| {
@@ -114,7 +145,10 @@ db_test!(bad_invalid_user, |t| {
 /// of Option ("a"), ControlOption ("b"), Relay, RelayUsage and UserRole.
 fn global_configs() -> Vec<Value> {
     let head = load("releases/head.json");
-    ["sentry.option", "sentry.controloption", "sentry.relay", "sentry.relayusage", "sentry.userrole"].iter().map(|m| first(&head, m)).collect()
+    ["sentry.option", "sentry.controloption", "sentry.relay", "sentry.relayusage", "sentry.userrole"]
+        .iter()
+        .map(|m| first(&head, m))
+        .collect()
 }
 
 /// Imports the configs, changes every one of them in the database, and
@@ -284,7 +318,10 @@ async fn two_orgs(t: &Target) -> (i64, i64) {
     let existing = t.i64s("SELECT id FROM sentry_organization WHERE slug = 'some-org'").await;
     let imported = t.i64s("SELECT id FROM sentry_organization WHERE slug LIKE 'some-org-%'").await;
     assert_eq!((existing.len(), imported.len()), (1, 1));
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_organizationmember WHERE token = 'e1a5b1e9e6b34cfc9d3b4a0d2c1f0e7a'").await, [1]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_organizationmember WHERE token = 'e1a5b1e9e6b34cfc9d3b4a0d2c1f0e7a'").await,
+        [1]
+    );
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_organizationmember WHERE token IS NULL").await, [1]);
     assert_eq!(t.count("sentry_organizationmapping").await, 2);
     assert_eq!(t.count("sentry_organizationmembermapping").await, 2);
@@ -292,7 +329,10 @@ async fn two_orgs(t: &Target) -> (i64, i64) {
 }
 
 async fn member_of(t: &Target, user: i64, org: i64) -> i64 {
-    t.i64s(&format!("SELECT COUNT(*) FROM sentry_organizationmember WHERE user_id = {user} AND organization_id = {org}")).await[0]
+    t.i64s(&format!(
+        "SELECT COUNT(*) FROM sentry_organizationmember WHERE user_id = {user} AND organization_id = {org}"
+    ))
+    .await[0]
 }
 
 // Sentry: tests/sentry/backup/test_imports.py::CollisionTests::test_colliding_user_with_merging_enabled_in_organization_scope

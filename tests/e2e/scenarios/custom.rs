@@ -14,7 +14,8 @@ db_test!(hide_organizations_import_flag, |t| {
     records.extend(emails(&records));
     records.extend(organization(1, "test-org", &[(1, 1, "owner"), (2, 2, "member")]));
     let src = write(&t, "org.json", &records);
-    t.relocate(&["import", "organizations", path(&src), "--filter-org-slugs", "test-org", "--hide-organizations"]).success();
+    t.relocate(&["import", "organizations", path(&src), "--filter-org-slugs", "test-org", "--hide-organizations"])
+        .success();
     // OrganizationStatus.RELOCATION_PENDING_APPROVAL
     assert_eq!(t.i64s("SELECT status FROM sentry_organization WHERE slug = 'test-org'").await, [3]);
 });
@@ -40,10 +41,16 @@ db_test!(organization_member_inviter_id, |t| {
     t.relocate(&["import", "organizations", path(&src), "--filter-org-slugs", "test-org"]).success();
 
     let org_id = t.i64s("SELECT id FROM sentry_organization WHERE slug = 'test-org'").await[0];
-    let member = |cond: &str| format!("SELECT COUNT(*) FROM sentry_organizationmember WHERE organization_id = {org_id} AND {cond}");
+    let member = |cond: &str| {
+        format!("SELECT COUNT(*) FROM sentry_organizationmember WHERE organization_id = {org_id} AND {cond}")
+    };
     // `owner` and `member` lose their inviter, who was not imported.
     for email in ["owner@test.com", "member@test.com"] {
-        assert_eq!(t.i64s(&member(&format!("user_email = '{email}' AND email IS NULL AND inviter_id IS NULL"))).await, [1], "{email}");
+        assert_eq!(
+            t.i64s(&member(&format!("user_email = '{email}' AND email IS NULL AND inviter_id IS NULL"))).await,
+            [1],
+            "{email}"
+        );
     }
     assert_eq!(t.i64s(&member("email = 'invited-by-admin@test.com' AND inviter_id IS NULL")).await, [1]);
     // The invitation by `owner` keeps its inviter, now the imported owner.
@@ -56,7 +63,21 @@ db_test!(organization_member_inviter_id, |t| {
 /// deleted), from fresh-install.json's records.
 fn sparse_projects() -> Vec<Value> {
     let fresh = load("backup/fresh-install.json");
-    let mut records: Vec<Value> = fresh.iter().filter(|r| ["sentry.user", "sentry.email", "sentry.useremail", "sentry.organization", "sentry.organizationmember", "sentry.team"].contains(&r["model"].as_str().unwrap_or(""))).cloned().collect();
+    let mut records: Vec<Value> = fresh
+        .iter()
+        .filter(|r| {
+            [
+                "sentry.user",
+                "sentry.email",
+                "sentry.useremail",
+                "sentry.organization",
+                "sentry.organizationmember",
+                "sentry.team",
+            ]
+            .contains(&r["model"].as_str().unwrap_or(""))
+        })
+        .cloned()
+        .collect();
     let project = first(&fresh, "sentry.project");
     records.push(with(&project, 2, json!({"name": "Project Bar", "slug": "project-bar"})));
     records.push(with(&project, 4, json!({"name": "Project Qux", "slug": "project-qux"})));

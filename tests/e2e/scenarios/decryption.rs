@@ -10,8 +10,17 @@ use crate::support::{Target, fixture, relocate};
 fn import_encrypted(t: &Target, scope: &str) {
     let tar = t.dir.path().join("input.tar");
     let src = fixture("sentry/backup/fresh-install.json");
-    relocate(&["encrypt", path(&tar), "--src", path(&src), "--encrypt-with", path(&fixture("crypto/public.pem"))]).success();
-    t.relocate(&["import", scope, path(&tar), "--decrypt-with", path(&fixture("crypto/private-pkcs8.pem")), "--no-prompt"]).success();
+    relocate(&["encrypt", path(&tar), "--src", path(&src), "--encrypt-with", path(&fixture("crypto/public.pem"))])
+        .success();
+    t.relocate(&[
+        "import",
+        scope,
+        path(&tar),
+        "--decrypt-with",
+        path(&fixture("crypto/private-pkcs8.pem")),
+        "--no-prompt",
+    ])
+    .success();
 }
 
 // Sentry: tests/sentry/backup/test_imports.py::DecryptionTests::test_user_import_decryption

@@ -31,7 +31,11 @@ db_test!(bad_unknown_model, |t| {
     let src = write(&t, "unknown.json", &records);
     let run = t.relocate(&["import", "users", path(&src)]);
     run.success();
-    assert!(run.stdout.contains("skipped 1 records of sentry.doesnotexist: no plugin describes this model"), "{}", run.stdout);
+    assert!(
+        run.stdout.contains("skipped 1 records of sentry.doesnotexist: no plugin describes this model"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(t.count("auth_user").await, 2);
 });
 
@@ -81,7 +85,11 @@ db_test!(bad_missing_import_uuid, |t| {
     let uuids = t.strings("SELECT DISTINCT CAST(import_uuid AS TEXT) FROM sentry_controlimportchunk").await;
     assert_eq!(uuids.len(), 1);
     let uuid = uuids[0].clone().unwrap_or_default();
-    assert!(run.stdout.contains(&format!("import {uuid} done")), "the assigned UUID {uuid} is printed:\n{}", run.stdout);
+    assert!(
+        run.stdout.contains(&format!("import {uuid} done")),
+        "the assigned UUID {uuid} is printed:\n{}",
+        run.stdout
+    );
 });
 
 // Sentry: tests/sentry/backup/test_rpc.py::RpcImportErrorTests::test_bad_invalid_json
@@ -97,7 +105,8 @@ db_test!(bad_invalid_json, |t| {
 // Sentry: tests/sentry/backup/test_rpc.py::RpcImportErrorTests::test_bad_validation
 db_test!(bad_validation, |t| {
     // The minimum-privileges user alone, with a username too long.
-    let mut users: Vec<Value> = load("backup/user-with-minimum-privileges.json").into_iter().filter(|r| r["model"] == "sentry.user").collect();
+    let mut users: Vec<Value> =
+        load("backup/user-with-minimum-privileges.json").into_iter().filter(|r| r["model"] == "sentry.user").collect();
     users[0]["fields"]["username"] = json!("a".repeat(129));
     let src = write(&t, "long.json", &users);
     let found = findings(&t, &["import", "global", path(&src)], 1);
@@ -114,7 +123,8 @@ db_test!(bad_validation, |t| {
 // model and carries another's fields. It must be refused, not written as
 // an empty option.
 db_test!(bad_unexpected_model, |t| {
-    let mut users: Vec<Value> = load("backup/user-with-minimum-privileges.json").into_iter().filter(|r| r["model"] == "sentry.user").collect();
+    let mut users: Vec<Value> =
+        load("backup/user-with-minimum-privileges.json").into_iter().filter(|r| r["model"] == "sentry.user").collect();
     users[0]["model"] = json!("sentry.option");
     let src = write(&t, "mislabelled.json", &users);
     let found = findings(&t, &["import", "global", path(&src)], 1);
@@ -124,4 +134,3 @@ db_test!(bad_unexpected_model, |t| {
     assert!(found[0]["reason"].as_str().is_some_and(|r| r.contains("key")), "{found}");
     assert_eq!(t.count("sentry_option").await, 0);
 });
-

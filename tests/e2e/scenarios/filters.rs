@@ -46,7 +46,12 @@ db_test!(import_filter_users, |t| {
 
 // Sentry: tests/sentry/backup/test_imports.py::FilterTests::test_export_filter_users_shared_email
 db_test!(import_filter_users_shared_email, |t| {
-    let records = users(&[(1, "user_1", "a@example.com"), (2, "user_2", "b@example.com"), (3, "user_3", "a@example.com"), (4, "user_4", "b@example.com")]);
+    let records = users(&[
+        (1, "user_1", "a@example.com"),
+        (2, "user_2", "b@example.com"),
+        (3, "user_3", "a@example.com"),
+        (4, "user_4", "b@example.com"),
+    ]);
     let src = write(&t, "users.json", &records);
     t.relocate(&["import", "users", path(&src), "--filter-usernames", "user_1,user_2,user_3"]).success();
     assert_eq!(t.count("auth_user").await, 3);
@@ -85,7 +90,11 @@ fn three_orgs() -> Vec<Value> {
     records.extend(organization(3, "org-c", &[(8, 6, "owner"), (9, 5, "member"), (10, 3, "member")]));
     let token = first(&load("releases/head.json"), "sentry.orgauthtoken");
     for org in 1..=3 {
-        records.push(with(&token, org, json!({"organization_id": org, "project_last_used_id": null, "token_hashed": format!("ABCDEF-org-{org}")})));
+        records.push(with(
+            &token,
+            org,
+            json!({"organization_id": org, "project_last_used_id": null, "token_hashed": format!("ABCDEF-org-{org}")}),
+        ));
     }
     records
 }
@@ -121,7 +130,8 @@ db_test!(import_filter_orgs_multiple, |t| {
     t.relocate(&["import", "organizations", path(&src), "--filter-org-slugs", "org-a,org-c"]).success();
     assert_eq!(t.count("sentry_organization").await, 2);
     assert_eq!(ordinals(&t, "sentry.organization").await, [(1, 2)]);
-    let slugs: Vec<String> = t.strings("SELECT slug FROM sentry_organization ORDER BY slug").await.into_iter().flatten().collect();
+    let slugs: Vec<String> =
+        t.strings("SELECT slug FROM sentry_organization ORDER BY slug").await.into_iter().flatten().collect();
     assert_eq!(slugs, ["org-a", "org-c"]);
     org_auth_tokens(&t, 2, Some((1, 2))).await;
     assert_eq!(t.count("auth_user").await, 5);

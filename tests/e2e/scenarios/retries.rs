@@ -34,13 +34,15 @@ async fn retry_writes_once(t: &Target, record: Value, table: &str) {
 
 // Sentry: tests/sentry/backup/test_rpc.py::RpcImportRetryTests::test_good_local_retry_idempotent
 db_test!(good_local_retry_idempotent, |t| {
-    let option = with(&first(&load("backup/single-option.json"), "sentry.option"), 5, json!({"key": "foo", "value": "bar"}));
+    let option =
+        with(&first(&load("backup/single-option.json"), "sentry.option"), 5, json!({"key": "foo", "value": "bar"}));
     retry_writes_once(&t, option, "sentry_option").await;
 });
 
 // Sentry: tests/sentry/backup/test_rpc.py::RpcImportRetryTests::test_good_remote_retry_idempotent
 db_test!(good_remote_retry_idempotent, |t| {
-    let option = with(&first(&load("releases/head.json"), "sentry.controloption"), 7, json!({"key": "foo", "value": "bar"}));
+    let option =
+        with(&first(&load("releases/head.json"), "sentry.controloption"), 7, json!({"key": "foo", "value": "bar"}));
     retry_writes_once(&t, option, "sentry_controloption").await;
 });
 
@@ -57,7 +59,11 @@ db_test!(good_handles_racing_imports, |t| {
     let option = first(&min, "sentry.useroption");
     let mut records = Vec::new();
     for i in 1..=60 {
-        records.push(with(&user, i, json!({"username": format!("racer-{i}"), "email": format!("racer-{i}@example.com")})));
+        records.push(with(
+            &user,
+            i,
+            json!({"username": format!("racer-{i}"), "email": format!("racer-{i}@example.com")}),
+        ));
     }
     for i in 1..=60 {
         records.push(with(&option, i, json!({"user": i})));
@@ -74,7 +80,11 @@ db_test!(good_handles_racing_imports, |t| {
         run.success();
     }
     assert_eq!(t.count("auth_user").await, 60);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE username LIKE 'racer-%-%'").await, [0], "a user was written twice");
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM auth_user WHERE username LIKE 'racer-%-%'").await,
+        [0],
+        "a user was written twice"
+    );
     assert_eq!(t.count("sentry_useroption").await, 60);
     assert_eq!(t.count("sentry_useremail").await, 60);
     assert_eq!(t.count("sentry_email").await, 60);

@@ -24,7 +24,11 @@ fn four_users() -> Vec<Value> {
 }
 
 fn distinct_emails(records: &[Value]) -> i64 {
-    let mut emails: Vec<&str> = records.iter().filter(|r| r["model"] == "sentry.useremail").filter_map(|r| r["fields"]["email"].as_str()).collect();
+    let mut emails: Vec<&str> = records
+        .iter()
+        .filter(|r| r["model"] == "sentry.useremail")
+        .filter_map(|r| r["fields"]["email"].as_str())
+        .collect();
     emails.sort();
     emails.dedup();
     emails.len() as i64
@@ -35,8 +39,15 @@ fn distinct_emails(records: &[Value]) -> i64 {
 async fn emails_reset(t: &Target, records: &[Value]) {
     assert_eq!(t.count("sentry_useremail").await, count_of(records, "sentry.useremail"));
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE is_verified").await, [0]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE date_hash_added < '2023-07-01T00:00:00.000Z'").await, [0]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE validation_hash = 'mCnWesSVvYQcq7qXQ36AZHwosAd6cghE'").await, [0]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE date_hash_added < '2023-07-01T00:00:00.000Z'").await,
+        [0]
+    );
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE validation_hash = 'mCnWesSVvYQcq7qXQ36AZHwosAd6cghE'")
+            .await,
+        [0]
+    );
     assert_eq!(t.count("sentry_email").await, distinct_emails(records));
 }
 
@@ -45,7 +56,10 @@ async fn users_sanitized(t: Target, scope: &str) {
     let src = write(&t, "users.json", &records);
     t.relocate(&["import", scope, path(&src)]).success();
     assert_eq!(t.count("auth_user").await, 4);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE NOT is_managed AND NOT is_staff AND NOT is_superuser").await, [4]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM auth_user WHERE NOT is_managed AND NOT is_staff AND NOT is_superuser").await,
+        [4]
+    );
     emails_reset(&t, &records).await;
     assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE is_unclaimed").await, [4]);
     assert_eq!(t.count("sentry_lostpasswordhash").await, 4);
@@ -68,7 +82,10 @@ async fn privileges_kept(t: &Target) {
     assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE is_managed").await, [1]);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE is_staff").await, [2]);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE is_superuser").await, [2]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM auth_user WHERE NOT is_managed AND NOT is_staff AND NOT is_superuser").await, [2]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM auth_user WHERE NOT is_managed AND NOT is_staff AND NOT is_superuser").await,
+        [2]
+    );
     // One permission each for max_user and roles_user; both roles are named
     // "Super Admin", so one role; both their role assignments.
     assert_eq!(t.count("sentry_userpermission").await, 2);
@@ -102,8 +119,15 @@ db_test!(users_unsanitized_in_global_scope, |t| {
     // Verification is kept as exported.
     assert_eq!(t.count("sentry_useremail").await, 4);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE is_verified").await, [4]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE date_hash_added < '2023-07-01T00:00:00.000Z'").await, [4]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE validation_hash = 'mCnWesSVvYQcq7qXQ36AZHwosAd6cghE'").await, [4]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE date_hash_added < '2023-07-01T00:00:00.000Z'").await,
+        [4]
+    );
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_useremail WHERE validation_hash = 'mCnWesSVvYQcq7qXQ36AZHwosAd6cghE'")
+            .await,
+        [4]
+    );
 });
 
 /// `user-with-minimum-privileges.json` with its IP set to `ip`.
@@ -126,7 +150,10 @@ db_test!(good_regional_user_ip_in_global_scope, |t| {
     t.relocate(&["import", "global", path(&src), "--no-prompt"]).success();
     assert_eq!(t.count("sentry_userip").await, 1);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE ip_address = '8.8.8.8'").await, [1]);
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE country_code IS NULL AND region_code IS NULL").await, [1]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE country_code IS NULL AND region_code IS NULL").await,
+        [1]
+    );
     // Unlike the user and organization scopes, the sightings are kept.
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE last_seen > '2023-07-01T00:00:00.000Z'").await, [0]);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE first_seen > '2023-07-01T00:00:00.000Z'").await, [0]);
@@ -151,7 +178,10 @@ db_test!(good_multiple_user_ips_per_user_in_global_scope, |t| {
     for ip in ["8.8.8.9", "8.8.8.8", "8.8.8.7"] {
         assert_eq!(t.i64s(&format!("SELECT COUNT(*) FROM sentry_userip WHERE ip_address = '{ip}'")).await, [1], "{ip}");
     }
-    assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE country_code IS NULL AND region_code IS NULL").await, [3]);
+    assert_eq!(
+        t.i64s("SELECT COUNT(*) FROM sentry_userip WHERE country_code IS NULL AND region_code IS NULL").await,
+        [3]
+    );
 });
 
 /// Runs an import expected to stop on a bad record; returns the finding.
@@ -160,7 +190,8 @@ fn import_fails(t: &Target, args: &[&str], code: i32) -> Value {
     let mut all: Vec<&str> = args.to_vec();
     all.extend(["--findings-file", path(&findings), "--no-prompt"]);
     t.relocate(&all).failure(code);
-    let found: Value = serde_json::from_str(&std::fs::read_to_string(&findings).expect("findings written")).expect("findings JSON");
+    let found: Value =
+        serde_json::from_str(&std::fs::read_to_string(&findings).expect("findings written")).expect("findings JSON");
     assert_eq!(found.as_array().map(Vec::len), Some(1), "{found}");
     found[0].clone()
 }

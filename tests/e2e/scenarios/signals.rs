@@ -35,9 +35,18 @@ fn some_org() -> Vec<Value> {
     org[2]["fields"]["inviter_id"] = json!(1);
     records.extend(org);
     let fresh = load("backup/fresh-install.json");
-    records.push(with(&first(&fresh, "sentry.project"), 1, json!({"name": "project-some-org", "slug": "project-some-org"})));
+    records.push(with(
+        &first(&fresh, "sentry.project"),
+        1,
+        json!({"name": "project-some-org", "slug": "project-some-org"}),
+    ));
     records.push(first(&fresh, "sentry.projectkey"));
-    records.extend(fresh.iter().filter(|r| r["model"] == "sentry.projectoption" && r["fields"]["key"] == "sentry:option-epoch").cloned());
+    records.extend(
+        fresh
+            .iter()
+            .filter(|r| r["model"] == "sentry.projectoption" && r["fields"]["key"] == "sentry:option-epoch")
+            .cloned(),
+    );
     records
 }
 
@@ -54,10 +63,18 @@ async fn signaling_organization(t: Target) {
     assert_eq!(t.count("sentry_projectkey").await, 1);
     assert_eq!(t.count("sentry_projectoptions").await, 1);
     assert_eq!(t.i64s("SELECT COUNT(*) FROM sentry_projectoptions WHERE key = 'sentry:option-epoch'").await, [1]);
-    let reservation = format!("SELECT COUNT(*) FROM sentry_organizationslugreservation WHERE organization_id = {org} AND slug = 'some-org' AND reservation_type = 0");
+    let reservation = format!(
+        "SELECT COUNT(*) FROM sentry_organizationslugreservation WHERE organization_id = {org} AND slug = 'some-org' AND reservation_type = 0"
+    );
     assert_eq!(t.i64s(&reservation).await, [1]);
     assert_eq!(t.count("sentry_organizationmapping").await, 1);
-    assert_eq!(t.i64s(&format!("SELECT COUNT(*) FROM sentry_organizationmapping WHERE organization_id = {org} AND slug = 'some-org'")).await, [1]);
+    assert_eq!(
+        t.i64s(&format!(
+            "SELECT COUNT(*) FROM sentry_organizationmapping WHERE organization_id = {org} AND slug = 'some-org'"
+        ))
+        .await,
+        [1]
+    );
     assert_eq!(t.count("sentry_organizationmembermapping").await, 3);
 }
 

@@ -37,8 +37,11 @@ fn sha256_hex(s: &str) -> String {
 // imported afterwards with `import config`, which does not clear.
 db_test!(colliding_api_token, |t| {
     let records = release();
-    t.relocate(&["import", "global", path(&write(&t, "release.json", &records)), "--no-prompt", "--seed", "1"]).success();
-    let before = strings(t.strings("SELECT token || ' ' || COALESCE(refresh_token, '-') FROM sentry_apitoken ORDER BY id").await);
+    t.relocate(&["import", "global", path(&write(&t, "release.json", &records)), "--no-prompt", "--seed", "1"])
+        .success();
+    let before = strings(
+        t.strings("SELECT token || ' ' || COALESCE(refresh_token, '-') FROM sentry_apitoken ORDER BY id").await,
+    );
     assert_eq!(before.len(), 3);
 
     let tokens: Vec<&Value> = records.iter().filter(|r| r["model"] == "sentry.apitoken").collect();
@@ -49,20 +52,35 @@ db_test!(colliding_api_token, |t| {
     let expires = json!("2024-08-01T00:00:00.000Z");
     let colliding = vec![
         // Collides on the refresh token only.
-        with(&base, 11, json!({"application": null, "token": fresh('a'), "refresh_token": token(0, "refresh_token"), "expires_at": expires})),
+        with(
+            &base,
+            11,
+            json!({"application": null, "token": fresh('a'), "refresh_token": token(0, "refresh_token"), "expires_at": expires}),
+        ),
         // On the token only, with no expiry.
-        with(&base, 12, json!({"application": null, "token": token(1, "token"), "refresh_token": fresh('b'), "expires_at": null})),
+        with(
+            &base,
+            12,
+            json!({"application": null, "token": token(1, "token"), "refresh_token": fresh('b'), "expires_at": null}),
+        ),
         // On both.
-        with(&base, 13, json!({"application": null, "token": token(0, "token"), "refresh_token": token(0, "refresh_token"), "expires_at": expires})),
+        with(
+            &base,
+            13,
+            json!({"application": null, "token": token(0, "token"), "refresh_token": token(0, "refresh_token"), "expires_at": expires}),
+        ),
         // On neither, with no refresh token and no expiry.
         with(&base, 14, json!({"application": null, "token": fresh('c'), "refresh_token": null, "expires_at": null})),
     ];
-    let mut export: Vec<Value> = records.iter().filter(|r| r["model"] == "sentry.user" && r["pk"] == user).cloned().collect();
+    let mut export: Vec<Value> =
+        records.iter().filter(|r| r["model"] == "sentry.user" && r["pk"] == user).cloned().collect();
     export.extend(colliding);
     t.relocate(&["import", "config", path(&write(&t, "tokens.json", &export)), "--seed", "2"]).success();
 
     // The old tokens are untouched and the new ones were added.
-    let after = strings(t.strings("SELECT token || ' ' || COALESCE(refresh_token, '-') FROM sentry_apitoken ORDER BY id").await);
+    let after = strings(
+        t.strings("SELECT token || ' ' || COALESCE(refresh_token, '-') FROM sentry_apitoken ORDER BY id").await,
+    );
     assert_eq!(after.len(), 7);
     assert_eq!(after[..3], before[..]);
     let new_tokens = strings(t.strings("SELECT token FROM sentry_apitoken ORDER BY id").await);
@@ -72,14 +90,20 @@ db_test!(colliding_api_token, |t| {
     assert_eq!(refresh.len(), 5, "null refresh tokens stay null");
     // Each colliding token got new values; the one that collided with nothing kept its own.
     for (i, token) in new_tokens[3..6].iter().enumerate() {
-        assert!(!before.iter().any(|b| b.starts_with(token.as_str())) && *token != fresh('a'), "token {} kept a colliding value", 11 + i);
+        assert!(
+            !before.iter().any(|b| b.starts_with(token.as_str())) && *token != fresh('a'),
+            "token {} kept a colliding value",
+            11 + i
+        );
     }
     assert_eq!(new_tokens[6], fresh('c'));
     let expiries = t.strings("SELECT CAST(expires_at AS TEXT) FROM sentry_apitoken ORDER BY id").await;
     assert!(expiries[4].is_none() && expiries[6].is_none(), "a null expiry stays null: {expiries:?}");
     assert!(expiries[3].is_some() && expiries[5].is_some(), "a set expiry is renewed: {expiries:?}");
     // The hashes and last characters follow the (new) tokens, as save() recomputes them.
-    let derived = t.strings("SELECT token || ' ' || hashed_token || ' ' || token_last_characters FROM sentry_apitoken ORDER BY id").await;
+    let derived = t
+        .strings("SELECT token || ' ' || hashed_token || ' ' || token_last_characters FROM sentry_apitoken ORDER BY id")
+        .await;
     for row in strings(derived)[3..].iter() {
         let parts: Vec<&str> = row.split(' ').collect();
         assert_eq!(parts[1], sha256_hex(parts[0]), "hashed_token of {}", parts[0]);
@@ -112,12 +136,16 @@ db_test!(colliding_monitor, |t| {
 // Sentry: tests/sentry/backup/test_imports.py::CollisionTests::test_colliding_org_auth_token
 db_test!(colliding_org_auth_token, |t| {
     let records = release();
-    let exported = first(&records, "sentry.orgauthtoken")["fields"]["token_hashed"].as_str().expect("a hash").to_string();
+    let exported =
+        first(&records, "sentry.orgauthtoken")["fields"]["token_hashed"].as_str().expect("a hash").to_string();
     import_organization_twice(&t, &records).await;
     let hashes = strings(t.strings("SELECT token_hashed FROM sentry_orgauthtoken ORDER BY id").await);
     assert_eq!(hashes.len(), 2);
     assert_eq!(hashes[0], exported, "the first import has nothing to collide with");
-    assert!(hashes[1] != exported && hashes[1].len() == 64 && hashes[1].chars().all(|c| c.is_ascii_hexdigit()), "{hashes:?}");
+    assert!(
+        hashes[1] != exported && hashes[1].len() == 64 && hashes[1].chars().all(|c| c.is_ascii_hexdigit()),
+        "{hashes:?}"
+    );
     let last = strings(t.strings("SELECT token_last_characters FROM sentry_orgauthtoken ORDER BY id").await);
     assert_eq!(last[1].len(), 4);
 });
@@ -160,7 +188,11 @@ db_test!(colliding_query_subscription, |t| {
 db_test!(colliding_saved_search, |t| {
     let mut records = release();
     let search = first(&records, "sentry.savedsearch");
-    records.push(with(&search, 900, json!({"is_global": true, "organization": null, "owner_id": null, "name": "Global search"})));
+    records.push(with(
+        &search,
+        900,
+        json!({"is_global": true, "organization": null, "owner_id": null, "name": "Global search"}),
+    ));
     let src = write(&t, "release.json", &records);
     t.relocate(&["import", "organizations", path(&src)]).success();
     let names = strings(t.strings("SELECT name FROM sentry_savedsearch").await);

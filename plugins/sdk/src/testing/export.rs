@@ -37,7 +37,12 @@ pub struct Imported {
 ///
 /// Panics when the export does not parse or a value does not fit its column:
 /// the fixture or the column table is wrong.
-pub fn import_export<P: PluginDef>(host: &TestHost, scope: Scope, flags: ImportFlags, export: &str) -> crate::Result<Vec<Imported>> {
+pub fn import_export<P: PluginDef>(
+    host: &TestHost,
+    scope: Scope,
+    flags: ImportFlags,
+    export: &str,
+) -> crate::Result<Vec<Imported>> {
     let records: Vec<Json> = serde_json::from_str(export).expect("the export is a JSON array");
     let descs: Vec<ModelDesc> = super::plugin_models::<P>();
     let mut drivers: Vec<(String, Driver)> = Vec::new();
@@ -59,7 +64,11 @@ pub fn import_export<P: PluginDef>(host: &TestHost, scope: Scope, flags: ImportF
         };
         if !desc.scopes.iter().any(|s| in_scope(scope, *s)) {
             for r in run {
-                out.push(Imported { model: model.clone(), old_pk: pk_of(r), decision: Decision::skip("model out of scope") });
+                out.push(Imported {
+                    model: model.clone(),
+                    old_pk: pk_of(r),
+                    decision: Decision::skip("model out of scope"),
+                });
             }
             continue;
         }

@@ -16,12 +16,7 @@ impl Guest for Plugin {
     type Session = Session;
 
     fn describe() -> PluginInfo {
-        let column = |name: &str, kind| Column {
-            name: name.into(),
-            kind,
-            nullable: false,
-            default: None,
-        };
+        let column = |name: &str, kind| Column { name: name.into(), kind, nullable: false, default: None };
         PluginInfo {
             name: "acme-invoice".into(),
             version: "0.1.0".into(),
@@ -30,10 +25,7 @@ impl Guest for Plugin {
                 table: "acme_invoice".into(),
                 scopes: vec![Scope::Organization],
                 silo: Silo::Region,
-                columns: vec![
-                    column("number", ColumnKind::Text),
-                    column("organization", ColumnKind::Integer),
-                ],
+                columns: vec![column("number", ColumnKind::Text), column("organization", ColumnKind::Integer)],
                 foreign_keys: vec![ForeignKey {
                     column: "organization".into(),
                     model: "sentry.organisation".into(),
@@ -54,21 +46,11 @@ struct Session {
 
 impl GuestSession for Session {
     fn new(_config: SessionConfig) -> Self {
-        Session {
-            batch: RefCell::new(Vec::new()),
-        }
+        Session { batch: RefCell::new(Vec::new()) }
     }
 
     fn prepare(&self, batch: Vec<InputRecord>) -> Result<Vec<Prepared>, Fatal> {
-        let ready = batch
-            .iter()
-            .map(|_| {
-                Prepared::Ready(Ready {
-                    scope: None,
-                    queries: vec![],
-                })
-            })
-            .collect();
+        let ready = batch.iter().map(|_| Prepared::Ready(Ready { scope: None, queries: vec![] })).collect();
         *self.batch.borrow_mut() = batch;
         Ok(ready)
     }
@@ -78,18 +60,10 @@ impl GuestSession for Session {
         answers
             .into_iter()
             .map(|a| {
-                let record = batch
-                    .get(a.index as usize)
-                    .ok_or_else(|| Fatal::Protocol(format!("no record {}", a.index)))?;
-                let decision = Decision::Insert(Row {
-                    values: record.values.clone(),
-                    pk: None,
-                });
-                Ok(Decided {
-                    index: a.index,
-                    decision,
-                    derived: vec![],
-                })
+                let record =
+                    batch.get(a.index as usize).ok_or_else(|| Fatal::Protocol(format!("no record {}", a.index)))?;
+                let decision = Decision::Insert(Row { values: record.values.clone(), pk: None });
+                Ok(Decided { index: a.index, decision, derived: vec![] })
             })
             .collect()
     }

@@ -29,7 +29,11 @@ impl Guest for Plugin {
     type Session = Session;
 
     fn describe() -> PluginInfo {
-        PluginInfo { name: "misbehave".into(), version: "0.1.0".into(), models: ["spin", "oom", "panic"].map(model).into() }
+        PluginInfo {
+            name: "misbehave".into(),
+            version: "0.1.0".into(),
+            models: ["spin", "oom", "panic"].map(model).into(),
+        }
     }
 }
 
