@@ -13,12 +13,13 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 
 use crate::engine::graph::Registry;
-use crate::engine::{self, Filters, ImportOptions, ModelSummary, Summary};
+use crate::engine::{self, Commit, Detail, Filters, ImportOptions, ModelSummary, Summary};
 use crate::model::ImportScope;
 use crate::plugin::{self, ImportFlags, Origin, PluginHost, RuntimeConfig};
 use crate::{crypto, db, reader};
 
 mod inspect;
+mod observe;
 
 /// Exit codes, stable and documented in the README.
 pub mod exit {
@@ -160,6 +161,24 @@ struct ImportArgs {
     /// Refuse an export with records of a model no plugin describes, before writing anything.
     #[arg(long)]
     strict: bool,
+    /// Run the whole import, plugins and collision questions included, in one transaction that is
+    /// rolled back: the summary is what a real run would write, and the database is left as it was.
+    #[arg(long, conflicts_with = "atomic")]
+    dry_run: bool,
+    /// All or nothing: one transaction for the whole import, committed at the end. An import that
+    /// stops (an error, a kill) leaves the database exactly as it was, and is not resumable.
+    #[arg(long)]
+    atomic: bool,
+    /// Print the summary as one JSON document on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+    /// Write one JSON line per record that was not inserted (skipped, dropped, existing,
+    /// overwritten, resumed) to FILE: model, ordinal, old and new pk, outcome and reason.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// With --report: list inserted records too (their old and new pks: the pk map).
+    #[arg(long, requires = "report")]
+    report_inserted: bool,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -484,7 +503,9 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
         std::fs::write(&path, json).with_context(|| format!("cannot write the findings to {}", path.display()))?;
     }
     let summary = result?;
-    if !common.silent {
+    if common.json {
+        println!("{}", observe::summary_json(&summary));
+    } else if !common.silent {
         print_summary(&summary);
     }
     Ok(())
@@ -516,15 +537,32 @@ async fn run_import(
             bail!(Undescribed(undescribed));
         }
     }
-    let mut conn = db::Db::connect(&common.db.db).await.map_err(engine::Error::from)?;
+    let commit = match (common.dry_run, common.atomic) {
+        (true, _) => Commit::Never,
+        (false, true) => Commit::AtEnd,
+        (false, false) => Commit::EachBatch,
+    };
+    let url = rehearsal_url(&common.db.db, commit);
+    // An atomic import that fails into a SQLite file it created removes it.
+    let new_file = db::sqlite_file(&url).filter(|p| !p.exists()).map(Path::to_path_buf);
+    let mut conn = db::Db::connect(&url).await.map_err(engine::Error::from)?;
     let clear_first = scope == ImportScope::Global;
-    if clear_first && !common.no_prompt {
-        engine::ensure_schema(&mut conn, &registry).await?;
+    // A dry run deletes nothing, so there is nothing to confirm.
+    if clear_first && !common.no_prompt && commit != Commit::Never {
         let rows = engine::rows_to_clear(&mut conn, &registry, &import_uuid).await?;
         if rows > 0 && !confirm(rows)? {
             bail!(Aborted);
         }
     }
+    let report = match &common.report {
+        Some(path) => {
+            let detail = if common.report_inserted { Detail::All } else { Detail::NotInserted };
+            let file = observe::ReportFile::create(path, detail)
+                .map_err(|e| UsageError(format!("cannot write the report file {}: {e}", path.display())))?;
+            Some(file)
+        }
+        None => None,
+    };
     let opts = ImportOptions {
         scope,
         import_uuid,
@@ -533,31 +571,71 @@ async fn run_import(
         batch_size: common.batch_size,
         seed: common.seed.unwrap_or_else(rand::random),
         clear_first,
+        commit,
     };
     if !common.silent {
+        let how = match commit {
+            Commit::EachBatch => "",
+            Commit::AtEnd => " (atomic: committed at the end)",
+            Commit::Never => " (dry run: rolled back at the end)",
+        };
         eprintln!(
-            "importing {} ({} records) into {} as import {import_uuid}",
+            "importing {} ({} records) into {} as import {import_uuid}{how}",
             common.src.display(),
             export.total(),
             common.db.db
         );
     }
-    let summary =
-        engine::import(&export, &host, &registry, &mut conn, &opts, &engine::NoopReporter).await.map_err(|e| {
-            anyhow::Error::new(e)
-                .context(format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)"))
-        })?;
+    let observer = observe::Observer::new(observe::Progress::new(common.silent), report);
+    let result = engine::import(&export, &host, &registry, &mut conn, &opts, &observer).await;
+    let finished = observer.finish();
+    if let (Err(_), Commit::AtEnd, Some(path)) = (&result, commit, &new_file) {
+        drop(conn);
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
+    }
+    let summary = result.map_err(|e| {
+        let context = match commit {
+            Commit::EachBatch => {
+                format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)")
+            }
+            Commit::AtEnd => format!("import {import_uuid} stopped; it was rolled back and nothing was written"),
+            Commit::Never => format!("dry run {import_uuid} stopped; nothing was written"),
+        };
+        anyhow::Error::new(e).context(context)
+    })?;
+    finished.map_err(|e| UsageError(format!("cannot write the report file {e}")))?;
     Ok(summary)
+}
+
+/// A dry run against a SQLite file that does not exist rehearses against an
+/// empty in-memory database rather than create the file.
+fn rehearsal_url(url: &str, commit: Commit) -> String {
+    match db::sqlite_file(url) {
+        Some(path) if commit == Commit::Never && !path.exists() => "sqlite::memory:".into(),
+        _ => url.into(),
+    }
 }
 
 fn print_summary(summary: &Summary) {
     let mut out = std::io::stdout().lock();
+    let row = |out: &mut std::io::StdoutLock, m: &ModelSummary, derived: u64| {
+        writeln!(
+            out,
+            "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8}",
+            m.model, m.inserted, m.existing, m.overwritten, m.dropped, m.skipped, m.resumed, derived
+        )
+    };
     let _ = writeln!(
         out,
-        "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8}",
-        "model", "inserted", "existing", "overwritten", "dropped", "skipped", "resumed"
+        "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8} {:>8}",
+        "model", "inserted", "existing", "overwritten", "dropped", "skipped", "resumed", "derived"
     );
     let mut total = ModelSummary { model: "total".into(), ..ModelSummary::default() };
+    let mut derived = summary.derived.clone();
     for m in &summary.models {
         total.inserted += m.inserted;
         total.existing += m.existing;
@@ -565,21 +643,31 @@ fn print_summary(summary: &Summary) {
         total.dropped += m.dropped;
         total.skipped += m.skipped;
         total.resumed += m.resumed;
+        let _ = row(&mut out, m, derived.remove(&m.model).unwrap_or(0));
     }
-    for m in summary.models.iter().chain(std::iter::once(&total)) {
-        let _ = writeln!(
-            out,
-            "{:<40} {:>9} {:>9} {:>11} {:>8} {:>8} {:>8}",
-            m.model, m.inserted, m.existing, m.overwritten, m.dropped, m.skipped, m.resumed
-        );
+    // Models with derived rows but no records of their own in the export.
+    for (model, count) in &derived {
+        let _ = row(&mut out, &ModelSummary { model: model.clone(), ..ModelSummary::default() }, *count);
     }
-    for (model, count) in &summary.derived {
-        let _ = writeln!(out, "wrote {count} {model} rows along with the imported records, as Sentry's signals do");
-    }
+    let _ = row(&mut out, &total, summary.derived.values().sum());
+    let _ = writeln!(
+        out,
+        "(records of the export: inserted as new rows; existing: an existing row stands for the record; \
+         overwritten: it replaced a row; dropped: a required foreign key pointed at a record not imported; \
+         skipped: filters, scope or plugin; resumed: written by an earlier run. derived: rows written along \
+         with other records, as Sentry's signals do, not records of the export)"
+    );
     for (model, count) in &summary.unknown {
         let _ = writeln!(out, "skipped {count} records of {model}: no plugin describes this model");
     }
-    let _ = writeln!(out, "import {} done", summary.import_uuid);
+    match summary.commit {
+        Commit::Never => {
+            let _ = writeln!(out, "dry run {}: rolled back, nothing was written", summary.import_uuid);
+        }
+        Commit::AtEnd | Commit::EachBatch => {
+            let _ = writeln!(out, "import {} done", summary.import_uuid);
+        }
+    }
     if !summary.unknown.is_empty() {
         // Last, on stderr: records left out for want of a plugin are easy to miss in the table.
         eprintln!(

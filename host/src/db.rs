@@ -50,6 +50,16 @@ pub enum Tx<'c> {
     Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
 }
 
+/// Whether an import may move PostgreSQL's pk sequences. They are not
+/// transactional: a rollback leaves them moved. A rehearsal (`--dry-run`)
+/// leaves them and takes `MAX(id) + 1`, as SQLite always does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Sequences {
+    #[default]
+    Use,
+    Leave,
+}
+
 /// Sentry's import-chunk record of one run of up to 20 records (spec §8.1).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Chunk {
@@ -77,6 +87,14 @@ pub const CONTROL_CHUNK_REPLICAS: &str = "sentry_controlimportchunkreplica";
 pub struct NewRow<'a> {
     pub pk: Pk,
     pub values: &'a [Value],
+}
+
+/// The file a `sqlite:` URL names; `None` for other URLs and in-memory databases.
+pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
+    let rest = url.strip_prefix("sqlite:")?;
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
 }
 
 impl Db {
@@ -190,6 +208,24 @@ impl Db {
         }
     }
 
+    /// Opens one transaction for a whole import (`--atomic`, `--dry-run`):
+    /// every later [`Db::begin`] is a savepoint inside it, so that nothing
+    /// is visible to others, or kept, before [`Db::end_outer`].
+    pub async fn begin_outer(&mut self) -> Result<()> {
+        match self {
+            Db::Sqlite(c) => sqlite::begin_outer(c).await,
+            Db::Postgres(c) => postgres::begin_outer(c).await,
+        }
+    }
+
+    /// Commits or rolls back the transaction of [`Db::begin_outer`].
+    pub async fn end_outer(&mut self, commit: bool) -> Result<()> {
+        match self {
+            Db::Sqlite(c) => sqlite::end_outer(c, commit).await,
+            Db::Postgres(c) => postgres::end_outer(c, commit).await,
+        }
+    }
+
     pub fn dialect(&self) -> Dialect {
         match self {
             Db::Sqlite(_) => Dialect::Sqlite,
@@ -257,13 +293,14 @@ impl Tx<'_> {
     }
 
     /// `n` fresh pks for `model`, never handed out before.
-    pub async fn reserve_pks(&mut self, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
+    pub async fn reserve_pks(&mut self, model: &ModelDesc, n: usize, sequences: Sequences) -> Result<Vec<Pk>> {
         if n == 0 {
             return Ok(Vec::new());
         }
-        match self {
-            Tx::Sqlite(t) => sqlite::reserve_pks(t, model, n).await,
-            Tx::Postgres(t) => postgres::reserve_pks(t, model, n).await,
+        match (self, sequences) {
+            (Tx::Sqlite(t), _) => sqlite::reserve_pks(t, model, n).await,
+            (Tx::Postgres(t), Sequences::Use) => postgres::reserve_pks(t, model, n).await,
+            (Tx::Postgres(t), Sequences::Leave) => postgres::pks_after_max(t, model, n).await,
         }
     }
 
@@ -279,10 +316,11 @@ impl Tx<'_> {
     }
 
     /// Moves the pk sequence past rows inserted with explicit pks.
-    pub async fn sync_sequence(&mut self, model: &ModelDesc) -> Result<()> {
-        match self {
-            Tx::Sqlite(_) => Ok(()), // SQLite hands out MAX(id) + 1 anyway.
-            Tx::Postgres(t) => postgres::sync_sequence(t, model).await,
+    pub async fn sync_sequence(&mut self, model: &ModelDesc, sequences: Sequences) -> Result<()> {
+        match (self, sequences) {
+            (Tx::Sqlite(_), _) => Ok(()), // SQLite hands out MAX(id) + 1 anyway.
+            (Tx::Postgres(_), Sequences::Leave) => Ok(()),
+            (Tx::Postgres(t), Sequences::Use) => postgres::sync_sequence(t, model).await,
         }
     }
 
@@ -294,25 +332,26 @@ impl Tx<'_> {
     }
 
     /// Deletes every row of `model`'s table and restarts its pk sequence.
-    pub async fn clear(&mut self, model: &ModelDesc) -> Result<()> {
-        self.clear_table(model.table.as_str()).await
+    pub async fn clear(&mut self, model: &ModelDesc, sequences: Sequences) -> Result<()> {
+        self.clear_table(model.table.as_str(), sequences).await
     }
 
     /// Deletes every import chunk (and replica) of every import: a Global
     /// import empties all of Sentry's tables, these included, so that no
     /// chunk maps pks to rows that are gone.
-    pub async fn clear_chunks(&mut self) -> Result<()> {
+    pub async fn clear_chunks(&mut self, sequences: Sequences) -> Result<()> {
         for table in [CONTROL_CHUNK_REPLICAS, CONTROL_CHUNKS, REGION_CHUNKS] {
-            self.clear_table(table).await?;
+            self.clear_table(table, sequences).await?;
         }
         Ok(())
     }
 
-    async fn clear_table(&mut self, table: &str) -> Result<()> {
+    async fn clear_table(&mut self, table: &str, sequences: Sequences) -> Result<()> {
         self.execute(&format!("DELETE FROM {table}")).await?;
-        match self {
-            Tx::Sqlite(_) => Ok(()), // SQLite hands out MAX(id) + 1: nothing to reset.
-            Tx::Postgres(t) => postgres::reset_sequence(t, table).await,
+        match (self, sequences) {
+            (Tx::Sqlite(_), _) => Ok(()), // SQLite hands out MAX(id) + 1: nothing to reset.
+            (Tx::Postgres(_), Sequences::Leave) => Ok(()),
+            (Tx::Postgres(t), Sequences::Use) => postgres::reset_sequence(t, table).await,
         }
     }
 

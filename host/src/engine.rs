@@ -123,12 +123,109 @@ pub struct ImportOptions {
     /// Global scope: empty every described model's table first, as Sentry
     /// does (spec §5.10). Never done when resuming an import.
     pub clear_first: bool,
+    pub commit: Commit,
+}
+
+/// When an import's writes become permanent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Commit {
+    /// With each batch, together with its chunk rows: an import that stops
+    /// resumes where it stopped.
+    #[default]
+    EachBatch,
+    /// Once, at the end (`--atomic`): an import that stops leaves nothing.
+    AtEnd,
+    /// Never (`--dry-run`): the whole import runs and is rolled back.
+    Never,
+}
+
+impl Commit {
+    /// A rolled-back rehearsal must not move PostgreSQL's sequences, which
+    /// no rollback restores.
+    fn sequences(self) -> db::Sequences {
+        match self {
+            Commit::Never => db::Sequences::Leave,
+            Commit::EachBatch | Commit::AtEnd => db::Sequences::Use,
+        }
+    }
+}
+
+/// What became of one record of the export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fate {
+    Inserted,
+    /// An existing row stands for it (a merged user, say).
+    Existing,
+    Overwritten,
+    /// A required foreign key pointed at a record that was not imported.
+    Dropped,
+    /// Left out by a filter, the import's scope, the plugin, or for want of one.
+    Skipped,
+    /// Written by an earlier run of this import.
+    Resumed,
+}
+
+impl Fate {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fate::Inserted => "inserted",
+            Fate::Existing => "existing",
+            Fate::Overwritten => "overwritten",
+            Fate::Dropped => "dropped",
+            Fate::Skipped => "skipped",
+            Fate::Resumed => "resumed",
+        }
+    }
+}
+
+/// One record's fate, for a report (`--report`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordFate {
+    pub model: ModelName,
+    /// 1-based, among the export's records of its model.
+    pub ordinal: u64,
+    pub old_pk: Pk,
+    /// The row that stands for it, where there is one.
+    pub new_pk: Option<Pk>,
+    pub fate: Fate,
+    pub reason: String,
+}
+
+/// Which records' fates a [`Reporter`] wants.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Detail {
+    /// Counts only.
+    #[default]
+    None,
+    /// Every record that was not inserted.
+    NotInserted,
+    /// Every record.
+    All,
+}
+
+impl Detail {
+    fn wants(self, fate: Fate) -> bool {
+        match self {
+            Detail::None => false,
+            Detail::NotInserted => fate != Fate::Inserted,
+            Detail::All => true,
+        }
+    }
 }
 
 /// Receives progress; every method has a do-nothing default.
 pub trait Reporter: Send + Sync {
+    /// Records of described models the import will go through.
+    fn on_import_start(&self, _records: u64) {}
     fn on_model_start(&self, _model: &ModelName, _records: usize) {}
+    /// `done` of the model's records are through (written, or known to need no writing).
     fn on_batch_done(&self, _model: &ModelName, _done: usize) {}
+    fn on_model_done(&self, _summary: &ModelSummary) {}
+    fn detail(&self) -> Detail {
+        Detail::None
+    }
+    /// Fates as [`Reporter::detail`] asked, after the batch that decided them committed.
+    fn on_records(&self, _fates: Vec<RecordFate>) {}
 }
 
 pub struct NoopReporter;
@@ -147,6 +244,26 @@ pub struct ModelSummary {
     pub skipped: u64,
     /// Already written by an earlier run with the same import UUID.
     pub resumed: u64,
+    /// Time spent on this model.
+    pub elapsed: std::time::Duration,
+}
+
+impl ModelSummary {
+    fn count(&mut self, fate: Fate) {
+        *match fate {
+            Fate::Inserted => &mut self.inserted,
+            Fate::Existing => &mut self.existing,
+            Fate::Overwritten => &mut self.overwritten,
+            Fate::Dropped => &mut self.dropped,
+            Fate::Skipped => &mut self.skipped,
+            Fate::Resumed => &mut self.resumed,
+        } += 1;
+    }
+
+    /// Records of the export this model went through.
+    pub fn records(&self) -> u64 {
+        self.inserted + self.existing + self.overwritten + self.dropped + self.skipped + self.resumed
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -157,6 +274,10 @@ pub struct Summary {
     pub unknown: Vec<(String, u64)>,
     /// Rows plugins wrote along with records (Sentry's signals), per model.
     pub derived: BTreeMap<String, u64>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub elapsed: std::time::Duration,
+    /// How the writes were kept: per batch, at the end, or not at all.
+    pub commit: Commit,
 }
 
 /// Checks that every model the plugins describe has its table, creating the
@@ -211,12 +332,12 @@ pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &Uuid)
 /// Deletes every described model's rows, dependents first, and every
 /// import chunk, in one transaction (Sentry deletes the rows of every model
 /// it knows, its import chunks included).
-async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName]) -> Result<()> {
+async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName], seq: db::Sequences) -> Result<()> {
     let mut tx = db.begin().await?;
     for desc in order.iter().rev().filter_map(|m| registry.desc(m)) {
-        tx.clear(desc).await?;
+        tx.clear(desc, seq).await?;
     }
-    tx.clear_chunks().await?;
+    tx.clear_chunks(seq).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -225,7 +346,9 @@ async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName]) -> 
 ///
 /// Per model, batch by batch: the next batch is read, typed and remapped on
 /// a blocking thread while the current one goes through its plugin (on the
-/// session's own thread) and the database.
+/// session's own thread) and the database. With [`Commit::AtEnd`] or
+/// [`Commit::Never`] the whole import is one transaction and each batch's is
+/// a savepoint in it.
 pub async fn import(
     export: &Arc<Export>,
     plugins: &PluginHost,
@@ -234,6 +357,28 @@ pub async fn import(
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<Summary> {
+    if opts.commit == Commit::EachBatch {
+        return import_models(export, plugins, registry, db, opts, reporter).await;
+    }
+    db.begin_outer().await?;
+    let result = import_models(export, plugins, registry, db, opts, reporter).await;
+    let commit = opts.commit == Commit::AtEnd && result.is_ok();
+    let ended = db.end_outer(commit).await;
+    let summary = result?;
+    ended?;
+    Ok(summary)
+}
+
+async fn import_models(
+    export: &Arc<Export>,
+    plugins: &PluginHost,
+    registry: &Registry,
+    db: &mut Db,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<Summary> {
+    let clock = std::time::Instant::now();
+    let started_at = chrono::Utc::now();
     let order = registry.order()?;
     ensure_schema(db, registry).await?;
 
@@ -241,7 +386,7 @@ pub async fn import(
     let mut done: HashMap<ModelName, BTreeMap<i64, i64>> = HashMap::new();
     let chunks = db.load_chunks(&opts.import_uuid).await?;
     if opts.clear_first && chunks.is_empty() {
-        clear_tables(db, registry, &order).await?;
+        clear_tables(db, registry, &order, opts.commit.sequences()).await?;
     }
     for chunk in chunks {
         pkmap.extend_from_chunk(&chunk);
@@ -256,16 +401,21 @@ pub async fn import(
         derived: BTreeMap::new(),
         derived_pks: HashMap::new(),
         indexed: HashSet::new(),
+        detail: reporter.detail(),
     };
-    let started_at = chrono::Utc::now();
     let batch_size = opts.batch_size.clamp(1, MAX_BATCH_SIZE).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
-    let mut summary = Summary { import_uuid: opts.import_uuid, ..Summary::default() };
+    let mut summary = Summary { import_uuid: opts.import_uuid, started_at, commit: opts.commit, ..Summary::default() };
 
     for (model, records) in export.models() {
         if registry.get(model).is_none() {
             summary.unknown.push((model.to_string(), records.len() as u64));
+            let reason = || format!("no plugin describes {model}");
+            report_all(export, model, reason, state.detail, reporter);
         }
     }
+    reporter.on_import_start(
+        order.iter().filter(|m| registry.get(m).is_some()).map(|m| export.records(m).len() as u64).sum(),
+    );
 
     for model in &order {
         let count = export.records(model).len();
@@ -275,13 +425,18 @@ pub async fn import(
         let Some((plugin_id, desc)) = registry.get(model) else {
             continue;
         };
+        let model_clock = std::time::Instant::now();
         let mut stats = ModelSummary { model: model.to_string(), ..ModelSummary::default() };
+        reporter.on_model_start(model, count);
         if !desc.in_import(opts.scope) {
             stats.skipped = count as u64;
+            let reason = || format!("{model} is outside the {} scope of this import", opts.scope.as_scope().as_str());
+            report_all(export, model, reason, state.detail, reporter);
+            reporter.on_batch_done(model, count);
+            reporter.on_model_done(&stats);
             summary.models.push(stats);
             continue;
         }
-        reporter.on_model_start(model, count);
         let config = plugin::SessionConfig {
             model: model.clone(),
             scope: opts.scope.as_scope(),
@@ -299,6 +454,7 @@ pub async fn import(
             session: &session,
             done: Arc::new(done.remove(model).unwrap_or_default()),
             stats: &mut stats,
+            fates: Vec::new(),
         };
         let decoder = Decoder {
             export: export.clone(),
@@ -324,12 +480,46 @@ pub async fn import(
                 next = Some(spawn(b + 1, &run.done));
             }
             run.batch(db, decoded).await?;
+            if !run.fates.is_empty() {
+                reporter.on_records(std::mem::take(&mut run.fates));
+            }
             reporter.on_batch_done(model, (b * batch_size + batch_size).min(count));
         }
+        stats.elapsed = model_clock.elapsed();
+        reporter.on_model_done(&stats);
         summary.models.push(stats);
     }
     summary.derived = state.derived;
+    summary.elapsed = clock.elapsed();
     Ok(summary)
+}
+
+/// Reports every record of `model` as skipped for `reason`: models no plugin
+/// describes and models outside the import's scope.
+fn report_all(
+    export: &Export,
+    model: &ModelName,
+    reason: impl Fn() -> String,
+    detail: Detail,
+    reporter: &dyn Reporter,
+) {
+    if !detail.wants(Fate::Skipped) {
+        return;
+    }
+    let fates = export
+        .records(model)
+        .iter()
+        .enumerate()
+        .map(|(i, at)| RecordFate {
+            model: model.clone(),
+            ordinal: i as u64 + 1,
+            old_pk: at.pk,
+            new_pk: None,
+            fate: Fate::Skipped,
+            reason: reason(),
+        })
+        .collect();
+    reporter.on_records(fates);
 }
 
 /// What every model's run shares over one import.
@@ -344,6 +534,8 @@ struct ImportState<'a> {
     derived_pks: HashMap<ModelName, pkmap::PkRanges>,
     /// The lookups already known to be served by an index.
     indexed: HashSet<(ModelName, db::Lookup)>,
+    /// Which records' fates the reporter wants.
+    detail: Detail,
 }
 
 /// Reads, types, filters and remaps one batch of a model's records; runs on
@@ -364,10 +556,14 @@ struct Decoded {
 enum Read {
     /// Its chunk was written by an earlier run of this import.
     Resumed,
-    /// Left out by a filter.
-    Filtered,
-    /// A required foreign key's target was not imported.
-    Dropped,
+    /// Left out by a filter, for this reason.
+    Filtered(&'static str),
+    /// The required foreign key in `column` pointed at `target`, which was
+    /// not imported.
+    Dropped {
+        column: usize,
+        target: Pk,
+    },
     Ready {
         values: Vec<Value>,
         refs: Vec<MappedRef>,
@@ -389,13 +585,12 @@ impl Decoder {
             let mut values = record::values_from_fields(&self.desc, &raw.fields).map_err(|errors| {
                 Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
             })?;
-            let read = if !passes_filter(self.filter.as_deref(), &self.desc, at.pk, &values) {
-                Read::Filtered
-            } else {
-                match remap(&self.desc, &self.pkmap, &mut values) {
-                    Some(refs) => Read::Ready { values, refs },
-                    None => Read::Dropped,
-                }
+            let read = match self.filter.as_deref() {
+                Some(filter) if !filter.passes(&self.desc, at.pk, &values) => Read::Filtered(filter.reason),
+                _ => match remap(&self.desc, &self.pkmap, &mut values) {
+                    Ok(refs) => Read::Ready { values, refs },
+                    Err((column, target)) => Read::Dropped { column, target },
+                },
             };
             records.push((ordinal, at.pk, read));
         }
@@ -403,24 +598,26 @@ impl Decoder {
     }
 }
 
-/// Whether a record passes its model's filter.
-fn passes_filter(filter: Option<&Filter>, desc: &ModelDesc, pk: Pk, values: &[Value]) -> bool {
-    let Some(filter) = filter else { return true };
-    let value = if filter.field == "pk" {
-        FilterValue::Pk(pk)
-    } else {
-        match desc.column_index(&filter.field).map(|c| &values[c]) {
-            Some(Value::Text(s)) => FilterValue::Text(s.clone()),
-            Some(Value::Integer(i)) => FilterValue::Pk(*i),
-            _ => return false,
-        }
-    };
-    filter.values.contains(&value)
+impl Filter {
+    /// Whether a record passes the filter.
+    fn passes(&self, desc: &ModelDesc, pk: Pk, values: &[Value]) -> bool {
+        let value = if self.field == "pk" {
+            FilterValue::Pk(pk)
+        } else {
+            match desc.column_index(&self.field).map(|c| &values[c]) {
+                Some(Value::Text(s)) => FilterValue::Text(s.clone()),
+                Some(Value::Integer(i)) => FilterValue::Pk(*i),
+                _ => return false,
+            }
+        };
+        self.values.contains(&value)
+    }
 }
 
-/// Rewrites foreign keys to new pks. `None` drops the record: a required
-/// target was not imported (spec §4.3).
-fn remap(desc: &ModelDesc, pkmap: &PkMap, values: &mut [Value]) -> Option<Vec<MappedRef>> {
+/// Rewrites foreign keys to new pks. An error drops the record: the
+/// required foreign key in that column points at a pk that was not imported
+/// (spec §4.3).
+fn remap(desc: &ModelDesc, pkmap: &PkMap, values: &mut [Value]) -> std::result::Result<Vec<MappedRef>, (usize, Pk)> {
     let mut refs = Vec::new();
     for fk in &desc.foreign_keys {
         let Value::Integer(old) = values[fk.column] else {
@@ -437,11 +634,22 @@ fn remap(desc: &ModelDesc, pkmap: &PkMap, values: &mut [Value]) -> Option<Vec<Ma
             }
             None => match fk.on_missing {
                 crate::model::OnMissing::SetNull => values[fk.column] = Value::Null,
-                crate::model::OnMissing::Drop => return None,
+                crate::model::OnMissing::Drop => return Err((fk.column, old)),
             },
         }
     }
-    Some(refs)
+    Ok(refs)
+}
+
+/// Why a record was dropped: the required foreign key in `column` points at
+/// `target`, which was not imported.
+fn dropped_reason(desc: &ModelDesc, column: usize, target: Pk) -> String {
+    let fk = desc.foreign_keys.iter().find(|fk| fk.column == column);
+    let target_model = fk.map_or("its target".to_string(), |fk| fk.target.to_string());
+    format!(
+        "its required foreign key {} points at {target_model} pk {target}, which was not imported",
+        desc.columns[column].name
+    )
 }
 
 /// The first ordinal of the chunk `ordinal` falls in.
@@ -453,6 +661,8 @@ fn chunk_start(ordinal: u64) -> i64 {
 struct Filter {
     field: String,
     values: HashSet<FilterValue>,
+    /// Why a record it leaves out is left out, for `--report`.
+    reason: &'static str,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -481,7 +691,11 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
     if let Some(names) = &filters.usernames {
         out.insert(
             user.clone(),
-            Filter { field: "username".into(), values: names.iter().cloned().map(FilterValue::Text).collect() },
+            Filter {
+                field: "username".into(),
+                values: names.iter().cloned().map(FilterValue::Text).collect(),
+                reason: "its username is not in --filter-usernames",
+            },
         );
         let mut pks = HashSet::new();
         for at in export.records(&user) {
@@ -495,7 +709,11 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
     if let Some(slugs) = &filters.org_slugs {
         out.insert(
             org.clone(),
-            Filter { field: "slug".into(), values: slugs.iter().cloned().map(FilterValue::Text).collect() },
+            Filter {
+                field: "slug".into(),
+                values: slugs.iter().cloned().map(FilterValue::Text).collect(),
+                reason: "its slug is not in --filter-org-slugs",
+            },
         );
         let mut orgs = HashSet::new();
         for at in export.records(&org) {
@@ -518,7 +736,11 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
         };
         out.insert(
             user.clone(),
-            Filter { field: "pk".into(), values: users.iter().copied().map(FilterValue::Pk).collect() },
+            Filter {
+                field: "pk".into(),
+                values: users.iter().copied().map(FilterValue::Pk).collect(),
+                reason: "the user is not a member of an organization in --filter-org-slugs (or not in --filter-usernames)",
+            },
         );
         kept_user_pks = Some(users);
     }
@@ -532,7 +754,8 @@ fn build_filters(export: &Export, filters: &Filters) -> Result<HashMap<ModelName
                 }
             }
         }
-        out.insert(email, Filter { field: "email".into(), values: emails });
+        let reason = "no user kept by the filters has this email";
+        out.insert(email, Filter { field: "email".into(), values: emails, reason });
     }
     Ok(out)
 }
@@ -546,6 +769,8 @@ struct ModelRun<'a, 's> {
     /// Chunks already written by this import: min ordinal → max ordinal.
     done: Arc<BTreeMap<i64, i64>>,
     stats: &'a mut ModelSummary,
+    /// Fates of the batch in progress, for the reporter.
+    fates: Vec<RecordFate>,
 }
 
 /// Which record of the batch: its ordinal and its pk in the export.
@@ -582,7 +807,7 @@ struct Decisions {
 
 /// What a batch wrote, to book once it committed.
 struct Written {
-    mappings: Vec<(Pk, Mapping)>,
+    mappings: Vec<(Rec, Mapping)>,
     derived: Vec<(ModelName, Vec<Pk>)>,
 }
 
@@ -595,7 +820,7 @@ impl ModelRun<'_, '_> {
     /// out, say) can only make its later choices more cautious.
     async fn batch(&mut self, db: &mut Db, mut decoded: Decoded) -> Result<()> {
         loop {
-            let before = self.stats.clone();
+            let before = (self.stats.clone(), self.fates.len());
             let err = match self.try_batch(db, &mut decoded).await {
                 Err(e) if e.is_unique_violation() => e,
                 other => return other,
@@ -614,7 +839,8 @@ impl ModelRun<'_, '_> {
             if won.is_empty() {
                 return Err(err);
             }
-            *self.stats = before;
+            *self.stats = before.0;
+            self.fates.truncate(before.1);
             let done = Arc::make_mut(&mut self.done);
             for chunk in won {
                 self.state.pkmap.extend_from_chunk(&chunk);
@@ -663,14 +889,23 @@ impl ModelRun<'_, '_> {
         let mut inputs = Vec::with_capacity(decoded.records.len());
         for (ordinal, old_pk, read) in &mut decoded.records {
             let (ordinal, old_pk) = (*ordinal, *old_pk);
-            if self.done.contains_key(&chunk_start(ordinal)) {
-                self.stats.resumed += 1;
+            let rec = Rec { ordinal, old_pk };
+            if matches!(read, Read::Resumed) || self.done.contains_key(&chunk_start(ordinal)) {
+                let new_pk = self.state.pkmap.get(&self.desc.name, old_pk).map(|m| m.new_pk);
+                self.note(rec, Fate::Resumed, new_pk, || "written by an earlier run of this import".into());
                 continue;
             }
             match read {
-                Read::Resumed => self.stats.resumed += 1,
-                Read::Filtered => self.stats.skipped += 1,
-                Read::Dropped => self.stats.dropped += 1,
+                Read::Resumed => {}
+                Read::Filtered(reason) => {
+                    let reason = *reason;
+                    self.note(rec, Fate::Skipped, None, || reason.into());
+                }
+                Read::Dropped { column, target } => {
+                    let (column, target) = (*column, *target);
+                    let desc = self.desc;
+                    self.note(rec, Fate::Dropped, None, || dropped_reason(desc, column, target));
+                }
                 // A retry after a lost race needs the values again.
                 Read::Ready { values, refs } => {
                     recs.push(Rec { ordinal, old_pk });
@@ -687,12 +922,22 @@ impl ModelRun<'_, '_> {
         let mut queries = Vec::new();
         for (index, (rec, prep)) in recs.iter().zip(prepared).enumerate() {
             match prep {
-                Prepared::Skip(_) => self.stats.skipped += 1,
+                Prepared::Skip(reason) => {
+                    let plugin = self.plugin;
+                    self.note(*rec, Fate::Skipped, None, || format!("{plugin}: {reason}"));
+                }
                 Prepared::Invalid(errors) => return Err(self.invalid(rec, errors)),
                 Prepared::Ready { scope, queries: qs } => {
                     let scope = self.record_scope(scope, rec)?;
                     if !self.state.opts.scope.accepts(scope) {
-                        self.stats.skipped += 1;
+                        let import = self.state.opts.scope.as_scope();
+                        self.note(*rec, Fate::Skipped, None, || {
+                            format!(
+                                "its scope {} is outside the {} scope of this import",
+                                scope.as_str(),
+                                import.as_str()
+                            )
+                        });
                         continue;
                     }
                     for q in qs {
@@ -827,8 +1072,9 @@ impl ModelRun<'_, '_> {
             let rec = &recs[d.index];
             derived.extend(d.derived.into_iter().map(|r| (d.index, r)));
             let outcome = match d.decision {
-                Decision::Skip(_) => {
-                    self.stats.skipped += 1;
+                Decision::Skip(reason) => {
+                    let plugin = self.plugin;
+                    self.note(*rec, Fate::Skipped, None, || format!("{plugin}: {reason}"));
                     continue;
                 }
                 Decision::Invalid(errors) => return Err(self.invalid(rec, errors)),
@@ -863,14 +1109,18 @@ impl ModelRun<'_, '_> {
         let derived = self.derived_rows(derived, recs, &outcomes, &new_pks)?;
         let mut derived_written = Vec::with_capacity(derived.len());
         for (desc, rows) in &derived {
-            let pks = tx.reserve_pks(desc, rows.len()).await?;
+            let pks = tx.reserve_pks(desc, rows.len(), self.state.opts.commit.sequences()).await?;
             let rows: Vec<NewRow> = pks.iter().zip(rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
             tx.insert(desc, &rows).await?;
             derived_written.push((desc.name.clone(), pks));
         }
         let mappings = self.mappings(&outcomes, &new_pks);
-        tx.insert_chunks(&self.chunks(recs, &outcomes, &mappings)).await?;
-        let mappings = outcomes.iter().zip(mappings).map(|((index, _), m)| (recs[*index].old_pk, m)).collect();
+        // A rehearsal keeps no ledger: chunk rows take their ids from
+        // sequences, which no rollback restores, and nothing will resume it.
+        if self.state.opts.commit != Commit::Never {
+            tx.insert_chunks(&self.chunks(recs, &outcomes, &mappings)).await?;
+        }
+        let mappings = outcomes.iter().zip(mappings).map(|((index, _), m)| (recs[*index], m)).collect();
         Ok(Written { mappings, derived: derived_written })
     }
 
@@ -878,7 +1128,8 @@ impl ModelRun<'_, '_> {
     /// none; returns each inserted record's pk by batch index.
     async fn insert_rows(&self, tx: &mut db::Tx<'_>, outcomes: &[(usize, Outcome)]) -> Result<HashMap<usize, Pk>> {
         let fresh = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Insert { pk: None, .. })).count();
-        let mut reserved = tx.reserve_pks(self.desc, fresh).await?.into_iter();
+        let sequences = self.state.opts.commit.sequences();
+        let mut reserved = tx.reserve_pks(self.desc, fresh, sequences).await?.into_iter();
         let mut explicit = false;
         let mut new_pks = HashMap::with_capacity(outcomes.len());
         let mut rows = Vec::with_capacity(outcomes.len());
@@ -897,7 +1148,7 @@ impl ModelRun<'_, '_> {
         }
         tx.insert(self.desc, &rows).await?;
         if explicit {
-            tx.sync_sequence(self.desc).await?;
+            tx.sync_sequence(self.desc, sequences).await?;
         }
         Ok(new_pks)
     }
@@ -978,13 +1229,23 @@ impl ModelRun<'_, '_> {
                 ranges.insert(pk);
             }
         }
-        for (old, mapping) in written.mappings {
-            match mapping.kind {
-                ImportKind::Inserted => self.stats.inserted += 1,
-                ImportKind::Existing => self.stats.existing += 1,
-                ImportKind::Overwrite => self.stats.overwritten += 1,
-            }
-            self.state.pkmap.insert(&self.desc.name, old, mapping);
+        for (rec, mapping) in written.mappings {
+            let (fate, reason) = match mapping.kind {
+                ImportKind::Inserted => (Fate::Inserted, "inserted"),
+                ImportKind::Existing => (Fate::Existing, "an existing row stands for it"),
+                ImportKind::Overwrite => (Fate::Overwritten, "it overwrote an existing row"),
+            };
+            self.note(rec, fate, Some(mapping.new_pk), || reason.into());
+            self.state.pkmap.insert(&self.desc.name, rec.old_pk, mapping);
+        }
+    }
+
+    /// Counts a record's fate, and keeps it for the reporter if it wants it.
+    fn note(&mut self, rec: Rec, fate: Fate, new_pk: Option<Pk>, reason: impl FnOnce() -> String) {
+        self.stats.count(fate);
+        if self.state.detail.wants(fate) {
+            let (model, ordinal, old_pk) = (self.desc.name.clone(), rec.ordinal, rec.old_pk);
+            self.fates.push(RecordFate { model, ordinal, old_pk, new_pk, fate, reason: reason() });
         }
     }
 

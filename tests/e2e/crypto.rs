@@ -3,7 +3,6 @@
 //! message and exit code 4, and no plaintext is left behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE;
@@ -39,19 +38,9 @@ fn edit_token(tarball: &mut Tarball, change: impl FnOnce(&mut Vec<u8>)) {
 }
 
 /// Runs the binary with `TMPDIR` pointed at `tmp`, to see what it leaves there.
+/// Runs relocate with its temporary files in `tmp`.
 fn relocate_in(tmp: &Path, args: &[&str]) -> Run {
-    let out = Command::new(env!("CARGO_BIN_EXE_relocate"))
-        .args(args)
-        .env("TMPDIR", tmp)
-        .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
-        .env_remove("RELOCATE_DB")
-        .output()
-        .expect("run relocate");
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    crate::support::relocate_with_env(args, &[("TMPDIR", tmp.to_str().unwrap())])
 }
 
 fn import_global(t: &Target, tmp: &Path, tar: &Path) -> Run {

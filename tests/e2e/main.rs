@@ -14,6 +14,7 @@ mod cli;
 mod crypto;
 mod errors;
 mod import;
+mod operators;
 mod plugins;
 mod releases;
 mod sandbox;

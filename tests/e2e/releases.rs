@@ -235,30 +235,31 @@ struct Line {
     skipped: u64,
 }
 
-/// The summary's per-model lines and its "no plugin describes" lines.
+/// The `--json` summary's per-model counts and its models no plugin describes.
 fn summary(run: &Run) -> (BTreeMap<String, Line>, BTreeMap<String, u64>) {
-    let mut lines = BTreeMap::new();
-    let mut unknown = BTreeMap::new();
-    for l in run.stdout.lines() {
-        let words: Vec<&str> = l.split_whitespace().collect();
-        let numbers: Vec<u64> = words.iter().skip(1).filter_map(|w| w.parse().ok()).collect();
-        if words.len() == 7 && numbers.len() == 6 && words[0].contains('.') {
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("--json prints one JSON document");
+    let count = |m: &serde_json::Value, key: &str| m[key].as_u64().expect("a count");
+    let lines = json["models"]
+        .as_array()
+        .expect("a list of models")
+        .iter()
+        .map(|m| {
             let line = Line {
-                inserted: numbers[0],
-                existing: numbers[1],
-                overwritten: numbers[2],
-                dropped: numbers[3],
-                skipped: numbers[4],
+                inserted: count(m, "inserted"),
+                existing: count(m, "existing"),
+                overwritten: count(m, "overwritten"),
+                dropped: count(m, "dropped"),
+                skipped: count(m, "skipped"),
             };
-            lines.insert(words[0].to_string(), line);
-        }
-        if let Some(rest) = l.strip_prefix("skipped ")
-            && let Some((count, model)) =
-                rest.strip_suffix(": no plugin describes this model").and_then(|r| r.split_once(" records of "))
-        {
-            unknown.insert(model.to_string(), count.parse().expect("a count"));
-        }
-    }
+            (m["model"].as_str().expect("a model name").to_string(), line)
+        })
+        .collect();
+    let unknown = json["unknown"]
+        .as_object()
+        .expect("a map of unknown models")
+        .iter()
+        .map(|(model, n)| (model.clone(), n.as_u64().expect("a count")))
+        .collect();
     (lines, unknown)
 }
 
@@ -275,7 +276,7 @@ fn import_scope(scope: &str) -> ImportScope {
 /// Imports `release` in `scope` into the empty `t` and checks every table.
 async fn imports_in_scope(t: Target, release: &str, scope: &str) {
     let export = Export::read(release);
-    let run = t.relocate(&["import", scope, &export.path, "--no-prompt", "--seed", "1"]);
+    let run = t.relocate(&["import", scope, &export.path, "--no-prompt", "--seed", "1", "--json"]);
     run.success();
     let (lines, unknown) = summary(&run);
 

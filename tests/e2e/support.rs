@@ -1,6 +1,7 @@
 //! What every end-to-end test needs: a fresh database of either kind, the
 //! real `relocate` binary, fixtures, and ways to look at the result.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
@@ -110,6 +111,52 @@ impl Target {
 
     pub async fn i64s(&self, sql: &str) -> Vec<i64> {
         self.connect().await.i64s(sql).await
+    }
+
+    /// Everything a user could see in the database: its schema (tables,
+    /// indexes; PostgreSQL's sequences with their positions) and every row of
+    /// every table, as text, in a stable order. An absent SQLite file is
+    /// `None`, as it must stay after a dry run.
+    pub async fn snapshot(&self) -> Option<BTreeMap<String, Vec<String>>> {
+        if let Some(path) = self.url.strip_prefix("sqlite:")
+            && !Path::new(path).exists()
+        {
+            return None;
+        }
+        let mut c = self.connect().await;
+        let mut out = BTreeMap::new();
+        let (schema, tables) = match &c {
+            Conn::Sqlite(_) => (
+                "SELECT type || ' ' || name || ': ' || COALESCE(sql, '') FROM sqlite_master ORDER BY 1",
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY 1",
+            ),
+            Conn::Postgres(_) => (
+                "SELECT x FROM (SELECT 'index ' || indexname || ': ' || indexdef AS x FROM pg_indexes \
+                 WHERE schemaname = current_schema() UNION ALL SELECT 'sequence ' || sequencename || ': ' || \
+                 COALESCE(last_value, 0) FROM pg_sequences WHERE schemaname = current_schema() UNION ALL \
+                 SELECT 'column ' || table_name || '.' || column_name || ': ' || data_type FROM \
+                 information_schema.columns WHERE table_schema = current_schema()) s ORDER BY 1",
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1",
+            ),
+        };
+        out.insert("(schema)".to_string(), c.strings(schema).await.into_iter().flatten().collect());
+        for table in c.strings(tables).await.into_iter().flatten() {
+            let rows = match &c {
+                Conn::Sqlite(_) => {
+                    let cols: Vec<String> = c
+                        .strings(&format!("SELECT name FROM pragma_table_info('{table}') ORDER BY cid"))
+                        .await
+                        .into_iter()
+                        .flatten()
+                        .map(|col| format!("\"{col}\""))
+                        .collect();
+                    format!("SELECT json_array({}) FROM \"{table}\" ORDER BY 1", cols.join(", "))
+                }
+                Conn::Postgres(_) => format!("SELECT row_to_json(t)::text FROM \"{table}\" t ORDER BY 1"),
+            };
+            out.insert(table, c.strings(&rows).await.into_iter().flatten().collect());
+        }
+        Some(out)
     }
 
     /// Counts of every given table, for before/after comparisons.
@@ -223,11 +270,21 @@ pub fn relocate(args: &[&str]) -> Run {
 }
 
 pub fn relocate_with_input(args: &[&str], input: &str) -> Run {
+    run_relocate(args, input, &[])
+}
+
+/// Runs the real binary with extra environment variables.
+pub fn relocate_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    run_relocate(args, "", env)
+}
+
+fn run_relocate(args: &[&str], input: &str, env: &[(&str, &str)]) -> Run {
     use std::io::Write as _;
     let mut child = Command::new(env!("CARGO_BIN_EXE_relocate"))
         .args(args)
         .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
         .env_remove("RELOCATE_DB")
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

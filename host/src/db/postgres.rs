@@ -3,8 +3,9 @@
 
 use std::str::FromStr;
 
-use sqlx::postgres::{PgArguments, PgConnectOptions};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
+use sqlx_core::transaction::TransactionManager;
 
 use super::{Chunk, ChunkParam, Error, NewRow, Result, TakenRange, query_error};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
@@ -22,6 +23,18 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
 
 pub async fn begin(c: &mut PgConnection) -> Result<Tx<'_>> {
     c.begin().await.map_err(query_error("begin a transaction"))
+}
+
+pub async fn begin_outer(c: &mut PgConnection) -> Result<()> {
+    PgTransactionManager::begin(c, None).await.map_err(query_error("begin the import's transaction"))
+}
+
+pub async fn end_outer(c: &mut PgConnection, commit: bool) -> Result<()> {
+    if commit {
+        PgTransactionManager::commit(c).await.map_err(query_error("commit the import's transaction"))
+    } else {
+        PgTransactionManager::rollback(c).await.map_err(query_error("roll back the import's transaction"))
+    }
 }
 
 pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
@@ -221,6 +234,16 @@ pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<
         .fetch_all(&mut **t)
         .await
         .map_err(query_error(format!("reserve pks for {}", model.name)))
+}
+
+/// `MAX(id) + 1 ..= MAX(id) + n`, leaving the sequence as it is.
+pub async fn pks_after_max(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
+    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {}", model.table);
+    let max: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
+        .fetch_one(&mut **t)
+        .await
+        .map_err(query_error(format!("reserve pks for {}", model.name)))?;
+    Ok((1..=n as i64).map(|i| max + i).collect())
 }
 
 pub async fn sync_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {

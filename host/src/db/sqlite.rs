@@ -3,8 +3,11 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
+use sqlx::sqlite::{
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTransactionManager,
+};
+use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqlSafeStr, SqliteConnection, Transaction};
+use sqlx_core::transaction::TransactionManager;
 
 use super::{Chunk, Error, NewRow, Result, TakenRange, query_error};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
@@ -28,8 +31,27 @@ pub async fn connect(url: &str) -> Result<SqliteConnection> {
 }
 
 pub async fn begin(c: &mut SqliteConnection) -> Result<Tx<'_>> {
+    // Inside an import-wide transaction, a batch's is a savepoint; the outer
+    // one holds the write lock.
+    if c.is_in_transaction() {
+        return c.begin().await.map_err(query_error("begin a savepoint"));
+    }
     // IMMEDIATE takes the write lock up front, so MAX(id) + 1 stays ours.
     c.begin_with("BEGIN IMMEDIATE").await.map_err(query_error("begin a transaction"))
+}
+
+pub async fn begin_outer(c: &mut SqliteConnection) -> Result<()> {
+    SqliteTransactionManager::begin(c, Some("BEGIN IMMEDIATE".into_sql_str()))
+        .await
+        .map_err(query_error("begin the import's transaction"))
+}
+
+pub async fn end_outer(c: &mut SqliteConnection, commit: bool) -> Result<()> {
+    if commit {
+        SqliteTransactionManager::commit(c).await.map_err(query_error("commit the import's transaction"))
+    } else {
+        SqliteTransactionManager::rollback(c).await.map_err(query_error("roll back the import's transaction"))
+    }
 }
 
 pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
