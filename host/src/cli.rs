@@ -20,6 +20,7 @@ use crate::{crypto, db, reader};
 
 mod inspect;
 mod observe;
+mod verify;
 
 /// Exit codes, stable and documented in the README.
 pub mod exit {
@@ -83,6 +84,8 @@ enum Command {
     /// The target database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Read an import's rows back and compare them with the export through its pk map.
+    Verify(verify::VerifyArgs),
 }
 
 #[derive(Subcommand)]
@@ -277,6 +280,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 | engine::Error::Invalid { .. }
                 | engine::Error::Write { .. }
                 | engine::Error::Internal(_) => exit::IMPORT_FAILED,
+                engine::Error::NoSuchImport(_) => exit::USAGE,
             };
         }
         if let Some(r) = cause.downcast_ref::<reader::Error>() {
@@ -393,6 +397,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(&args),
+        Command::Verify(args) => verify::run(&args).await,
         Command::Db(DbCommand::Init { db, plugins }) => {
             let (_host, registry) = load_plugins(&plugins)?;
             let mut conn = db::Db::connect(&db.db).await?;

@@ -4,7 +4,7 @@
 //! per batch for inserts, one per kind of question for lookups. The dialect
 //! modules hold the SQL under the same function names.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::model::{ColumnKind, Ident, ModelDesc, ModelName, Pk, Silo, Value};
 
@@ -230,6 +230,35 @@ impl Db {
         match self {
             Db::Sqlite(_) => Dialect::Sqlite,
             Db::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// The rows of `model` with these pks, each column read back as text in
+    /// one form per kind whatever the dialect: integers and floats in
+    /// decimal, booleans `1`/`0`, datetimes ISO 8601 in UTC, text and JSON as
+    /// stored.
+    pub async fn read_rows(&mut self, model: &ModelDesc, pks: &[Pk]) -> Result<HashMap<Pk, Vec<Option<String>>>> {
+        let dialect = self.dialect();
+        let columns: Vec<String> = model
+            .columns
+            .iter()
+            .map(|c| {
+                let col = c.name.quoted();
+                match (dialect, c.kind) {
+                    (Dialect::Sqlite, _) => format!("CAST({col} AS TEXT)"),
+                    (Dialect::Postgres, ColumnKind::Boolean) => format!("CAST(CAST({col} AS INTEGER) AS TEXT)"),
+                    (Dialect::Postgres, ColumnKind::Datetime) => {
+                        format!("to_char({col} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')")
+                    }
+                    (Dialect::Postgres, _) => format!("CAST({col} AS TEXT)"),
+                }
+            })
+            .collect();
+        let select = format!("SELECT id, {} FROM {}", columns.join(", "), model.table);
+        let context = format!("read back rows of {}", model.name);
+        match self {
+            Db::Sqlite(c) => sqlite::read_rows(c, &select, pks, &context).await,
+            Db::Postgres(c) => postgres::read_rows(c, &select, pks, &context).await,
         }
     }
 

@@ -22,6 +22,7 @@ use crate::reader::{self, Export};
 pub mod graph;
 pub mod pkmap;
 pub mod record;
+pub mod verify;
 
 use graph::Registry;
 use pkmap::PkMap;
@@ -53,6 +54,8 @@ pub enum Error {
     Write { model: ModelName, first: u64, last: u64, source: db::Error },
     #[error("plugin {plugin} on {model} record #{ordinal} (pk {pk}): broke the contract: {message}")]
     Contract { plugin: String, model: ModelName, ordinal: u64, pk: Pk, message: String },
+    #[error("the database holds no import {0}: check --import-uuid (`relocate status` lists the imports)")]
+    NoSuchImport(Uuid),
     /// A bug in relocate, not in the input, a plugin or the database.
     #[error("internal error: {0}")]
     Internal(String),

@@ -318,3 +318,44 @@ fn plain_progress_lines_when_not_a_terminal_and_none_with_silent() {
     silent.success();
     assert_eq!(silent.stderr, "", "--silent prints nothing but errors");
 }
+
+fn verify(t: &crate::support::Target, uuid: &str, scope: &str) -> Run {
+    crate::support::relocate(&["verify", &fresh(), "--db", &t.url, "--import-uuid", uuid, "--scope", scope, "--json"])
+}
+
+db_test!(verify_passes_after_an_import_and_finds_a_changed_row, |t| {
+    let (first, second) = ("6f1c2a3b-0000-4000-8000-000000000001", "6f1c2a3b-0000-4000-8000-000000000002");
+    t.relocate(&["import", "global", &fresh(), "--no-prompt", "--import-uuid", first]).success();
+    verify(&t, first, "global").success();
+    // A second import collides on every username and slug: suffixes are expected changes.
+    t.relocate(&["import", "organizations", &fresh(), "--import-uuid", second]).success();
+    let run = verify(&t, second, "organizations");
+    run.success();
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert!(json["models"]["sentry.user"]["compared"].as_u64().unwrap() == 2, "{json}");
+    assert!(json["findings"].as_array().unwrap().is_empty());
+
+    // One changed column of one row, one foreign key pointing elsewhere.
+    let project = t.i64s("SELECT max(id) FROM sentry_project").await[0];
+    let mut c = t.connect().await;
+    c.execute(&format!("UPDATE sentry_project SET name = 'Changed' WHERE id = {project}")).await;
+    let run = verify(&t, second, "organizations");
+    run.failure(1);
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let findings = json["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "{findings:?}");
+    assert_eq!(findings[0]["model"], "sentry.project");
+    assert_eq!(findings[0]["column"], "name");
+    assert_eq!(findings[0]["found"], "Changed");
+    assert_eq!(findings[0]["expected"], "Internal");
+    assert!(run.stderr.contains("differs from the export in 1 place"), "{}", run.stderr);
+    // The first import is untouched by the change.
+    verify(&t, first, "global").success();
+});
+
+db_test!(verify_of_an_unknown_import_is_a_usage_error, |t| {
+    t.relocate(&["import", "users", &fresh()]).success();
+    let run = verify(&t, "6f1c2a3b-0000-4000-8000-0000000000ff", "users");
+    run.failure(2);
+    assert!(run.stderr.contains("no import 6f1c2a3b-0000-4000-8000-0000000000ff"), "{}", run.stderr);
+});

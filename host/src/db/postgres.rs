@@ -362,3 +362,22 @@ pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<
     }
     Ok(out)
 }
+
+/// Rows by pk for [`super::Db::read_rows`]: `select` reads the id, then text columns.
+pub async fn read_rows(
+    c: &mut PgConnection,
+    select: &str,
+    pks: &[Pk],
+    context: &str,
+) -> Result<std::collections::HashMap<Pk, Vec<Option<String>>>> {
+    let sql = format!("{select} WHERE id = ANY($1)");
+    let rows =
+        sqlx::query(AssertSqlSafe(sql)).bind(pks.to_vec()).fetch_all(&mut *c).await.map_err(query_error(context))?;
+    let mut out = std::collections::HashMap::with_capacity(rows.len());
+    for row in rows {
+        let pk: Pk = row.try_get(0).map_err(query_error(context))?;
+        let values = (1..row.len()).map(|i| row.try_get::<Option<String>, _>(i)).collect::<Result<Vec<_>, _>>();
+        out.insert(pk, values.map_err(query_error(context))?);
+    }
+    Ok(out)
+}
