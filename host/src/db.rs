@@ -314,10 +314,26 @@ impl Tx<'_> {
         }
     }
 
-    fn dialect(&self) -> Dialect {
+    pub fn dialect(&self) -> Dialect {
         match self {
             Tx::Sqlite(_) => Dialect::Sqlite,
             Tx::Postgres(_) => Dialect::Postgres,
+        }
+    }
+
+    /// Makes concurrent imports that ask about the same names take turns,
+    /// as Sentry's per-name locks do: on PostgreSQL, a transaction-level
+    /// advisory lock per question ([`question_lock`]), so that the second
+    /// import's question sees the first one's committed row and its plugin
+    /// picks a free suffix instead of failing on a unique key. Taken in
+    /// ascending order in one statement, so two batches never wait on each
+    /// other in a cycle. SQLite's `BEGIN IMMEDIATE` serializes writers already.
+    pub async fn lock_questions(&mut self, mut keys: Vec<i64>) -> Result<()> {
+        keys.sort_unstable();
+        keys.dedup();
+        match self {
+            Tx::Postgres(t) if !keys.is_empty() => postgres::advisory_locks(t, &keys).await,
+            Tx::Postgres(_) | Tx::Sqlite(_) => Ok(()),
         }
     }
 
@@ -430,6 +446,29 @@ impl TakenRange {
         let base = fold(dialect, base);
         TakenRange { upper: format!("{base}."), pattern: format!("{}-%", like_escape(&base)), base }
     }
+}
+
+/// The advisory lock a question about `key` takes ([`Tx::lock_questions`]):
+/// the same for every import asking about the same model, column(s) and
+/// value, folded as the question folds it, on any machine.
+pub fn question_lock(dialect: Dialect, model: &ModelName, lookup: &Lookup, key: &[Value]) -> i64 {
+    use sha2::Digest as _;
+    let mut hash = sha2::Sha256::new();
+    hash.update(b"relocate question lock v1\0");
+    hash.update(model.as_str().as_bytes());
+    match lookup {
+        Lookup::Equal(cols) => {
+            for (c, v) in cols.iter().zip(key) {
+                hash.update(format!("\0{c}={v:?}").as_bytes());
+            }
+        }
+        Lookup::Folded(c) => {
+            let base = key.first().and_then(Value::as_text).unwrap_or_default();
+            hash.update(format!("\0{c}~{}", fold(dialect, base)).as_bytes());
+        }
+    }
+    let digest = hash.finalize();
+    i64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
 }
 
 /// The kind of index a question needs.

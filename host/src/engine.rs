@@ -1009,6 +1009,16 @@ impl ModelRun<'_, '_> {
                 (model, db::Lookup::Folded(col)) => takens.entry((model.clone(), col)).or_default().push(n),
             }
         }
+        let mut locks = Vec::with_capacity(queries.len());
+        for (_, q) in &queries {
+            let (model, lookup) = self.lookup(q).map_err(|e| db::Error::Corrupt(e.to_string()))?;
+            let key = match q {
+                Query::Find { values, .. } => values.clone(),
+                Query::Taken { base, .. } => vec![Value::Text(base.clone())],
+            };
+            locks.push(db::question_lock(tx.dialect(), model, &lookup, &key));
+        }
+        tx.lock_questions(locks).await?;
         let mut answers: Vec<Option<Answer>> = vec![None; queries.len()];
         for ((model, cols), ns) in finds {
             let desc =

@@ -11,6 +11,7 @@
 mod support;
 
 mod cli;
+mod concurrency;
 mod crypto;
 mod errors;
 mod import;

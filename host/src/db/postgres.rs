@@ -381,3 +381,14 @@ pub async fn read_rows(
     }
     Ok(out)
 }
+
+/// Takes the advisory locks `keys` (sorted) for the rest of the transaction.
+pub async fn advisory_locks(t: &mut Tx<'_>, keys: &[i64]) -> Result<()> {
+    // The subquery's order is the order the locks are taken in.
+    sqlx::query("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::int8[]) AS k ORDER BY 1) s")
+        .bind(keys)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error("lock the names this batch asks about"))?;
+    Ok(())
+}
