@@ -61,6 +61,8 @@ pub enum Error {
     UnknownMember(String),
     #[error("the tarball has no `{0}`: an encrypted export holds `export.json`, `data.key` and `key.pub`")]
     MissingMember(&'static str),
+    #[error("the tarball holds `{0}` more than once: which one to trust is ambiguous, so it is refused")]
+    DuplicateMember(&'static str),
     #[error("tarball member `{name}` is {size} bytes, more than the {limit} it can be")]
     MemberTooLarge { name: &'static str, size: u64, limit: u64 },
     #[error(
@@ -131,8 +133,8 @@ impl Tarball {
     /// Reads a tarball, plain or gzip-compressed, as Sentry's `unwrap_encrypted_export_tarball`.
     ///
     /// Entries that are not regular files are skipped. Any other regular member is an error,
-    /// and all three members must be present; a repeated member replaces the earlier one, as
-    /// with `tarfile`.
+    /// and all three members must be present, once each (`tarfile` would take the last of a
+    /// repeated member; a tarball Sentry writes never repeats one, so a repeat is refused).
     pub fn read(mut reader: impl Read) -> Result<Self> {
         let (compression, prefix) = sniff(&mut reader)?;
         // Put the sniffed bytes back in front of the rest of the stream.
@@ -333,7 +335,7 @@ struct Members<T> {
 
 /// Walks the entries as Sentry's `unwrap_encrypted_export_tarball` does: entries that are not
 /// regular files are skipped, any other regular member is an error, all three members must be
-/// present, and a repeated member replaces the earlier one, as with `tarfile`. `take_export`
+/// present, and a repeated member is refused (`tarfile` would take the last). `take_export`
 /// handles `export.json`, which has no size cap: real exports run to gigabytes.
 fn read_members<'a, R: Read + 'a, T>(
     entries: io::Result<tar::Entries<'a, R>>,
@@ -356,6 +358,14 @@ fn read_members<'a, R: Read + 'a, T>(
                 return Err(Error::UnknownMember(name));
             }
         };
+        let seen = match name {
+            EXPORT_JSON => export.is_some(),
+            DATA_KEY => data_key.is_some(),
+            _ => key_pub.is_some(),
+        };
+        if seen {
+            return Err(Error::DuplicateMember(name));
+        }
         match name {
             EXPORT_JSON => export = Some(take_export(&mut entry)?),
             DATA_KEY => data_key = Some(read_member(&mut entry, name, MAX_KEY_MEMBER_BYTES)?),
@@ -899,7 +909,7 @@ mod tests {
     }
 
     #[test]
-    fn skips_entries_that_are_not_files_and_takes_the_last_duplicate() {
+    fn skips_entries_that_are_not_files_and_refuses_a_repeated_member() {
         let t = python_tarball();
         let mut builder = tar::Builder::new(Vec::new());
         for (name, kind) in [("extra/", tar::EntryType::Directory), ("link", tar::EntryType::Symlink)] {
@@ -908,15 +918,21 @@ mod tests {
             header.set_size(0);
             builder.append_data(&mut header, name, &[][..]).unwrap();
         }
-        for (name, data) in
-            [(KEY_PUB, &b"stale"[..]), (EXPORT_JSON, &t.export), (DATA_KEY, &t.data_key), (KEY_PUB, &t.public_key_pem)]
-        {
+        for (name, data) in [(EXPORT_JSON, &t.export[..]), (DATA_KEY, &t.data_key), (KEY_PUB, &t.public_key_pem)] {
             let mut header = tar::Header::new_ustar();
             header.set_size(data.len() as u64);
             builder.append_data(&mut header, name, data).unwrap();
         }
         let bytes = builder.into_inner().unwrap();
         assert_eq!(Tarball::read(&bytes[..]).unwrap(), t);
+        let repeated = tar_of(&[
+            (KEY_PUB, b"stale"),
+            (EXPORT_JSON, &t.export),
+            (DATA_KEY, &t.data_key),
+            (KEY_PUB, &t.public_key_pem),
+        ]);
+        let err = Tarball::read(&repeated[..]).unwrap_err();
+        assert!(matches!(err, Error::DuplicateMember(KEY_PUB)), "{err:?}");
     }
 
     #[test]

@@ -69,8 +69,8 @@ struct Envelope<'a> {
     #[serde(borrow)]
     model: std::borrow::Cow<'a, str>,
     pk: Option<serde_json::Value>,
+    /// Only its shape is checked here; it is parsed when the record is read.
     #[serde(borrow)]
-    #[allow(dead_code)] // present to check the shape; parsed on demand later
     fields: Option<&'a serde_json::value::RawValue>,
 }
 
@@ -158,6 +158,9 @@ fn index(path: &Path, input: impl BufRead) -> Result<Index> {
                     |message: String| Error::Record { path: path.to_path_buf(), position, offset: start, message };
                 let env: Envelope =
                     serde_json::from_slice(&element).map_err(|e| record_error(format!("not a record: {e}")))?;
+                if env.fields.is_some_and(|f| !f.get().starts_with('{')) {
+                    return Err(record_error("`fields` must be an object of field names and values".into()));
+                }
                 let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
                 let pk = match env.pk {
                     Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
@@ -188,7 +191,29 @@ fn index(path: &Path, input: impl BufRead) -> Result<Index> {
     if let Some(b) = s.next_non_ws()? {
         return Err(s.syntax(1, format!("unexpected `{}` after the end of the array", b as char)));
     }
+    for (model, records) in &models {
+        refuse_duplicate_pks(path, model, records)?;
+    }
     Ok((models, position))
+}
+
+/// Two records of one model with the same pk would make every reference to
+/// it ambiguous; Sentry would map the pk to whichever came last.
+fn refuse_duplicate_pks(path: &Path, model: &ModelName, records: &[RecordRef]) -> Result<()> {
+    let mut pks: Vec<(Pk, u64, u64)> = records.iter().map(|r| (r.pk, r.position, r.offset)).collect();
+    pks.sort_unstable();
+    match pks.windows(2).find(|w| w[0].0 == w[1].0) {
+        Some(w) => Err(Error::Record {
+            path: path.to_path_buf(),
+            position: w[1].1,
+            offset: w[1].2,
+            message: format!(
+                "{model} pk {} appears again (first at record #{}): every reference to it would be ambiguous",
+                w[0].0, w[0].1
+            ),
+        }),
+        None => Ok(()),
+    }
 }
 
 struct Scanner<'p, R> {
