@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::engine::graph::Registry;
 use crate::engine::{self, Filters, ImportOptions, ModelSummary, Summary};
@@ -240,10 +240,34 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes on one line, each said once. relocate's own
+/// errors carry their causes' text; a cause whose text is already on the
+/// line (a foreign error that repeats its source, say) is left out.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// The clap definition of the whole command line, for completions, the man
+/// page and the tests that check every flag has help.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
@@ -252,8 +276,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return match e {
                 engine::Error::Reader(r) => reader_code(r),
                 engine::Error::Plugin(_) | engine::Error::Contract { .. } | engine::Error::Graph(_) => exit::PLUGIN,
-                engine::Error::Db(db::Error::UniqueViolation { .. }) => exit::IMPORT_FAILED,
-                engine::Error::Db(_) => exit::DATABASE,
+                engine::Error::Db(e) => db_code(e),
+                // The database lost or refused the batch for its own reasons,
+                // not for one of its records.
+                engine::Error::Write { error, .. } if error.is_transient() => exit::DATABASE,
                 engine::Error::Deserialization { .. }
                 | engine::Error::Invalid { .. }
                 | engine::Error::Write { .. }
@@ -269,17 +295,28 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<plugin::Error>().is_some() {
             return exit::PLUGIN;
         }
-        if cause.downcast_ref::<db::Error>().is_some() {
-            return exit::DATABASE;
+        if let Some(e) = cause.downcast_ref::<db::Error>() {
+            return db_code(e);
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return exit::USAGE;
+        }
+        if cause.downcast_ref::<BadInput>().is_some() {
+            return exit::BAD_INPUT;
         }
         if cause.downcast_ref::<Undescribed>().is_some() {
             return exit::IMPORT_FAILED;
         }
     }
     exit::IMPORT_FAILED
+}
+
+fn db_code(e: &db::Error) -> u8 {
+    match e {
+        db::Error::BadUrl(_) | db::Error::NoFile { .. } => exit::USAGE,
+        db::Error::UniqueViolation { .. } => exit::IMPORT_FAILED,
+        _ => exit::DATABASE,
+    }
 }
 
 fn reader_code(e: &reader::Error) -> u8 {
@@ -323,33 +360,46 @@ fn counts(models: &[(String, u64)]) -> String {
     models.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
-/// A mistake on the command line found after parsing.
+/// A mistake on the command line found after parsing, including a file it
+/// names (other than the export) that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
+
+/// An export that cannot be read outside an import (`relocate encrypt`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+/// A file named on the command line that cannot be read or written.
+fn file_error(what: &str, path: &Path, e: std::io::Error) -> UsageError {
+    UsageError(format!("cannot {what} {}: {e}", path.display()))
+}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Import(cmd) => import(cmd).await,
         Command::Decrypt { dest, src, decrypt_with } => {
             let key = read_key(&decrypt_with)?;
-            let sealed =
-                crypto::SealedExport::open(&src).with_context(|| format!("invalid tarball {}", src.display()))?;
-            write_whole(&dest, |out| {
-                sealed.decrypt_to(&key, out).with_context(|| format!("invalid tarball {}", src.display()))
-            })
+            // As an import says it: the tarball named, and a wrong key
+            // reported as the key's fault, not the tarball's.
+            let tarball_error = |error: crypto::Error| match error {
+                crypto::Error::File { path, error } => reader::Error::Io { path, error },
+                error => reader::Error::Crypto { path: src.clone(), error },
+            };
+            let sealed = crypto::SealedExport::open(&src).map_err(tarball_error)?;
+            write_whole(&dest, |out| Ok(sealed.decrypt_to(&key, out).map_err(tarball_error)?))
         }
         Command::Encrypt { dest, src, encrypt_with } => {
-            let cannot_read = || format!("cannot read {}", src.display());
-            let mut json = std::fs::File::open(&src).with_context(cannot_read)?;
+            let cannot_read = |error: std::io::Error| reader::Error::Io { path: src.clone(), error };
+            let mut json = std::fs::File::open(&src).map_err(cannot_read)?;
             serde_json::from_reader::<_, serde::de::IgnoredAny>(std::io::BufReader::new(&json))
-                .map_err(|e| UsageError(format!("invalid input JSON in {}: {e}", src.display())))?;
-            let len = std::io::Seek::rewind(&mut json).and_then(|()| json.metadata()).with_context(cannot_read)?.len();
-            let pem =
-                std::fs::read(&encrypt_with).with_context(|| format!("cannot read {}", encrypt_with.display()))?;
+                .map_err(|e| BadInput(format!("{}: not a JSON export: {e}", src.display())))?;
+            let len = std::io::Seek::rewind(&mut json).and_then(|()| json.metadata()).map_err(cannot_read)?.len();
+            let pem = std::fs::read(&encrypt_with).map_err(|e| file_error("read the public key", &encrypt_with, e))?;
             write_whole(&dest, |out| {
                 crypto::encrypt_to(std::io::BufReader::new(&json), len, &pem, &mut rand::rngs::OsRng, out)
-                    .context("cannot encrypt")
+                    .with_context(|| format!("cannot encrypt with {}", encrypt_with.display()))
             })
         }
         Command::Plugins(PluginsCommand::List { plugins }) => {
@@ -392,19 +442,22 @@ fn write_whole(
     dest: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let cannot_write = || format!("cannot write {}", dest.display());
+    let cannot_write = |e: std::io::Error| file_error("write", dest, e);
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(cannot_write)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(cannot_write)?;
     let mut out = std::io::BufWriter::new(temp.as_file_mut());
     write(&mut out)?;
-    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(cannot_write)?;
-    temp.persist(dest).with_context(cannot_write)?;
+    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).map_err(cannot_write)?;
+    temp.persist(dest).map_err(|e| cannot_write(e.error))?;
     Ok(())
 }
 
+/// The `--decrypt-with` key. A key file that cannot be read is a mistake in
+/// the command, as a `--plugin` file is; one that is not a usable key is a
+/// decryption failure.
 fn read_key(path: &Path) -> anyhow::Result<crypto::PrivateKey> {
     crypto::PrivateKey::from_pem_file(path).map_err(|e| match e {
-        crypto::Error::File { .. } => anyhow::Error::new(e).context("cannot read the private key"),
+        crypto::Error::File { error, .. } => file_error("read the private key", path, error).into(),
         e => anyhow::Error::new(e).context(format!("{}", path.display())),
     })
 }
@@ -442,7 +495,7 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
 /// A plugin file named on the command line; one that cannot be read is a
 /// mistake in the command, not a failing plugin.
 fn read_plugin_file(path: &Path) -> Result<Vec<u8>, UsageError> {
-    std::fs::read(path).map_err(|e| UsageError(format!("cannot read the plugin file {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| file_error("read the plugin file", path, e))
 }
 
 fn split_list(s: &str) -> BTreeSet<String> {
@@ -454,9 +507,9 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Users { common, merge_users, filter_usernames, filter_usernames_file } => {
             let usernames = match (filter_usernames, filter_usernames_file) {
                 (Some(list), _) => Some(split_list(&list)),
-                (None, Some(path)) => Some(split_list(
-                    &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
-                )),
+                (None, Some(path)) => {
+                    Some(split_list(&std::fs::read_to_string(&path).map_err(|e| file_error("read", &path, e))?))
+                }
                 (None, None) => None,
             };
             let flags = ImportFlags { merge_users, ..ImportFlags::default() };
@@ -481,7 +534,7 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
     let result = run_import(scope, &common, flags, filters).await;
     if let Some(path) = findings {
         let json = findings_json(result.as_ref().err());
-        std::fs::write(&path, json).with_context(|| format!("cannot write the findings to {}", path.display()))?;
+        std::fs::write(&path, json).map_err(|e| file_error("write the findings to", &path, e))?;
     }
     let summary = result?;
     if !common.silent {
@@ -613,7 +666,7 @@ fn findings_json(error: Option<&anyhow::Error>) -> String {
         "kind": kind,
         "left_pk": left_pk,
         "on": on,
-        "reason": format!("{error:#}"),
+        "reason": one_line(error),
         "right_pk": null,
     }]);
     // serde_json's map is insertion-ordered here only with preserve_order;

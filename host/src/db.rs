@@ -11,15 +11,25 @@ use crate::model::{ColumnKind, Ident, ModelDesc, ModelName, Pk, Silo, Value};
 mod postgres;
 mod sqlite;
 
+/// A database failure. Each message carries its cause's text (no
+/// `source()`), so it is printed once, and ends with what to do when there
+/// is something to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open database {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("`{0}` is not a database URL: use sqlite:PATH or postgres://…")]
+    #[error("cannot open database {url}: {}; {hint}", message(.error))]
+    Connect { url: String, error: sqlx::Error, hint: ConnectHint },
+    #[error(
+        "PostgreSQL database \"{name}\" does not exist: create it with: createdb {createdb} \
+         (or CREATE DATABASE \"{name}\"), then rerun"
+    )]
+    NoDatabase { name: String, createdb: String },
+    #[error("`{0}` is not a database URL: use sqlite:PATH or postgres://USER@HOST/DB")]
     BadUrl(String),
-    #[error("{context}: {source}")]
-    Query { context: String, source: sqlx::Error },
-    #[error("{context}: a unique constraint was violated: {message}")]
+    #[error("{url} names no file, so nothing would outlive this command: use sqlite:PATH")]
+    NoFile { url: String },
+    #[error("database: {context}: {}", message(.error))]
+    Query { context: String, error: sqlx::Error },
+    #[error("database: {context}: a unique constraint was violated: {message}")]
     UniqueViolation { context: String, message: String },
     #[error("table {table} (model {model}) does not exist in the target database; run `relocate db init` first")]
     MissingTable { model: ModelName, table: Ident },
@@ -29,12 +39,111 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether the same statement could succeed later: the connection was
+    /// lost, the server was busy, locked, out of resources or shutting down.
+    /// A refused value or a violated constraint is not: it would be refused
+    /// again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Query { error, .. } => is_transient(error),
+            _ => false,
+        }
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes: connection exception, transaction
+                // rollback (serialization, deadlock), insufficient resources,
+                // operator intervention (shutdown, cancel), system error; and
+                // a lock not available.
+                Some(_) => {
+                    ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class)) || code == "55P03"
+                }
+                // SQLite's primary result code is the low byte of the extended
+                // one: BUSY, LOCKED, NOMEM, IOERR, FULL, PROTOCOL.
+                None => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13 | 15)),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A sqlx error's text without sqlx's own prefix, with PostgreSQL's detail
+/// (which key, which value) when there is one.
+fn message(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            Some(pg) => match pg.detail() {
+                Some(detail) => format!("{} ({detail})", pg.message()),
+                None => pg.message().to_string(),
+            },
+            None => db.message().to_string(),
+        },
+        sqlx::Error::Io(e) => e.to_string(),
+        e => e.to_string(),
+    }
+}
+
+/// What to check when a database cannot be opened (a small enum, not a
+/// string, to keep [`Error`] small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectHint {
+    Url,
+    SqliteDirectory,
+    SqliteFile,
+    PgListening,
+    PgReachable,
+    PgCredentials,
+}
+
+impl std::fmt::Display for ConnectHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectHint::Url => "check the --db URL",
+            ConnectHint::SqliteDirectory => "check that its directory exists and is writable",
+            ConnectHint::SqliteFile => "check the path: it must name an existing database file",
+            ConnectHint::PgListening => "is PostgreSQL running and listening at that host and port?",
+            ConnectHint::PgReachable => "check the host and port in the --db URL and that the server is reachable",
+            ConnectHint::PgCredentials => "check the user and password in the --db URL",
+        })
+    }
+}
+
 /// Wraps a sqlx error with what we were doing, singling out unique violations.
 pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();
-    move |source| match source.as_database_error() {
+    move |error| match error.as_database_error() {
         Some(db) if db.is_unique_violation() => Error::UniqueViolation { context, message: db.message().to_string() },
-        _ => Error::Query { context, source },
+        _ => Error::Query { context, error },
+    }
+}
+
+/// Refuses a `--db` relocate cannot use, before anything connects: an
+/// unknown scheme, or SQLite without a file (sqlx would open a temporary or
+/// in-memory database, gone with everything imported when relocate exits).
+pub fn check_url(url: &str) -> Result<()> {
+    if let Some(rest) = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:")) {
+        let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+        let in_memory = path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+        if path.is_empty() || in_memory {
+            return Err(Error::NoFile { url: url.to_string() });
+        }
+        Ok(())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(Error::BadUrl(url.to_string()))
     }
 }
 
@@ -82,12 +191,21 @@ pub struct NewRow<'a> {
 impl Db {
     /// Connects to `sqlite:PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Db> {
+        Self::open(url, true).await
+    }
+
+    /// Connects to an existing database only: a SQLite file that is not
+    /// there is an error, not a new empty database.
+    pub async fn connect_existing(url: &str) -> Result<Db> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Db> {
+        check_url(url)?;
         if url.starts_with("sqlite:") {
-            sqlite::connect(url).await.map(Db::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            postgres::connect(url).await.map(Db::Postgres)
+            sqlite::connect(url, create).await.map(Db::Sqlite)
         } else {
-            Err(Error::BadUrl(url.to_string()))
+            postgres::connect(url).await.map(Db::Postgres)
         }
     }
 

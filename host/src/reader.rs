@@ -21,10 +21,11 @@ const MAX_RECORD_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Crypto { path: PathBuf, source: crypto::Error },
+    // The causes are part of the messages, not `source()`: printed once.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Crypto { path: PathBuf, error: crypto::Error },
     #[error("{path}: the file looks like an encrypted tarball; pass the private key with --decrypt-with")]
     NeedsKey { path: PathBuf },
     #[error("{path}: byte {offset}: {message}")]
@@ -77,7 +78,7 @@ struct Envelope<'a> {
 impl Export {
     /// Opens `path`; an encrypted tarball needs `key`.
     pub fn open(path: &Path, key: Option<&crypto::PrivateKey>) -> Result<Export> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |error| Error::Io { path: path.to_path_buf(), error };
         let mut file = File::open(path).map_err(io)?;
         let mut head = [0u8; 512];
         let n = read_up_to(&mut file, &mut head).map_err(io)?;
@@ -85,7 +86,7 @@ impl Export {
         let is_gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
         let data = if is_tar || is_gzip {
             let key = key.ok_or_else(|| Error::NeedsKey { path: path.to_path_buf() })?;
-            let crypt = |source| Error::Crypto { path: path.to_path_buf(), source };
+            let crypt = |error| Error::Crypto { path: path.to_path_buf(), error };
             // Decrypted (HMAC verified first) before a byte of it is parsed.
             crypto::SealedExport::open(path).and_then(|sealed| sealed.decrypt_to_tempfile(key)).map_err(crypt)?
         } else {
@@ -118,7 +119,7 @@ impl Export {
     pub fn read(&self, at: &RecordRef, buf: &mut Vec<u8>) -> Result<RawRecord> {
         use std::os::unix::fs::FileExt;
         buf.resize(at.len as usize, 0);
-        self.data.read_exact_at(buf, at.offset).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.data.read_exact_at(buf, at.offset).map_err(|error| Error::Io { path: self.path.clone(), error })?;
         serde_json::from_slice(buf).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
     }
 
@@ -200,7 +201,7 @@ struct Scanner<'p, R> {
 impl<R: BufRead> Scanner<'_, R> {
     fn fill(&mut self) -> Result<&[u8]> {
         let path = self.path;
-        self.input.fill_buf().map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        self.input.fill_buf().map_err(|error| Error::Io { path: path.to_path_buf(), error })
     }
 
     /// A syntax error about the byte `back` bytes before the current offset.

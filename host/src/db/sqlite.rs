@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
 
-use super::{Chunk, Error, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ConnectHint, Error, NewRow, Result, TakenRange, query_error};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
@@ -15,11 +15,12 @@ type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
 const MAX_PARAMS: usize = 32_000;
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
-pub async fn connect(url: &str) -> Result<SqliteConnection> {
-    let err = |source| Error::Connect { url: url.to_string(), source };
+pub async fn connect(url: &str, create: bool) -> Result<SqliteConnection> {
+    let hint = if create { ConnectHint::SqliteDirectory } else { ConnectHint::SqliteFile };
+    let err = |error| Error::Connect { url: url.to_string(), error, hint };
     let options = SqliteConnectOptions::from_str(url)
         .map_err(err)?
-        .create_if_missing(true)
+        .create_if_missing(create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
@@ -62,7 +63,7 @@ fn bind(args: &mut SqliteArguments, value: &Value) -> Result<()> {
         Value::Boolean(b) => args.add(*b),
         Value::Text(s) | Value::Json(s) => args.add(s.clone()),
     };
-    r.map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })
+    r.map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })
 }
 
 fn placeholders(n: usize) -> String {
@@ -146,7 +147,7 @@ pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[Ta
             bind(&mut args, &Value::Integer((base * per + i) as i64))?;
             for text in [&range.base, &range.upper, &range.pattern] {
                 args.add(text.as_str())
-                    .map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })?;
+                    .map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })?;
             }
         }
         let found = sqlx::query_with(AssertSqlSafe(sql), args)
