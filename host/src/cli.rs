@@ -597,8 +597,14 @@ async fn run_import(
     }
     let summary =
         engine::import(&export, &host, &registry, &mut conn, &opts, &engine::NoopReporter).await.map_err(|e| {
-            anyhow::Error::new(e)
-                .context(format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)"))
+            // Only where a rerun can get further: a bad record or a broken
+            // plugin would stop it at the same place.
+            let stopped = if e.is_resumable() {
+                format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)")
+            } else {
+                format!("import {import_uuid} stopped")
+            };
+            anyhow::Error::new(e).context(stopped)
         })?;
     Ok(summary)
 }

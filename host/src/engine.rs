@@ -102,6 +102,25 @@ impl Error {
         }
     }
 
+    /// Whether rerunning the import with the same UUID can get past this
+    /// error: the database was lost, busy or locked, or a plugin ran out of
+    /// its time or memory (rerun with a higher limit or a smaller batch).
+    /// A bad record, a broken plugin or a refused value would stop the rerun
+    /// at the same place.
+    pub fn is_resumable(&self) -> bool {
+        match self {
+            Error::Db(e) | Error::Write { error: e, .. } => e.is_transient(),
+            Error::Plugin(plugin::Error::Timeout { .. } | plugin::Error::OutOfMemory { .. }) => true,
+            Error::Reader(_)
+            | Error::Plugin(_)
+            | Error::Graph(_)
+            | Error::Deserialization { .. }
+            | Error::Invalid { .. }
+            | Error::Contract { .. }
+            | Error::Internal(_) => false,
+        }
+    }
+
     /// A unique key refused a write: another import may have won the race.
     pub fn is_unique_violation(&self) -> bool {
         matches!(
@@ -1216,5 +1235,32 @@ mod tests {
         assert!(
             !Error::Write { model, first: 1, last: 20, error: db::Error::Corrupt("x".into()) }.is_unique_violation()
         );
+    }
+
+    #[test]
+    fn only_errors_a_rerun_can_get_past_are_resumable() {
+        let model = ModelName::new("sentry.user").expect("a valid name");
+        let lost = || db::Error::Query {
+            context: "insert sentry.user rows".into(),
+            error: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        let refused =
+            || db::Error::Query { context: "insert sentry.user rows".into(), error: sqlx::Error::RowNotFound };
+        let write = |error| Error::Write { model: model.clone(), first: 1, last: 20, error };
+        assert!(write(lost()).is_resumable());
+        assert!(Error::Db(lost()).is_resumable());
+        assert!(!write(refused()).is_resumable());
+        assert!(!write(db::Error::UniqueViolation { context: "insert".into(), message: "dup".into() }).is_resumable());
+        let timeout = plugin::Error::Timeout {
+            plugin: "p".into(),
+            model: model.clone(),
+            ordinal: Some(2),
+            limit: std::time::Duration::from_secs(1),
+        };
+        assert!(Error::Plugin(timeout).is_resumable());
+        let trap =
+            plugin::Error::Trap { plugin: "p".into(), model: model.clone(), ordinal: Some(2), message: "x".into() };
+        assert!(!Error::Plugin(trap).is_resumable());
+        assert!(!Error::Invalid { model: model.clone(), ordinal: 2, pk: 2, errors: Vec::new() }.is_resumable());
     }
 }
