@@ -175,8 +175,13 @@ fn batch_size(text: &str) -> Result<usize, String> {
 #[derive(Args)]
 struct DbArg {
     /// Target database: sqlite:PATH or postgres://USER@HOST/DB.
-    #[arg(long, env = "RELOCATE_DB", default_value = "sqlite:relocate.db")]
+    #[arg(long, env = "RELOCATE_DB", default_value = "sqlite:relocate.db", value_parser = db_url)]
     db: String,
+}
+
+/// `--db`: a URL relocate can use, refused at parsing like any bad value.
+fn db_url(text: &str) -> Result<String, String> {
+    db::check_url(text).map(|()| text.to_string()).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -187,7 +192,7 @@ struct PluginArgs {
     /// Time limit of one plugin call, in seconds.
     #[arg(long, default_value_t = 10.0)]
     plugin_timeout: f64,
-    /// Memory limit of one plugin instance, in MiB.
+    /// Memory limit of one plugin instance, in MiB (at most 1024).
     #[arg(long, default_value_t = 64)]
     plugin_memory: usize,
     /// Where compiled plugins are cached (default: the user cache directory).
@@ -476,8 +481,10 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
     if !(args.plugin_timeout > 0.0 && args.plugin_timeout <= 3600.0) {
         bail!(UsageError("--plugin-timeout must be between 0 and 3600 seconds".into()));
     }
-    if !(1..=4096).contains(&args.plugin_memory) {
-        bail!(UsageError("--plugin-memory must be between 1 and 4096 MiB".into()));
+    // The runtime's own limit, so that a value it would refuse is a usage error.
+    let max_mib = plugin::MAX_MEMORY_LIMIT >> 20;
+    if !(1..=max_mib).contains(&args.plugin_memory) {
+        bail!(UsageError(format!("--plugin-memory must be between 1 and {max_mib} MiB")));
     }
     let config = RuntimeConfig {
         cache_dir: args.cache_dir.clone().or_else(plugin::default_cache_dir),

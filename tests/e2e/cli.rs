@@ -85,6 +85,7 @@ fn decrypt_with_the_wrong_key_fails_clearly() {
 fn usage_errors_exit_2() {
     relocate(&["import", "users"]).failure(2);
     relocate(&["import", "users", "x.json", "--overwrite-configs"]).failure(2);
+    let dir = tempfile::tempdir().unwrap();
     let run = relocate(&[
         "import",
         "users",
@@ -92,7 +93,7 @@ fn usage_errors_exit_2() {
         "--import-uuid",
         "nope",
         "--db",
-        "sqlite::memory:",
+        &format!("sqlite:{}", dir.path().join("t.db").display()),
     ]);
     run.failure(2);
     assert!(run.stderr.contains("--import-uuid"), "{}", run.stderr);

@@ -13,6 +13,7 @@ mod support;
 mod cli;
 mod crypto;
 mod errors;
+mod exit_codes;
 mod import;
 mod plugins;
 mod releases;
