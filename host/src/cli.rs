@@ -19,6 +19,7 @@ use crate::plugin::{self, ImportFlags, Origin, PluginHost, RuntimeConfig};
 use crate::{crypto, db, reader};
 
 mod inspect;
+mod status;
 
 /// Exit codes, stable and documented in the README.
 pub mod exit {
@@ -82,6 +83,8 @@ enum Command {
     /// The target database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// The imports a database holds, per model: what a rerun with the same --import-uuid skips.
+    Status(status::StatusArgs),
 }
 
 #[derive(Subcommand)]
@@ -429,6 +432,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(&args),
+        Command::Status(args) => status::run(&args).await,
         Command::Db(DbCommand::Init { db, plugins }) => {
             let (_host, registry) = load_plugins(&plugins)?;
             let mut conn = db::Db::connect(&db.db).await?;

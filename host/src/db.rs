@@ -177,6 +177,25 @@ pub struct Chunk {
     pub inserted_identifiers: BTreeMap<Pk, String>,
 }
 
+/// One model's import chunks of one import, added up: what a rerun with
+/// that import's UUID skips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub import_uuid: uuid::Uuid,
+    pub model: String,
+    pub silo: Silo,
+    pub chunks: i64,
+    /// Records the chunks cover: Sentry's chunks span the records that were
+    /// written or reused, so skipped and dropped ones are not counted.
+    pub records: i64,
+    pub inserted: i64,
+    pub existing: i64,
+    pub overwritten: i64,
+    /// When the first and the last chunk were written (ISO 8601, UTC).
+    pub first_written: String,
+    pub last_written: String,
+}
+
 /// The chunk tables; a control model's chunk also gets a replica (spec §8.3).
 pub const REGION_CHUNKS: &str = "sentry_regionimportchunk";
 pub const CONTROL_CHUNKS: &str = "sentry_controlimportchunk";
@@ -299,6 +318,25 @@ impl Db {
             Db::Sqlite(c) => sqlite::load_chunks(c, uuid).await,
             Db::Postgres(c) => postgres::load_chunks(c, uuid).await,
         }
+    }
+
+    /// The chunks of every import (or of `uuid`'s), per import and model;
+    /// `None` when the database has no chunk tables.
+    pub async fn import_ledger(&mut self, uuid: Option<&uuid::Uuid>) -> Result<Option<Vec<LedgerEntry>>> {
+        let tables = self.existing_tables(&[REGION_CHUNKS, CONTROL_CHUNKS]).await?;
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (table, silo) in [(REGION_CHUNKS, Silo::Region), (CONTROL_CHUNKS, Silo::Control)] {
+            if tables.iter().any(|t| t == table) {
+                out.extend(match self {
+                    Db::Sqlite(c) => sqlite::import_ledger(c, table, silo, uuid).await?,
+                    Db::Postgres(c) => postgres::import_ledger(c, table, silo, uuid).await?,
+                });
+            }
+        }
+        Ok(Some(out))
     }
 
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
@@ -696,6 +734,57 @@ where
         existing_map: map_from_json(&get_text(8).map_err(decode)?)?,
         overwrite_map: map_from_json(&get_text(9).map_err(decode)?)?,
         inserted_identifiers: map_from_json(&get_text(10).map_err(decode)?)?,
+    })
+}
+
+/// The ledger of one chunk table, per import and model. Each dialect says
+/// how to read the UUID as text, count a JSON map's keys, and write a time
+/// as ISO 8601 text; `filter` is the UUID parameter, if any.
+fn ledger_select(
+    table: &str,
+    uuid_text: &str,
+    count_keys: impl Fn(&str) -> String,
+    time_text: impl Fn(&str) -> String,
+    filter: Option<&str>,
+) -> String {
+    let filter = filter.map(|p| format!(" WHERE import_uuid = {p}")).unwrap_or_default();
+    format!(
+        "SELECT {uuid_text}, model, COUNT(*), CAST(SUM(max_ordinal - min_ordinal + 1) AS BIGINT), \
+         CAST(SUM({}) AS BIGINT), CAST(SUM({}) AS BIGINT), CAST(SUM({}) AS BIGINT), {}, {} \
+         FROM {table}{filter} GROUP BY import_uuid, model",
+        count_keys("inserted_map"),
+        count_keys("existing_map"),
+        count_keys("overwrite_map"),
+        time_text("MIN(date_added)"),
+        time_text("MAX(date_updated)"),
+    )
+}
+
+/// A ledger entry from a row selected by [`ledger_select`], on either database.
+fn ledger_from_row<R>(row: &R, silo: Silo) -> Result<LedgerEntry>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let decode = |e: sqlx::Error| Error::Corrupt(format!("an import chunk cannot be read: {e}"));
+    let get_i64 = |i: usize| row.try_get::<i64, _>(i).map_err(decode);
+    let get_text = |i: usize| row.try_get::<String, _>(i).map_err(decode);
+    let uuid = get_text(0)?;
+    Ok(LedgerEntry {
+        import_uuid: uuid
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("an import chunk has an import_uuid that is not a UUID: `{uuid}`")))?,
+        model: get_text(1)?,
+        silo,
+        chunks: get_i64(2)?,
+        records: get_i64(3)?,
+        inserted: get_i64(4)?,
+        existing: get_i64(5)?,
+        overwritten: get_i64(6)?,
+        first_written: get_text(7)?,
+        last_written: get_text(8)?,
     })
 }
 

@@ -20,4 +20,5 @@ mod releases;
 mod sandbox;
 mod scale;
 mod scenarios;
+mod status;
 mod synth;

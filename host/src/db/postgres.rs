@@ -6,7 +6,7 @@ use std::str::FromStr;
 use sqlx::postgres::{PgArguments, PgConnectOptions};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 
-use super::{Chunk, ChunkParam, ConnectHint, Error, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
@@ -358,4 +358,22 @@ pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<
         }
     }
     Ok(out)
+}
+
+pub async fn import_ledger(
+    c: &mut PgConnection,
+    table: &str,
+    silo: Silo,
+    uuid: Option<&uuid::Uuid>,
+) -> Result<Vec<LedgerEntry>> {
+    let count_keys = |map: &str| format!("(SELECT COUNT(*) FROM jsonb_object_keys({map}::jsonb))");
+    // The same text as SQLite's: relocate writes that format there.
+    let time_text = |time: &str| format!("to_char({time} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    let sql = super::ledger_select(table, "import_uuid::text", count_keys, time_text, uuid.map(|_| "$1::uuid"));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(uuid) = uuid {
+        query = query.bind(uuid.hyphenated().to_string());
+    }
+    let rows = query.fetch_all(c).await.map_err(query_error(format!("read {table}")))?;
+    rows.iter().map(|row| super::ledger_from_row(row, silo)).collect()
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqliteConnection, Transaction};
 
-use super::{Chunk, ConnectHint, Error, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
@@ -248,4 +248,21 @@ pub async fn load_chunks(c: &mut SqliteConnection, uuid: &uuid::Uuid) -> Result<
         }
     }
     Ok(out)
+}
+
+pub async fn import_ledger(
+    c: &mut SqliteConnection,
+    table: &str,
+    silo: Silo,
+    uuid: Option<&uuid::Uuid>,
+) -> Result<Vec<LedgerEntry>> {
+    // Times are stored as ISO 8601 text already.
+    let count_keys = |map: &str| format!("(SELECT COUNT(*) FROM json_each({map}))");
+    let sql = super::ledger_select(table, "import_uuid", count_keys, str::to_string, uuid.map(|_| "?"));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(uuid) = uuid {
+        query = query.bind(uuid.hyphenated().to_string());
+    }
+    let rows = query.fetch_all(c).await.map_err(query_error(format!("read {table}")))?;
+    rows.iter().map(|row| super::ledger_from_row(row, silo)).collect()
 }
