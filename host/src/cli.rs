@@ -58,6 +58,7 @@ enum Command {
     Decrypt {
         /// Where to write the JSON.
         dest: PathBuf,
+        /// The encrypted export tarball to decrypt.
         #[arg(long)]
         src: PathBuf,
         /// The RSA private key (PEM, PKCS#8 or PKCS#1).
@@ -68,6 +69,7 @@ enum Command {
     Encrypt {
         /// Where to write the tarball.
         dest: PathBuf,
+        /// The JSON export to encrypt.
         #[arg(long)]
         src: PathBuf,
         /// The RSA public key (PEM, SubjectPublicKeyInfo).
@@ -85,6 +87,13 @@ enum Command {
     Db(DbCommand),
     /// The imports a database holds, per model: what a rerun with the same --import-uuid skips.
     Status(status::StatusArgs),
+    /// Print a shell completion script for relocate to standard output.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print relocate's man page (roff) to standard output.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -107,6 +116,7 @@ enum ImportCommand {
     Organizations {
         #[command(flatten)]
         common: ImportArgs,
+        /// Reuse existing users with the same username instead of adding suffixed copies.
         #[arg(long)]
         merge_users: bool,
         /// Import only these organizations (comma-separated slugs) and their members.
@@ -120,6 +130,7 @@ enum ImportCommand {
     Config {
         #[command(flatten)]
         common: ImportArgs,
+        /// Reuse existing users with the same username instead of adding suffixed copies.
         #[arg(long)]
         merge_users: bool,
         /// Replace existing configuration values instead of keeping them.
@@ -433,6 +444,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(&args),
         Command::Status(args) => status::run(&args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "relocate", &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(command()).render(&mut std::io::stdout().lock())?;
+            Ok(())
+        }
         Command::Db(DbCommand::Init { db, plugins }) => {
             let (_host, registry) = load_plugins(&plugins)?;
             let mut conn = db::Db::connect(&db.db).await?;
