@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory as _, Parser, Subcommand};
 
 use crate::engine::graph::Registry;
 use crate::engine::{self, Commit, Detail, Filters, ImportOptions, ModelSummary, Summary};
@@ -20,6 +20,7 @@ use crate::{crypto, db, reader};
 
 mod inspect;
 mod observe;
+mod status;
 mod verify;
 
 /// Exit codes, stable and documented in the README.
@@ -59,6 +60,7 @@ enum Command {
     Decrypt {
         /// Where to write the JSON.
         dest: PathBuf,
+        /// The encrypted export tarball to decrypt.
         #[arg(long)]
         src: PathBuf,
         /// The RSA private key (PEM, PKCS#8 or PKCS#1).
@@ -69,6 +71,7 @@ enum Command {
     Encrypt {
         /// Where to write the tarball.
         dest: PathBuf,
+        /// The JSON export to encrypt.
         #[arg(long)]
         src: PathBuf,
         /// The RSA public key (PEM, SubjectPublicKeyInfo).
@@ -86,6 +89,15 @@ enum Command {
     Db(DbCommand),
     /// Read an import's rows back and compare them with the export through its pk map.
     Verify(verify::VerifyArgs),
+    /// The imports a database holds, per model: what a rerun with the same --import-uuid skips.
+    Status(status::StatusArgs),
+    /// Print a shell completion script for relocate to standard output.
+    Completions {
+        /// The shell to complete in.
+        shell: clap_complete::Shell,
+    },
+    /// Print relocate's man page (roff) to standard output.
+    Man,
 }
 
 #[derive(Subcommand)]
@@ -108,6 +120,7 @@ enum ImportCommand {
     Organizations {
         #[command(flatten)]
         common: ImportArgs,
+        /// Reuse existing users with the same username instead of adding suffixed copies.
         #[arg(long)]
         merge_users: bool,
         /// Import only these organizations (comma-separated slugs) and their members.
@@ -121,6 +134,7 @@ enum ImportCommand {
     Config {
         #[command(flatten)]
         common: ImportArgs,
+        /// Reuse existing users with the same username instead of adding suffixed copies.
         #[arg(long)]
         merge_users: bool,
         /// Replace existing configuration values instead of keeping them.
@@ -197,8 +211,13 @@ fn batch_size(text: &str) -> Result<usize, String> {
 #[derive(Args)]
 struct DbArg {
     /// Target database: sqlite:PATH or postgres://USER@HOST/DB.
-    #[arg(long, env = "RELOCATE_DB", default_value = "sqlite:relocate.db")]
+    #[arg(long, env = "RELOCATE_DB", default_value = "sqlite:relocate.db", value_parser = db_url)]
     db: String,
+}
+
+/// `--db`: a URL relocate can use, refused at parsing like any bad value.
+fn db_url(text: &str) -> Result<String, String> {
+    db::check_url(text).map(|()| text.to_string()).map_err(|e| e.to_string())
 }
 
 #[derive(Args)]
@@ -209,7 +228,7 @@ struct PluginArgs {
     /// Time limit of one plugin call, in seconds.
     #[arg(long, default_value_t = 10.0)]
     plugin_timeout: f64,
-    /// Memory limit of one plugin instance, in MiB.
+    /// Memory limit of one plugin instance, in MiB (at most 1024).
     #[arg(long, default_value_t = 64)]
     plugin_memory: usize,
     /// Where compiled plugins are cached (default: the user cache directory).
@@ -262,10 +281,34 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::from(exit::OK),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// The error and its causes on one line, each said once. relocate's own
+/// errors carry their causes' text; a cause whose text is already on the
+/// line (a foreign error that repeats its source, say) is left out.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(text.trim()) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// The clap definition of the whole command line, for completions, the man
+/// page and the tests that check every flag has help.
+pub fn command() -> clap::Command {
+    Cli::command()
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
@@ -274,8 +317,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
             return match e {
                 engine::Error::Reader(r) => reader_code(r),
                 engine::Error::Plugin(_) | engine::Error::Contract { .. } | engine::Error::Graph(_) => exit::PLUGIN,
-                engine::Error::Db(db::Error::UniqueViolation { .. }) => exit::IMPORT_FAILED,
-                engine::Error::Db(_) => exit::DATABASE,
+                engine::Error::Db(e) => db_code(e),
+                // The database lost or refused the batch for its own reasons,
+                // not for one of its records.
+                engine::Error::Write { error, .. } if error.is_transient() => exit::DATABASE,
                 engine::Error::Deserialization { .. }
                 | engine::Error::Invalid { .. }
                 | engine::Error::Write { .. }
@@ -292,17 +337,28 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<plugin::Error>().is_some() {
             return exit::PLUGIN;
         }
-        if cause.downcast_ref::<db::Error>().is_some() {
-            return exit::DATABASE;
+        if let Some(e) = cause.downcast_ref::<db::Error>() {
+            return db_code(e);
         }
         if cause.downcast_ref::<UsageError>().is_some() {
             return exit::USAGE;
+        }
+        if cause.downcast_ref::<BadInput>().is_some() {
+            return exit::BAD_INPUT;
         }
         if cause.downcast_ref::<Undescribed>().is_some() {
             return exit::IMPORT_FAILED;
         }
     }
     exit::IMPORT_FAILED
+}
+
+fn db_code(e: &db::Error) -> u8 {
+    match e {
+        db::Error::BadUrl(_) | db::Error::NoFile { .. } => exit::USAGE,
+        db::Error::UniqueViolation { .. } => exit::IMPORT_FAILED,
+        _ => exit::DATABASE,
+    }
 }
 
 fn reader_code(e: &reader::Error) -> u8 {
@@ -346,33 +402,46 @@ fn counts(models: &[(String, u64)]) -> String {
     models.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
-/// A mistake on the command line found after parsing.
+/// A mistake on the command line found after parsing, including a file it
+/// names (other than the export) that cannot be read or written.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 struct UsageError(String);
+
+/// An export that cannot be read outside an import (`relocate encrypt`).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct BadInput(String);
+
+/// A file named on the command line that cannot be read or written.
+fn file_error(what: &str, path: &Path, e: std::io::Error) -> UsageError {
+    UsageError(format!("cannot {what} {}: {e}", path.display()))
+}
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Import(cmd) => import(cmd).await,
         Command::Decrypt { dest, src, decrypt_with } => {
             let key = read_key(&decrypt_with)?;
-            let sealed =
-                crypto::SealedExport::open(&src).with_context(|| format!("invalid tarball {}", src.display()))?;
-            write_whole(&dest, |out| {
-                sealed.decrypt_to(&key, out).with_context(|| format!("invalid tarball {}", src.display()))
-            })
+            // As an import says it: the tarball named, and a wrong key
+            // reported as the key's fault, not the tarball's.
+            let tarball_error = |error: crypto::Error| match error {
+                crypto::Error::File { path, error } => reader::Error::Io { path, error },
+                error => reader::Error::Crypto { path: src.clone(), error },
+            };
+            let sealed = crypto::SealedExport::open(&src).map_err(tarball_error)?;
+            write_whole(&dest, |out| Ok(sealed.decrypt_to(&key, out).map_err(tarball_error)?))
         }
         Command::Encrypt { dest, src, encrypt_with } => {
-            let cannot_read = || format!("cannot read {}", src.display());
-            let mut json = std::fs::File::open(&src).with_context(cannot_read)?;
+            let cannot_read = |error: std::io::Error| reader::Error::Io { path: src.clone(), error };
+            let mut json = std::fs::File::open(&src).map_err(cannot_read)?;
             serde_json::from_reader::<_, serde::de::IgnoredAny>(std::io::BufReader::new(&json))
-                .map_err(|e| UsageError(format!("invalid input JSON in {}: {e}", src.display())))?;
-            let len = std::io::Seek::rewind(&mut json).and_then(|()| json.metadata()).with_context(cannot_read)?.len();
-            let pem =
-                std::fs::read(&encrypt_with).with_context(|| format!("cannot read {}", encrypt_with.display()))?;
+                .map_err(|e| BadInput(format!("{}: not a JSON export: {e}", src.display())))?;
+            let len = std::io::Seek::rewind(&mut json).and_then(|()| json.metadata()).map_err(cannot_read)?.len();
+            let pem = std::fs::read(&encrypt_with).map_err(|e| file_error("read the public key", &encrypt_with, e))?;
             write_whole(&dest, |out| {
                 crypto::encrypt_to(std::io::BufReader::new(&json), len, &pem, &mut rand::rngs::OsRng, out)
-                    .context("cannot encrypt")
+                    .with_context(|| format!("cannot encrypt with {}", encrypt_with.display()))
             })
         }
         Command::Plugins(PluginsCommand::List { plugins }) => {
@@ -398,6 +467,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(&args),
         Command::Verify(args) => verify::run(&args).await,
+        Command::Status(args) => status::run(&args).await,
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut command(), "relocate", &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Man => {
+            clap_mangen::Man::new(command()).render(&mut std::io::stdout().lock())?;
+            Ok(())
+        }
         Command::Db(DbCommand::Init { db, plugins }) => {
             let (_host, registry) = load_plugins(&plugins)?;
             let mut conn = db::Db::connect(&db.db).await?;
@@ -416,19 +494,22 @@ fn write_whole(
     dest: &Path,
     write: impl FnOnce(&mut std::io::BufWriter<&mut std::fs::File>) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let cannot_write = || format!("cannot write {}", dest.display());
+    let cannot_write = |e: std::io::Error| file_error("write", dest, e);
     let dir = dest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut temp = tempfile::NamedTempFile::new_in(dir).with_context(cannot_write)?;
+    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(cannot_write)?;
     let mut out = std::io::BufWriter::new(temp.as_file_mut());
     write(&mut out)?;
-    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).with_context(cannot_write)?;
-    temp.persist(dest).with_context(cannot_write)?;
+    out.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).map_err(cannot_write)?;
+    temp.persist(dest).map_err(|e| cannot_write(e.error))?;
     Ok(())
 }
 
+/// The `--decrypt-with` key. A key file that cannot be read is a mistake in
+/// the command, as a `--plugin` file is; one that is not a usable key is a
+/// decryption failure.
 fn read_key(path: &Path) -> anyhow::Result<crypto::PrivateKey> {
     crypto::PrivateKey::from_pem_file(path).map_err(|e| match e {
-        crypto::Error::File { .. } => anyhow::Error::new(e).context("cannot read the private key"),
+        crypto::Error::File { error, .. } => file_error("read the private key", path, error).into(),
         e => anyhow::Error::new(e).context(format!("{}", path.display())),
     })
 }
@@ -447,8 +528,10 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
     if !(args.plugin_timeout > 0.0 && args.plugin_timeout <= 3600.0) {
         bail!(UsageError("--plugin-timeout must be between 0 and 3600 seconds".into()));
     }
-    if !(1..=4096).contains(&args.plugin_memory) {
-        bail!(UsageError("--plugin-memory must be between 1 and 4096 MiB".into()));
+    // The runtime's own limit, so that a value it would refuse is a usage error.
+    let max_mib = plugin::MAX_MEMORY_LIMIT >> 20;
+    if !(1..=max_mib).contains(&args.plugin_memory) {
+        bail!(UsageError(format!("--plugin-memory must be between 1 and {max_mib} MiB")));
     }
     let config = RuntimeConfig {
         cache_dir: args.cache_dir.clone().or_else(plugin::default_cache_dir),
@@ -466,7 +549,7 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
 /// A plugin file named on the command line; one that cannot be read is a
 /// mistake in the command, not a failing plugin.
 fn read_plugin_file(path: &Path) -> Result<Vec<u8>, UsageError> {
-    std::fs::read(path).map_err(|e| UsageError(format!("cannot read the plugin file {}: {e}", path.display())))
+    std::fs::read(path).map_err(|e| file_error("read the plugin file", path, e))
 }
 
 fn split_list(s: &str) -> BTreeSet<String> {
@@ -478,9 +561,9 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
         ImportCommand::Users { common, merge_users, filter_usernames, filter_usernames_file } => {
             let usernames = match (filter_usernames, filter_usernames_file) {
                 (Some(list), _) => Some(split_list(&list)),
-                (None, Some(path)) => Some(split_list(
-                    &std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?,
-                )),
+                (None, Some(path)) => {
+                    Some(split_list(&std::fs::read_to_string(&path).map_err(|e| file_error("read", &path, e))?))
+                }
                 (None, None) => None,
             };
             let flags = ImportFlags { merge_users, ..ImportFlags::default() };
@@ -501,11 +584,19 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
         }
         ImportCommand::Global { common } => (ImportScope::Global, common, ImportFlags::default(), Filters::default()),
     };
-    let findings = common.findings_file.clone();
+    // Opened (and emptied) first, so that an unwritable path stops the
+    // import before it writes anything; an import that dies leaves it empty,
+    // which no reader takes for `[]`.
+    let findings = match &common.findings_file {
+        Some(path) => {
+            Some((path, std::fs::File::create(path).map_err(|e| file_error("write the findings to", path, e))?))
+        }
+        None => None,
+    };
     let result = run_import(scope, &common, flags, filters).await;
-    if let Some(path) = findings {
+    if let Some((path, mut file)) = findings {
         let json = findings_json(result.as_ref().err());
-        std::fs::write(&path, json).with_context(|| format!("cannot write the findings to {}", path.display()))?;
+        file.write_all(json.as_bytes()).map_err(|e| file_error("write the findings to", path, e))?;
     }
     let summary = result?;
     if common.json {
@@ -531,6 +622,18 @@ async fn run_import(
     let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
     let export = std::sync::Arc::new(reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?);
     let (host, registry) = load_plugins(&common.plugins)?;
+    if !common.silent {
+        for d in export.duplicate_pks().iter().take(10) {
+            eprintln!(
+                "warning: {} pk {} appears again at record #{} (first at #{}): both are imported, and references \
+                 to pk {} mean the last, as in Sentry",
+                d.model, d.pk, d.again, d.first, d.pk
+            );
+        }
+        if export.duplicate_pks().len() > 10 {
+            eprintln!("warning: and {} more repeated pks", export.duplicate_pks().len() - 10);
+        }
+    }
     if common.strict {
         let undescribed: Vec<(String, u64)> = export
             .models()
@@ -547,18 +650,6 @@ async fn run_import(
         (false, true) => Commit::AtEnd,
         (false, false) => Commit::EachBatch,
     };
-    let url = rehearsal_url(&common.db.db, commit);
-    // An atomic import that fails into a SQLite file it created removes it.
-    let new_file = db::sqlite_file(&url).filter(|p| !p.exists()).map(Path::to_path_buf);
-    let mut conn = db::Db::connect(&url).await.map_err(engine::Error::from)?;
-    let clear_first = scope == ImportScope::Global;
-    // A dry run deletes nothing, so there is nothing to confirm.
-    if clear_first && !common.no_prompt && commit != Commit::Never {
-        let rows = engine::rows_to_clear(&mut conn, &registry, &import_uuid).await?;
-        if rows > 0 && !confirm(rows)? {
-            bail!(Aborted);
-        }
-    }
     let report = match &common.report {
         Some(path) => {
             let detail = if common.report_inserted { Detail::All } else { Detail::NotInserted };
@@ -568,6 +659,21 @@ async fn run_import(
         }
         None => None,
     };
+    let new_file = db::sqlite_file(&common.db.db).filter(|p| !p.exists()).map(Path::to_path_buf);
+    let mut conn = match (&new_file, commit) {
+        // A dry run creates no file: it rehearses against an empty database.
+        (Some(_), Commit::Never) => db::Db::empty_in_memory().await,
+        _ => db::Db::connect(&common.db.db).await,
+    }
+    .map_err(engine::Error::from)?;
+    let clear_first = scope == ImportScope::Global;
+    // A dry run deletes nothing, so there is nothing to confirm.
+    if clear_first && !common.no_prompt && commit != Commit::Never {
+        let rows = engine::rows_to_clear(&mut conn, &registry, &import_uuid).await?;
+        if rows > 0 && !confirm(rows)? {
+            bail!(Aborted);
+        }
+    }
     let opts = ImportOptions {
         scope,
         import_uuid,
@@ -594,6 +700,7 @@ async fn run_import(
     let observer = observe::Observer::new(observe::Progress::new(common.silent), report);
     let result = engine::import(&export, &host, &registry, &mut conn, &opts, &observer).await;
     let finished = observer.finish();
+    // An atomic import that fails into a SQLite file it created removes it.
     if let (Err(_), Commit::AtEnd, Some(path)) = (&result, commit, &new_file) {
         drop(conn);
         for suffix in ["", "-wal", "-shm"] {
@@ -604,9 +711,12 @@ async fn run_import(
     }
     let summary = result.map_err(|e| {
         let context = match commit {
-            Commit::EachBatch => {
+            // Only where a rerun can get further: a bad record or a broken
+            // plugin would stop it at the same place.
+            Commit::EachBatch if e.is_resumable() => {
                 format!("import {import_uuid} stopped (rerun with --import-uuid {import_uuid} to resume)")
             }
+            Commit::EachBatch => format!("import {import_uuid} stopped"),
             Commit::AtEnd => format!("import {import_uuid} stopped; it was rolled back and nothing was written"),
             Commit::Never => format!("dry run {import_uuid} stopped; nothing was written"),
         };
@@ -614,15 +724,6 @@ async fn run_import(
     })?;
     finished.map_err(|e| UsageError(format!("cannot write the report file {e}")))?;
     Ok(summary)
-}
-
-/// A dry run against a SQLite file that does not exist rehearses against an
-/// empty in-memory database rather than create the file.
-fn rehearsal_url(url: &str, commit: Commit) -> String {
-    match db::sqlite_file(url) {
-        Some(path) if commit == Commit::Never && !path.exists() => "sqlite::memory:".into(),
-        _ => url.into(),
-    }
 }
 
 fn print_summary(summary: &Summary) {
@@ -706,7 +807,7 @@ fn findings_json(error: Option<&anyhow::Error>) -> String {
         "kind": kind,
         "left_pk": left_pk,
         "on": on,
-        "reason": format!("{error:#}"),
+        "reason": one_line(error),
         "right_pk": null,
     }]);
     // serde_json's map is insertion-ordered here only with preserve_order;

@@ -11,15 +11,25 @@ use crate::model::{ColumnKind, Ident, ModelDesc, ModelName, Pk, Silo, Value};
 mod postgres;
 mod sqlite;
 
+/// A database failure. Each message carries its cause's text (no
+/// `source()`), so it is printed once, and ends with what to do when there
+/// is something to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot open database {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("`{0}` is not a database URL: use sqlite:PATH or postgres://…")]
+    #[error("cannot open database {url}: {}; {hint}", message(.error))]
+    Connect { url: String, error: sqlx::Error, hint: ConnectHint },
+    #[error(
+        "PostgreSQL database \"{name}\" does not exist: create it with: createdb {createdb} \
+         (or CREATE DATABASE \"{name}\"), then rerun"
+    )]
+    NoDatabase { name: String, createdb: String },
+    #[error("`{0}` is not a database URL: use sqlite:PATH or postgres://USER@HOST/DB")]
     BadUrl(String),
-    #[error("{context}: {source}")]
-    Query { context: String, source: sqlx::Error },
-    #[error("{context}: a unique constraint was violated: {message}")]
+    #[error("{url} names no file, so nothing would outlive this command: use sqlite:PATH")]
+    NoFile { url: String },
+    #[error("database: {context}: {}", message(.error))]
+    Query { context: String, error: sqlx::Error },
+    #[error("database: {context}: a unique constraint was violated: {message}")]
     UniqueViolation { context: String, message: String },
     #[error("table {table} (model {model}) does not exist in the target database; run `relocate db init` first")]
     MissingTable { model: ModelName, table: Ident },
@@ -29,12 +39,109 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// Whether the same statement could succeed later: the connection was
+    /// lost, the server was busy, locked, out of resources or shutting down.
+    /// A refused value or a violated constraint is not: it would be refused
+    /// again.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Query { error, .. } => is_transient(error),
+            _ => false,
+        }
+    }
+}
+
+fn is_transient(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // SQLSTATE classes: connection exception, transaction
+                // rollback (serialization, deadlock), insufficient resources,
+                // operator intervention (shutdown, cancel), system error; and
+                // a lock not available.
+                Some(_) => {
+                    ["08", "40", "53", "57", "58"].iter().any(|class| code.starts_with(class)) || code == "55P03"
+                }
+                // SQLite's primary result code is the low byte of the extended
+                // one: BUSY, LOCKED, NOMEM, IOERR, FULL, PROTOCOL.
+                None => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13 | 15)),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// A sqlx error's text without sqlx's own prefix, with PostgreSQL's detail
+/// (which key, which value) when there is one.
+fn message(error: &sqlx::Error) -> String {
+    match error {
+        sqlx::Error::Database(db) => match db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+            Some(pg) => match pg.detail() {
+                Some(detail) => format!("{} ({detail})", pg.message()),
+                None => pg.message().to_string(),
+            },
+            None => db.message().to_string(),
+        },
+        sqlx::Error::Io(e) => e.to_string(),
+        e => e.to_string(),
+    }
+}
+
+/// What to check when a database cannot be opened (a small enum, not a
+/// string, to keep [`Error`] small).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectHint {
+    Url,
+    SqliteDirectory,
+    SqliteFile,
+    PgListening,
+    PgReachable,
+    PgCredentials,
+}
+
+impl std::fmt::Display for ConnectHint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ConnectHint::Url => "check the --db URL",
+            ConnectHint::SqliteDirectory => "check that its directory exists and is writable",
+            ConnectHint::SqliteFile => "check the path: it must name an existing database file",
+            ConnectHint::PgListening => "is PostgreSQL running and listening at that host and port?",
+            ConnectHint::PgReachable => "check the host and port in the --db URL and that the server is reachable",
+            ConnectHint::PgCredentials => "check the user and password in the --db URL",
+        })
+    }
+}
+
 /// Wraps a sqlx error with what we were doing, singling out unique violations.
 pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();
-    move |source| match source.as_database_error() {
+    move |error| match error.as_database_error() {
         Some(db) if db.is_unique_violation() => Error::UniqueViolation { context, message: db.message().to_string() },
-        _ => Error::Query { context, source },
+        _ => Error::Query { context, error },
+    }
+}
+
+/// Refuses a `--db` relocate cannot use, before anything connects: an
+/// unknown scheme, or SQLite without a file (sqlx would open a temporary or
+/// in-memory database, gone with everything imported when relocate exits).
+pub fn check_url(url: &str) -> Result<()> {
+    if url.starts_with("sqlite:") {
+        match sqlite_file(url) {
+            Some(_) => Ok(()),
+            None => Err(Error::NoFile { url: url.to_string() }),
+        }
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err(Error::BadUrl(url.to_string()))
     }
 }
 
@@ -78,6 +185,25 @@ pub struct Chunk {
     pub inserted_identifiers: BTreeMap<Pk, String>,
 }
 
+/// One model's import chunks of one import, added up: what a rerun with
+/// that import's UUID skips.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LedgerEntry {
+    pub import_uuid: uuid::Uuid,
+    pub model: String,
+    pub silo: Silo,
+    pub chunks: i64,
+    /// Records the chunks cover: Sentry's chunks span the records that were
+    /// written or reused, so skipped and dropped ones are not counted.
+    pub records: i64,
+    pub inserted: i64,
+    pub existing: i64,
+    pub overwritten: i64,
+    /// When the first and the last chunk were written (ISO 8601, UTC).
+    pub first_written: String,
+    pub last_written: String,
+}
+
 /// The chunk tables; a control model's chunk also gets a replica (spec §8.3).
 pub const REGION_CHUNKS: &str = "sentry_regionimportchunk";
 pub const CONTROL_CHUNKS: &str = "sentry_controlimportchunk";
@@ -89,23 +215,39 @@ pub struct NewRow<'a> {
     pub values: &'a [Value],
 }
 
-/// The file a `sqlite:` URL names; `None` for other URLs and in-memory databases.
+/// The file a `sqlite:` URL names; `None` for other URLs, an empty path and
+/// in-memory databases.
 pub fn sqlite_file(url: &str) -> Option<&std::path::Path> {
-    let rest = url.strip_prefix("sqlite:")?;
-    let rest = rest.strip_prefix("//").unwrap_or(rest);
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then(|| std::path::Path::new(path))
+    let rest = url.strip_prefix("sqlite://").or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, params) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path == ":memory:" || params.split('&').any(|p| p == "mode=memory");
+    (!path.is_empty() && !in_memory).then(|| std::path::Path::new(path))
 }
 
 impl Db {
     /// Connects to `sqlite:PATH` (created if missing) or `postgres://…`.
     pub async fn connect(url: &str) -> Result<Db> {
+        Self::open(url, true).await
+    }
+
+    /// An empty SQLite database in memory, gone when dropped: what a dry
+    /// run rehearses against when its target file does not exist yet.
+    pub async fn empty_in_memory() -> Result<Db> {
+        sqlite::connect("sqlite::memory:", true).await.map(Db::Sqlite)
+    }
+
+    /// Connects to an existing database only: a SQLite file that is not
+    /// there is an error, not a new empty database.
+    pub async fn connect_existing(url: &str) -> Result<Db> {
+        Self::open(url, false).await
+    }
+
+    async fn open(url: &str, create: bool) -> Result<Db> {
+        check_url(url)?;
         if url.starts_with("sqlite:") {
-            sqlite::connect(url).await.map(Db::Sqlite)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            postgres::connect(url).await.map(Db::Postgres)
+            sqlite::connect(url, create).await.map(Db::Sqlite)
         } else {
-            Err(Error::BadUrl(url.to_string()))
+            postgres::connect(url).await.map(Db::Postgres)
         }
     }
 
@@ -199,6 +341,25 @@ impl Db {
             Db::Sqlite(c) => sqlite::load_chunks(c, uuid).await,
             Db::Postgres(c) => postgres::load_chunks(c, uuid).await,
         }
+    }
+
+    /// The chunks of every import (or of `uuid`'s), per import and model;
+    /// `None` when the database has no chunk tables.
+    pub async fn import_ledger(&mut self, uuid: Option<&uuid::Uuid>) -> Result<Option<Vec<LedgerEntry>>> {
+        let tables = self.existing_tables(&[REGION_CHUNKS, CONTROL_CHUNKS]).await?;
+        if tables.is_empty() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for (table, silo) in [(REGION_CHUNKS, Silo::Region), (CONTROL_CHUNKS, Silo::Control)] {
+            if tables.iter().any(|t| t == table) {
+                out.extend(match self {
+                    Db::Sqlite(c) => sqlite::import_ledger(c, table, silo, uuid).await?,
+                    Db::Postgres(c) => postgres::import_ledger(c, table, silo, uuid).await?,
+                });
+            }
+        }
+        Ok(Some(out))
     }
 
     pub async fn begin(&mut self) -> Result<Tx<'_>> {
@@ -328,7 +489,11 @@ impl Tx<'_> {
     /// picks a free suffix instead of failing on a unique key. Taken in
     /// ascending order in one statement, so two batches never wait on each
     /// other in a cycle. SQLite's `BEGIN IMMEDIATE` serializes writers already.
-    pub async fn lock_questions(&mut self, mut keys: Vec<i64>) -> Result<()> {
+    pub async fn lock_questions(&mut self, keys: Vec<i64>) -> Result<()> {
+        // A bounded number of locks per batch: PostgreSQL's lock table is
+        // shared and small (64 per connection by default), and a batch may
+        // ask 10,000 questions. Two names in one bucket only take turns.
+        let mut keys: Vec<i64> = keys.into_iter().map(|k| k.rem_euclid(QUESTION_LOCK_BUCKETS)).collect();
         keys.sort_unstable();
         keys.dedup();
         match self {
@@ -447,6 +612,9 @@ impl TakenRange {
         TakenRange { upper: format!("{base}."), pattern: format!("{}-%", like_escape(&base)), base }
     }
 }
+
+/// How many advisory locks the questions of all imports share.
+const QUESTION_LOCK_BUCKETS: i64 = 256;
 
 /// The advisory lock a question about `key` takes ([`Tx::lock_questions`]):
 /// the same for every import asking about the same model, column(s) and
@@ -685,6 +853,57 @@ where
         existing_map: map_from_json(&get_text(8).map_err(decode)?)?,
         overwrite_map: map_from_json(&get_text(9).map_err(decode)?)?,
         inserted_identifiers: map_from_json(&get_text(10).map_err(decode)?)?,
+    })
+}
+
+/// The ledger of one chunk table, per import and model. Each dialect says
+/// how to read the UUID as text, count a JSON map's keys, and write a time
+/// as ISO 8601 text; `filter` is the UUID parameter, if any.
+fn ledger_select(
+    table: &str,
+    uuid_text: &str,
+    count_keys: impl Fn(&str) -> String,
+    time_text: impl Fn(&str) -> String,
+    filter: Option<&str>,
+) -> String {
+    let filter = filter.map(|p| format!(" WHERE import_uuid = {p}")).unwrap_or_default();
+    format!(
+        "SELECT {uuid_text}, model, COUNT(*), CAST(SUM(max_ordinal - min_ordinal + 1) AS BIGINT), \
+         CAST(SUM({}) AS BIGINT), CAST(SUM({}) AS BIGINT), CAST(SUM({}) AS BIGINT), {}, {} \
+         FROM {table}{filter} GROUP BY import_uuid, model",
+        count_keys("inserted_map"),
+        count_keys("existing_map"),
+        count_keys("overwrite_map"),
+        time_text("MIN(date_added)"),
+        time_text("MAX(date_updated)"),
+    )
+}
+
+/// A ledger entry from a row selected by [`ledger_select`], on either database.
+fn ledger_from_row<R>(row: &R, silo: Silo) -> Result<LedgerEntry>
+where
+    R: sqlx::Row,
+    usize: sqlx::ColumnIndex<R>,
+    for<'r> String: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    for<'r> i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    let decode = |e: sqlx::Error| Error::Corrupt(format!("an import chunk cannot be read: {e}"));
+    let get_i64 = |i: usize| row.try_get::<i64, _>(i).map_err(decode);
+    let get_text = |i: usize| row.try_get::<String, _>(i).map_err(decode);
+    let uuid = get_text(0)?;
+    Ok(LedgerEntry {
+        import_uuid: uuid
+            .parse()
+            .map_err(|_| Error::Corrupt(format!("an import chunk has an import_uuid that is not a UUID: `{uuid}`")))?,
+        model: get_text(1)?,
+        silo,
+        chunks: get_i64(2)?,
+        records: get_i64(3)?,
+        inserted: get_i64(4)?,
+        existing: get_i64(5)?,
+        overwritten: get_i64(6)?,
+        first_written: get_text(7)?,
+        last_written: get_text(8)?,
     })
 }
 

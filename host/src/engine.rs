@@ -36,6 +36,9 @@ pub const CHUNK_SIZE: usize = 20;
 /// the plugin's memory (64 MiB by default) and the host's hostcall fuel.
 pub const MAX_BATCH_SIZE: usize = 10_000;
 
+/// An import failure. Each message carries its cause's text and is printed
+/// once; it names the model, record and pk where there is one, and ends with
+/// what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -44,21 +47,42 @@ pub enum Error {
     Plugin(#[from] plugin::Error),
     #[error(transparent)]
     Graph(#[from] graph::Error),
-    #[error("database: {0}")]
+    #[error(transparent)]
     Db(#[from] db::Error),
-    #[error("{model} record #{ordinal} (pk {pk}) cannot be read: {}", join(.errors))]
+    #[error(
+        "{model} record #{ordinal} (pk {pk}) cannot be read: {}; fix the record in the export, or filter it out",
+        join(.errors)
+    )]
     Deserialization { model: ModelName, ordinal: u64, pk: Pk, errors: Vec<FieldError> },
-    #[error("{model} record #{ordinal} (pk {pk}) is invalid: {}", join(.errors))]
+    #[error("{model} record #{ordinal} (pk {pk}) is invalid: {}; fix the record in the export, or filter it out", join(.errors))]
     Invalid { model: ModelName, ordinal: u64, pk: Pk, errors: Vec<FieldError> },
-    #[error("{model} records #{first}–#{last}: {source}")]
-    Write { model: ModelName, first: u64, last: u64, source: db::Error },
-    #[error("plugin {plugin} on {model} record #{ordinal} (pk {pk}): broke the contract: {message}")]
+    #[error("{model} records #{first}–#{last}: {error}{}", write_hint(.error))]
+    Write { model: ModelName, first: u64, last: u64, error: db::Error },
+    #[error(
+        "plugin {plugin} on {model} record #{ordinal} (pk {pk}): broke the contract: {message}; \
+         this is a bug in the plugin: report it to its authors"
+    )]
     Contract { plugin: String, model: ModelName, ordinal: u64, pk: Pk, message: String },
     #[error("the database holds no import {0}: check --import-uuid (`relocate status` lists the imports)")]
     NoSuchImport(Uuid),
     /// A bug in relocate, not in the input, a plugin or the database.
-    #[error("internal error: {0}")]
+    #[error("internal error: {0}; this is a bug in relocate: please report it")]
     Internal(String),
+}
+
+/// What to do after a batch failed to write; nothing for a transient
+/// failure, after which the import can be resumed.
+fn write_hint(error: &db::Error) -> &'static str {
+    match error {
+        db::Error::UniqueViolation { .. } => {
+            "; the target already holds a row with this unique key (from another import, or its own data)"
+        }
+        e if e.is_transient() => "",
+        _ => {
+            "; a record of this batch does not fit the table: rerun with --batch-size 20 to narrow it down, \
+             then fix the record or filter it out"
+        }
+    }
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -74,10 +98,30 @@ impl Error {
             Error::Reader(reader::Error::Syntax { .. } | reader::Error::Record { .. })
             | Error::Deserialization { .. } => "DeserializationFailed",
             Error::Invalid { .. } => "ValidationError",
-            Error::Write { source: db::Error::UniqueViolation { .. }, .. }
+            Error::Write { error: db::Error::UniqueViolation { .. }, .. }
             | Error::Db(db::Error::UniqueViolation { .. }) => "IntegrityError",
             Error::Write { .. } | Error::Db(_) => "DatabaseError",
             _ => "Unknown",
+        }
+    }
+
+    /// Whether rerunning the import with the same UUID can get past this
+    /// error: the database was lost, busy or locked, or a plugin ran out of
+    /// its time or memory (rerun with a higher limit or a smaller batch).
+    /// A bad record, a broken plugin or a refused value would stop the rerun
+    /// at the same place.
+    pub fn is_resumable(&self) -> bool {
+        match self {
+            Error::Db(e) | Error::Write { error: e, .. } => e.is_transient(),
+            Error::Plugin(plugin::Error::Timeout { .. } | plugin::Error::OutOfMemory { .. }) => true,
+            Error::Reader(_)
+            | Error::Plugin(_)
+            | Error::Graph(_)
+            | Error::Deserialization { .. }
+            | Error::Invalid { .. }
+            | Error::Contract { .. }
+            | Error::NoSuchImport(_)
+            | Error::Internal(_) => false,
         }
     }
 
@@ -85,7 +129,7 @@ impl Error {
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
-            Error::Write { source: db::Error::UniqueViolation { .. }, .. }
+            Error::Write { error: db::Error::UniqueViolation { .. }, .. }
                 | Error::Db(db::Error::UniqueViolation { .. })
         )
     }
@@ -871,13 +915,13 @@ impl ModelRun<'_, '_> {
 
         let (first, last) = (recs[0].ordinal, recs[recs.len() - 1].ordinal);
         let model = self.desc.name.clone();
-        let write_err = move |source| Error::Write { model: model.clone(), first, last, source };
+        let write_err = move |error| Error::Write { model: model.clone(), first, last, error };
         let mut tx = db.begin().await?;
         let (answered, found) = self.answer(&mut tx, pending, queries).await.map_err(&write_err)?;
         let decided = self.session.resolve(answered).await?;
         let decisions = self.decide(&recs, &found, decided)?;
         let written = self.write(&mut tx, &recs, decisions).await.map_err(|e| match e {
-            Error::Db(source) => write_err(source),
+            Error::Db(error) => write_err(error),
             e => e,
         })?;
         tx.commit().await.map_err(&write_err)?;
@@ -1461,10 +1505,37 @@ mod tests {
     fn only_unique_violations_can_be_a_lost_race() {
         let model = ModelName::new("sentry.user").expect("a valid name");
         let unique = || db::Error::UniqueViolation { context: "insert".into(), message: "duplicate key".into() };
-        assert!(Error::Write { model: model.clone(), first: 1, last: 20, source: unique() }.is_unique_violation());
+        assert!(Error::Write { model: model.clone(), first: 1, last: 20, error: unique() }.is_unique_violation());
         assert!(Error::Db(unique()).is_unique_violation());
         assert!(
-            !Error::Write { model, first: 1, last: 20, source: db::Error::Corrupt("x".into()) }.is_unique_violation()
+            !Error::Write { model, first: 1, last: 20, error: db::Error::Corrupt("x".into()) }.is_unique_violation()
         );
+    }
+
+    #[test]
+    fn only_errors_a_rerun_can_get_past_are_resumable() {
+        let model = ModelName::new("sentry.user").expect("a valid name");
+        let lost = || db::Error::Query {
+            context: "insert sentry.user rows".into(),
+            error: sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+        };
+        let refused =
+            || db::Error::Query { context: "insert sentry.user rows".into(), error: sqlx::Error::RowNotFound };
+        let write = |error| Error::Write { model: model.clone(), first: 1, last: 20, error };
+        assert!(write(lost()).is_resumable());
+        assert!(Error::Db(lost()).is_resumable());
+        assert!(!write(refused()).is_resumable());
+        assert!(!write(db::Error::UniqueViolation { context: "insert".into(), message: "dup".into() }).is_resumable());
+        let timeout = plugin::Error::Timeout {
+            plugin: "p".into(),
+            model: model.clone(),
+            ordinal: Some(2),
+            limit: std::time::Duration::from_secs(1),
+        };
+        assert!(Error::Plugin(timeout).is_resumable());
+        let trap =
+            plugin::Error::Trap { plugin: "p".into(), model: model.clone(), ordinal: Some(2), message: "x".into() };
+        assert!(!Error::Plugin(trap).is_resumable());
+        assert!(!Error::Invalid { model: model.clone(), ordinal: 2, pk: 2, errors: Vec::new() }.is_resumable());
     }
 }

@@ -29,9 +29,18 @@ pub enum Error {
     Describe { plugin: String, message: String },
     #[error("plugin {plugin} on {model}{at}: trapped: {message}", at = RecordAt(*.ordinal))]
     Trap { plugin: String, model: ModelName, ordinal: Option<u64>, message: String },
-    #[error("plugin {plugin} on {model}{at}: ran past its time limit of {limit:?}", at = RecordAt(*.ordinal))]
+    #[error(
+        "plugin {plugin} on {model}{at}: ran past its time limit of {limit:?}; raise --plugin-timeout \
+         or lower --batch-size",
+        at = RecordAt(*.ordinal)
+    )]
     Timeout { plugin: String, model: ModelName, ordinal: Option<u64>, limit: Duration },
-    #[error("plugin {plugin} on {model}{at}: ran out of its memory limit of {limit_mib} MiB", at = RecordAt(*.ordinal))]
+    #[error(
+        "plugin {plugin} on {model}{at}: ran out of its memory limit of {limit_mib} MiB; raise --plugin-memory \
+         (at most {max} MiB) or lower --batch-size",
+        at = RecordAt(*.ordinal),
+        max = MAX_MEMORY_LIMIT >> 20
+    )]
     OutOfMemory { plugin: String, model: ModelName, ordinal: Option<u64>, limit_mib: usize },
     #[error("plugin {plugin} on {model}: gave up: {message}")]
     Fatal { plugin: String, model: ModelName, message: String },

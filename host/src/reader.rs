@@ -21,10 +21,11 @@ const MAX_RECORD_BYTES: usize = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Crypto { path: PathBuf, source: crypto::Error },
+    // The causes are part of the messages, not `source()`: printed once.
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: {error}")]
+    Crypto { path: PathBuf, error: crypto::Error },
     #[error("{path}: the file looks like an encrypted tarball; pass the private key with --decrypt-with")]
     NeedsKey { path: PathBuf },
     #[error("{path}: byte {offset}: {message}")]
@@ -53,6 +54,7 @@ pub struct Export {
     data: File,
     models: Vec<(ModelName, Vec<RecordRef>)>,
     total: u64,
+    duplicates: Vec<DuplicatePk>,
 }
 
 /// One parsed record.
@@ -77,7 +79,7 @@ struct Envelope<'a> {
 impl Export {
     /// Opens `path`; an encrypted tarball needs `key`.
     pub fn open(path: &Path, key: Option<&crypto::PrivateKey>) -> Result<Export> {
-        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        let io = |error| Error::Io { path: path.to_path_buf(), error };
         let mut file = File::open(path).map_err(io)?;
         let mut head = [0u8; 512];
         let n = read_up_to(&mut file, &mut head).map_err(io)?;
@@ -85,7 +87,7 @@ impl Export {
         let is_gzip = n >= 2 && head[..2] == [0x1f, 0x8b];
         let data = if is_tar || is_gzip {
             let key = key.ok_or_else(|| Error::NeedsKey { path: path.to_path_buf() })?;
-            let crypt = |source| Error::Crypto { path: path.to_path_buf(), source };
+            let crypt = |error| Error::Crypto { path: path.to_path_buf(), error };
             // Decrypted (HMAC verified first) before a byte of it is parsed.
             crypto::SealedExport::open(path).and_then(|sealed| sealed.decrypt_to_tempfile(key)).map_err(crypt)?
         } else {
@@ -93,11 +95,17 @@ impl Export {
             file
         };
         let (models, total) = index(path, BufReader::with_capacity(1 << 16, &data))?;
-        Ok(Export { path: path.to_path_buf(), data, models, total })
+        let duplicates = models.iter().flat_map(|(model, records)| duplicate_pks(model, records)).collect();
+        Ok(Export { path: path.to_path_buf(), data, models, total, duplicates })
     }
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Pks that appear more than once in a model.
+    pub fn duplicate_pks(&self) -> &[DuplicatePk] {
+        &self.duplicates
     }
 
     /// The number of records in the file.
@@ -118,7 +126,7 @@ impl Export {
     pub fn read(&self, at: &RecordRef, buf: &mut Vec<u8>) -> Result<RawRecord> {
         use std::os::unix::fs::FileExt;
         buf.resize(at.len as usize, 0);
-        self.data.read_exact_at(buf, at.offset).map_err(|source| Error::Io { path: self.path.clone(), source })?;
+        self.data.read_exact_at(buf, at.offset).map_err(|error| Error::Io { path: self.path.clone(), error })?;
         serde_json::from_slice(buf).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
     }
 
@@ -191,29 +199,28 @@ fn index(path: &Path, input: impl BufRead) -> Result<Index> {
     if let Some(b) = s.next_non_ws()? {
         return Err(s.syntax(1, format!("unexpected `{}` after the end of the array", b as char)));
     }
-    for (model, records) in &models {
-        refuse_duplicate_pks(path, model, records)?;
-    }
     Ok((models, position))
 }
 
-/// Two records of one model with the same pk would make every reference to
-/// it ambiguous; Sentry would map the pk to whichever came last.
-fn refuse_duplicate_pks(path: &Path, model: &ModelName, records: &[RecordRef]) -> Result<()> {
-    let mut pks: Vec<(Pk, u64, u64)> = records.iter().map(|r| (r.pk, r.position, r.offset)).collect();
+/// Two records of one model with the same pk: Sentry imports both, and a
+/// reference to the pk means the last one. relocate does the same (one of
+/// Sentry's own acceptance tests relies on it) and says so.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuplicatePk {
+    pub model: ModelName,
+    pub pk: Pk,
+    /// Positions in the file of the first and of this record.
+    pub first: u64,
+    pub again: u64,
+}
+
+fn duplicate_pks(model: &ModelName, records: &[RecordRef]) -> Vec<DuplicatePk> {
+    let mut pks: Vec<(Pk, u64)> = records.iter().map(|r| (r.pk, r.position)).collect();
     pks.sort_unstable();
-    match pks.windows(2).find(|w| w[0].0 == w[1].0) {
-        Some(w) => Err(Error::Record {
-            path: path.to_path_buf(),
-            position: w[1].1,
-            offset: w[1].2,
-            message: format!(
-                "{model} pk {} appears again (first at record #{}): every reference to it would be ambiguous",
-                w[0].0, w[0].1
-            ),
-        }),
-        None => Ok(()),
-    }
+    pks.windows(2)
+        .filter(|w| w[0].0 == w[1].0)
+        .map(|w| DuplicatePk { model: model.clone(), pk: w[1].0, first: w[0].1, again: w[1].1 })
+        .collect()
 }
 
 struct Scanner<'p, R> {
@@ -225,7 +232,7 @@ struct Scanner<'p, R> {
 impl<R: BufRead> Scanner<'_, R> {
     fn fill(&mut self) -> Result<&[u8]> {
         let path = self.path;
-        self.input.fill_buf().map_err(|source| Error::Io { path: path.to_path_buf(), source })
+        self.input.fill_buf().map_err(|error| Error::Io { path: path.to_path_buf(), error })
     }
 
     /// A syntax error about the byte `back` bytes before the current offset.

@@ -85,6 +85,7 @@ fn decrypt_with_the_wrong_key_fails_clearly() {
 fn usage_errors_exit_2() {
     relocate(&["import", "users"]).failure(2);
     relocate(&["import", "users", "x.json", "--overwrite-configs"]).failure(2);
+    let dir = tempfile::tempdir().unwrap();
     let run = relocate(&[
         "import",
         "users",
@@ -92,8 +93,54 @@ fn usage_errors_exit_2() {
         "--import-uuid",
         "nope",
         "--db",
-        "sqlite::memory:",
+        &format!("sqlite:{}", dir.path().join("t.db").display()),
     ]);
     run.failure(2);
     assert!(run.stderr.contains("--import-uuid"), "{}", run.stderr);
+}
+
+/// Every argument of every subcommand has help text, and every subcommand
+/// says what it does.
+#[test]
+fn every_flag_has_help() {
+    fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        let path = format!("{path} {}", cmd.get_name());
+        if cmd.get_about().is_none() && cmd.get_long_about().is_none() {
+            missing.push(format!("{path}: the command itself"));
+        }
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                missing.push(format!("{path}: {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            walk(sub, &path, missing);
+        }
+    }
+    let cmd = relocate::cli::command();
+    cmd.clone().debug_assert();
+    let mut missing = Vec::new();
+    walk(&cmd, "", &mut missing);
+    assert!(missing.is_empty(), "no help text for:\n{}", missing.join("\n"));
+}
+
+#[test]
+fn completions_and_man_page_come_from_the_cli_definition() {
+    let bash = relocate(&["completions", "bash"]);
+    bash.success();
+    assert!(bash.stdout.contains("import") && bash.stdout.contains("--decrypt-with"), "{}", bash.stdout);
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let run = relocate(&["completions", shell]);
+        run.success();
+        assert!(run.stdout.contains("status"), "{shell}: {}", run.stdout);
+    }
+    relocate(&["completions", "tcsh"]).failure(2);
+    let man = relocate(&["man"]);
+    man.success();
+    assert!(man.stdout.contains(".TH"), "{}", man.stdout);
+    assert!(man.stdout.contains("relocate"), "{}", man.stdout);
 }

@@ -10,10 +10,12 @@
 
 mod support;
 
+mod catalogue;
 mod cli;
 mod concurrency;
 mod crypto;
 mod errors;
+mod exit_codes;
 mod import;
 mod operators;
 mod plugins;
@@ -21,4 +23,5 @@ mod releases;
 mod sandbox;
 mod scale;
 mod scenarios;
+mod status;
 mod synth;

@@ -7,18 +7,38 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ChunkParam, Error, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
 
 pub async fn connect(url: &str) -> Result<PgConnection> {
-    let err = |source| Error::Connect { url: url.to_string(), source };
-    let options = PgConnectOptions::from_str(url).map_err(err)?;
-    let mut c = PgConnection::connect_with(&options).await.map_err(err)?;
+    let err = |hint| move |error| Error::Connect { url: url.to_string(), error, hint };
+    let options = PgConnectOptions::from_str(url).map_err(err(ConnectHint::Url))?;
+    let mut c = PgConnection::connect_with(&options).await.map_err(|e| connect_error(url, &options, e))?;
     // The schema's messages should not drown the user's output.
-    sqlx::query("SET client_min_messages = warning").execute(&mut c).await.map_err(err)?;
+    sqlx::query("SET client_min_messages = warning").execute(&mut c).await.map_err(err(ConnectHint::Url))?;
     Ok(c)
+}
+
+/// A failed connection, with what to do about the usual causes.
+fn connect_error(url: &str, options: &PgConnectOptions, error: sqlx::Error) -> Error {
+    let code = error.as_database_error().and_then(|e| e.code()).unwrap_or_default().into_owned();
+    let user = options.get_username();
+    if code == "3D000" {
+        // invalid_catalog_name: the server is there, the database is not.
+        let name = options.get_database().unwrap_or(user).to_string();
+        let createdb = format!("-h {} -p {} -U {user} {name}", options.get_host(), options.get_port());
+        return Error::NoDatabase { name, createdb };
+    }
+    let hint = match &error {
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => ConnectHint::PgListening,
+        sqlx::Error::Io(_) => ConnectHint::PgReachable,
+        // invalid_authorization_specification, invalid_password
+        _ if code.starts_with("28") => ConnectHint::PgCredentials,
+        _ => ConnectHint::Url,
+    };
+    Error::Connect { url: url.to_string(), error, hint }
 }
 
 pub async fn begin(c: &mut PgConnection) -> Result<Tx<'_>> {
@@ -127,7 +147,7 @@ impl Array {
             Array::Bool(v) => args.add(v),
             Array::Text(v) => args.add(v),
         };
-        r.map_err(|e| Error::Query { context: "bind an array".into(), source: sqlx::Error::Encode(e) })
+        r.map_err(|e| Error::Query { context: "bind an array".into(), error: sqlx::Error::Encode(e) })
     }
 }
 
@@ -157,7 +177,7 @@ fn bind_scalar(args: &mut PgArguments, kind: ColumnKind, value: &Value) -> Resul
         Array::Bool(mut v) => args.add(v.pop().flatten()),
         Array::Text(mut v) => args.add(v.pop().flatten()),
     };
-    r.map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })
+    r.map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })
 }
 
 /// One index probe per key: a `LATERAL` subquery per unnested key, so the
@@ -278,7 +298,7 @@ pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
     let mut args = PgArguments::default();
     let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
-    args.add(pks).map_err(|e| Error::Query { context: "bind pks".into(), source: sqlx::Error::Encode(e) })?;
+    args.add(pks).map_err(|e| Error::Query { context: "bind pks".into(), error: sqlx::Error::Encode(e) })?;
     let mut params = vec!["$1::int8[]".to_string()];
     let mut select = vec!["u.id".to_string()];
     let mut names = vec!["id".to_string()];
@@ -385,10 +405,32 @@ pub async fn read_rows(
 /// Takes the advisory locks `keys` (sorted) for the rest of the transaction.
 pub async fn advisory_locks(t: &mut Tx<'_>, keys: &[i64]) -> Result<()> {
     // The subquery's order is the order the locks are taken in.
-    sqlx::query("SELECT count(pg_advisory_xact_lock(k)) FROM (SELECT unnest($1::int8[]) AS k ORDER BY 1) s")
-        .bind(keys)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error("lock the names this batch asks about"))?;
+    // The two-key form, under relocate's own class ("RELO"), shares no lock
+    // with an application's one-key advisory locks.
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(1380273231, k::int4)) FROM (SELECT unnest($1::int8[]) AS k ORDER BY 1) s",
+    )
+    .bind(keys)
+    .execute(&mut **t)
+    .await
+    .map_err(query_error("lock the names this batch asks about"))?;
     Ok(())
+}
+
+pub async fn import_ledger(
+    c: &mut PgConnection,
+    table: &str,
+    silo: Silo,
+    uuid: Option<&uuid::Uuid>,
+) -> Result<Vec<LedgerEntry>> {
+    let count_keys = |map: &str| format!("(SELECT COUNT(*) FROM jsonb_object_keys({map}::jsonb))");
+    // The same text as SQLite's: relocate writes that format there.
+    let time_text = |time: &str| format!("to_char({time} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')");
+    let sql = super::ledger_select(table, "import_uuid::text", count_keys, time_text, uuid.map(|_| "$1::uuid"));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(uuid) = uuid {
+        query = query.bind(uuid.hyphenated().to_string());
+    }
+    let rows = query.fetch_all(c).await.map_err(query_error(format!("read {table}")))?;
+    rows.iter().map(|row| super::ledger_from_row(row, silo)).collect()
 }

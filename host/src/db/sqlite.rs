@@ -9,7 +9,7 @@ use sqlx::sqlite::{
 use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqlSafeStr, SqliteConnection, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, Error, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
@@ -18,11 +18,12 @@ type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
 const MAX_PARAMS: usize = 32_000;
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
-pub async fn connect(url: &str) -> Result<SqliteConnection> {
-    let err = |source| Error::Connect { url: url.to_string(), source };
+pub async fn connect(url: &str, create: bool) -> Result<SqliteConnection> {
+    let hint = if create { ConnectHint::SqliteDirectory } else { ConnectHint::SqliteFile };
+    let err = |error| Error::Connect { url: url.to_string(), error, hint };
     let options = SqliteConnectOptions::from_str(url)
         .map_err(err)?
-        .create_if_missing(true)
+        .create_if_missing(create)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
@@ -84,7 +85,7 @@ fn bind(args: &mut SqliteArguments, value: &Value) -> Result<()> {
         Value::Boolean(b) => args.add(*b),
         Value::Text(s) | Value::Json(s) => args.add(s.clone()),
     };
-    r.map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })
+    r.map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })
 }
 
 fn placeholders(n: usize) -> String {
@@ -168,7 +169,7 @@ pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[Ta
             bind(&mut args, &Value::Integer((base * per + i) as i64))?;
             for text in [&range.base, &range.upper, &range.pattern] {
                 args.add(text.as_str())
-                    .map_err(|e| Error::Query { context: "bind a value".into(), source: sqlx::Error::Encode(e) })?;
+                    .map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })?;
             }
         }
         let found = sqlx::query_with(AssertSqlSafe(sql), args)
@@ -291,4 +292,21 @@ pub async fn read_rows(
         out.insert(pk, values.map_err(query_error(context))?);
     }
     Ok(out)
+}
+
+pub async fn import_ledger(
+    c: &mut SqliteConnection,
+    table: &str,
+    silo: Silo,
+    uuid: Option<&uuid::Uuid>,
+) -> Result<Vec<LedgerEntry>> {
+    // Times are stored as ISO 8601 text already.
+    let count_keys = |map: &str| format!("(SELECT COUNT(*) FROM json_each({map}))");
+    let sql = super::ledger_select(table, "import_uuid", count_keys, str::to_string, uuid.map(|_| "?"));
+    let mut query = sqlx::query(AssertSqlSafe(sql));
+    if let Some(uuid) = uuid {
+        query = query.bind(uuid.hyphenated().to_string());
+    }
+    let rows = query.fetch_all(c).await.map_err(query_error(format!("read {table}")))?;
+    rows.iter().map(|row| super::ledger_from_row(row, silo)).collect()
 }

@@ -257,7 +257,11 @@ fn a_spinning_plugin_times_out_and_poisons_its_session() {
         }
         other => panic!("expected a timeout, got {other:?}"),
     }
-    assert_eq!(error.to_string(), "plugin misbehave@0.1.0 on test.spin record #2: ran past its time limit of 300ms");
+    assert_eq!(
+        error.to_string(),
+        "plugin misbehave@0.1.0 on test.spin record #2: ran past its time limit of 300ms; raise --plugin-timeout \
+         or lower --batch-size"
+    );
 
     let again = session.prepare(&[one(3, "fine")]).unwrap_err();
     assert!(matches!(&again, Error::Poisoned { cause, .. } if cause.contains("time limit")), "{again}");
