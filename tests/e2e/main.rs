@@ -13,6 +13,7 @@ mod support;
 mod cli;
 mod crypto;
 mod errors;
+mod folding;
 mod import;
 mod plugins;
 mod releases;
