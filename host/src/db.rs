@@ -71,6 +71,24 @@ pub struct Chunk {
     pub existing_map: BTreeMap<Pk, Pk>,
     pub overwrite_map: BTreeMap<Pk, Pk>,
     pub inserted_identifiers: BTreeMap<Pk, String>,
+    /// When the import began (its first run, for a resumed one): the one
+    /// clock its plugins see. Stored as every chunk's `date_added`, so that a
+    /// resumed import finds it again and writes the dates an uninterrupted
+    /// one would; `date_updated` is when the chunk was written.
+    pub date_added: chrono::DateTime<chrono::Utc>,
+}
+
+impl Chunk {
+    /// The start of the import these chunks of it record, if any: what a
+    /// resumed import must give its plugins again.
+    pub fn import_start<'c>(chunks: impl IntoIterator<Item = &'c Chunk>) -> Option<chrono::DateTime<chrono::Utc>> {
+        chunks.into_iter().map(|c| c.date_added).min()
+    }
+}
+
+/// A chunk's `date_added` or `date_updated` as written (microseconds, UTC).
+fn chunk_time(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// The chunk tables; a control model's chunk also gets a replica (spec §8.3).
@@ -315,7 +333,7 @@ impl Tx<'_> {
     }
 
     pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let now = chunk_time(&chrono::Utc::now());
         let region: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Region).collect();
         let control: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Control).collect();
         for (table, chunks) in
@@ -508,29 +526,32 @@ fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
     )]
 }
 
-/// Chunk rows per `INSERT`: 12 parameters each, far under either
+/// Chunk rows per `INSERT`: 13 parameters each, far under either
 /// database's parameter limit.
 const CHUNKS_PER_STATEMENT: usize = 1000;
 
+/// Parameters of one chunk row, bound by [`bind_chunk!`].
+const CHUNK_PARAMS: usize = 13;
+
 /// `INSERT` of `rows` chunk rows in one statement. Parameter 1 is the time
-/// (`date_added` and `date_updated`); row `r` takes the 12 after it, bound by
-/// [`bind_chunk!`] in order. `placeholder` writes parameter `n` in the
-/// dialect, with its cast.
+/// of writing (`date_updated`); row `r` takes the [`CHUNK_PARAMS`] after
+/// it, bound by [`bind_chunk!`] in order. `placeholder` writes parameter
+/// `n` in the dialect, with its cast.
 fn chunk_insert(table: &str, rows: usize, placeholder: impl Fn(usize, ChunkParam) -> String) -> String {
     let now = placeholder(1, ChunkParam::Time);
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let mut params: Vec<String> = (0..12)
+            let mut params: Vec<String> = (0..CHUNK_PARAMS)
                 .map(|k| {
                     let kind = match k {
                         0 => ChunkParam::Uuid,
                         8..=11 => ChunkParam::Json,
+                        12 => ChunkParam::Time,
                         _ => ChunkParam::Plain,
                     };
-                    placeholder(2 + r * 12 + k, kind)
+                    placeholder(2 + r * CHUNK_PARAMS + k, kind)
                 })
                 .collect();
-            params.push(now.clone());
             params.push(now.clone());
             format!("({})", params.join(", "))
         })
@@ -552,7 +573,8 @@ enum ChunkParam {
     Time,
 }
 
-/// Binds one chunk's 12 values in the order of [`chunk_insert`]'s parameters.
+/// Binds one chunk's [`CHUNK_PARAMS`] values in the order of
+/// [`chunk_insert`]'s parameters.
 macro_rules! bind_chunk {
     ($query:expr, $chunk:expr) => {
         $query
@@ -568,20 +590,22 @@ macro_rules! bind_chunk {
             .bind($crate::db::map_to_json(&$chunk.existing_map))
             .bind($crate::db::map_to_json(&$chunk.overwrite_map))
             .bind($crate::db::map_to_json(&$chunk.inserted_identifiers))
+            .bind($crate::db::chunk_time(&$chunk.date_added))
     };
 }
 use bind_chunk;
 
 /// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
-/// them; each dialect casts the JSON maps to text its own way.
-fn chunk_select(table: &str, json_as_text: &str, uuid_param: &str) -> String {
+/// them; each dialect casts the JSON maps to text its own way, and writes
+/// `date_added` as [`chunk_time`] does.
+fn chunk_select(table: &str, json_as_text: &str, date_added: &str, uuid_param: &str) -> String {
     let maps: Vec<String> = ["inserted_map", "existing_map", "overwrite_map", "inserted_identifiers"]
         .iter()
         .map(|m| format!("{m}{json_as_text}"))
         .collect();
     format!(
-        "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, {} \
-         FROM {table} WHERE import_uuid = {uuid_param} ORDER BY model, min_ordinal",
+        "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, {}, \
+         {date_added} FROM {table} WHERE import_uuid = {uuid_param} ORDER BY model, min_ordinal",
         maps.join(", ")
     )
 }
@@ -613,6 +637,9 @@ where
         existing_map: map_from_json(&get_text(8).map_err(decode)?)?,
         overwrite_map: map_from_json(&get_text(9).map_err(decode)?)?,
         inserted_identifiers: map_from_json(&get_text(10).map_err(decode)?)?,
+        date_added: chrono::DateTime::parse_from_rfc3339(&get_text(11).map_err(decode)?)
+            .map_err(|e| Error::Corrupt(format!("an import chunk's date_added cannot be read: {e}")))?
+            .to_utc(),
     })
 }
 

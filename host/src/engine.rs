@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::SubsecRound as _;
 use uuid::Uuid;
 
 use crate::db::{self, Chunk, Db, NewRow};
@@ -240,6 +241,9 @@ pub async fn import(
     let pkmap = Arc::new(PkMap::default());
     let mut done: HashMap<ModelName, BTreeMap<i64, i64>> = HashMap::new();
     let chunks = db.load_chunks(&opts.import_uuid).await?;
+    // A resumed import gives plugins the clock its first run did, so that the
+    // dates it writes are the ones an uninterrupted import would have.
+    let started_at = Chunk::import_start(&chunks).unwrap_or_else(|| chrono::Utc::now().trunc_subsecs(3));
     if opts.clear_first && chunks.is_empty() {
         clear_tables(db, registry, &order).await?;
     }
@@ -256,8 +260,8 @@ pub async fn import(
         derived: BTreeMap::new(),
         derived_pks: HashMap::new(),
         indexed: HashSet::new(),
+        started_at,
     };
-    let started_at = chrono::Utc::now();
     let batch_size = opts.batch_size.clamp(1, MAX_BATCH_SIZE).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
     let mut summary = Summary { import_uuid: opts.import_uuid, ..Summary::default() };
 
@@ -344,6 +348,8 @@ struct ImportState<'a> {
     derived_pks: HashMap<ModelName, pkmap::PkRanges>,
     /// The lookups already known to be served by an index.
     indexed: HashSet<(ModelName, db::Lookup)>,
+    /// When the import began: the plugins' clock and its chunks' `date_added`.
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Reads, types, filters and remaps one batch of a model's records; runs on
@@ -944,6 +950,7 @@ impl ModelRun<'_, '_> {
                 existing_map: BTreeMap::new(),
                 overwrite_map: BTreeMap::new(),
                 inserted_identifiers: BTreeMap::new(),
+                date_added: self.state.started_at,
             });
             chunk.max_ordinal += 1;
             chunk.max_source_pk = chunk.max_source_pk.max(rec.old_pk);

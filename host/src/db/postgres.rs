@@ -336,7 +336,8 @@ pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: 
 pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
-        let sql = super::chunk_select(table, "::text", "$1::uuid");
+        let date_added = "to_char(date_added AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+        let sql = super::chunk_select(table, "::text", date_added, "$1::uuid");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(uuid.hyphenated().to_string())
             .fetch_all(&mut *c)

@@ -317,7 +317,7 @@ pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: 
 pub async fn load_chunks(c: &mut SqliteConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
-        let sql = super::chunk_select(table, "", "?");
+        let sql = super::chunk_select(table, "", "date_added", "?");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(uuid.hyphenated().to_string())
             .fetch_all(&mut *c)
