@@ -258,7 +258,6 @@ pub async fn import(
         opts,
         pkmap: pkmap.clone(),
         derived: BTreeMap::new(),
-        derived_pks: HashMap::new(),
         indexed: HashSet::new(),
         started_at,
     };
@@ -343,9 +342,6 @@ struct ImportState<'a> {
     pkmap: Arc<PkMap>,
     /// Rows plugins derived, per model.
     derived: BTreeMap<String, u64>,
-    /// Rows plugins derived in this run, per model: an exported record that
-    /// fills one in was inserted by this import, not overwritten.
-    derived_pks: HashMap<ModelName, pkmap::PkRanges>,
     /// The lookups already known to be served by an index.
     indexed: HashSet<(ModelName, db::Lookup)>,
     /// When the import began: the plugins' clock and its chunks' `date_added`.
@@ -919,15 +915,26 @@ impl ModelRun<'_, '_> {
                     Mapping { new_pk: new_pks[index], kind: ImportKind::Inserted, slug: slug(values) }
                 }
                 Outcome::Existing(pk) => Mapping { new_pk: *pk, kind: ImportKind::Existing, slug: None },
-                // Filling in a row this import derived (Sentry's signal-made
-                // primary UserEmail) is how Sentry inserts: it reports it so.
+                // Filling in a row that hangs off a record this import
+                // inserted (Sentry's signal-made primary UserEmail of a new
+                // user) is how Sentry inserts: it reports it so. Such a row
+                // cannot predate the import, and the pk map says so as well
+                // after a resume as in one run.
                 Outcome::Overwrite { pk, values } => {
-                    let derived_here = self.state.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(*pk));
-                    let kind = if derived_here { ImportKind::Inserted } else { ImportKind::Overwrite };
+                    let kind =
+                        if self.hangs_off_inserted(values) { ImportKind::Inserted } else { ImportKind::Overwrite };
                     Mapping { new_pk: *pk, kind, slug: slug(values) }
                 }
             })
             .collect()
+    }
+
+    /// Whether a foreign key of `values` names a row this import inserted.
+    fn hangs_off_inserted(&self, values: &[Value]) -> bool {
+        self.desc.foreign_keys.iter().any(|fk| {
+            fk.target != self.desc.name
+                && matches!(values[fk.column], Value::Integer(pk) if self.state.pkmap.is_inserted(&fk.target, pk))
+        })
     }
 
     /// One chunk per run of [`CHUNK_SIZE`] ordinals that holds a mapped record.
@@ -976,14 +983,10 @@ impl ModelRun<'_, '_> {
         chunks.into_values().collect()
     }
 
-    /// After the commit: counts, derived pks and the pk map.
+    /// After the commit: counts and the pk map.
     fn book(&mut self, written: Written) {
         for (model, pks) in written.derived {
             *self.state.derived.entry(model.to_string()).or_default() += pks.len() as u64;
-            let ranges = self.state.derived_pks.entry(model).or_default();
-            for pk in pks {
-                ranges.insert(pk);
-            }
         }
         for (old, mapping) in written.mappings {
             match mapping.kind {
