@@ -254,6 +254,11 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 engine::Error::Plugin(_) | engine::Error::Contract { .. } | engine::Error::Graph(_) => exit::PLUGIN,
                 engine::Error::Db(db::Error::UniqueViolation { .. }) => exit::IMPORT_FAILED,
                 engine::Error::Db(_) => exit::DATABASE,
+                // Mid-batch too, a lost connection or a lock held too long is
+                // the database's doing, not the batch's.
+                engine::Error::Write {
+                    source: db::Error::ConnectionLost { .. } | db::Error::Locked { .. }, ..
+                } => exit::DATABASE,
                 engine::Error::Deserialization { .. }
                 | engine::Error::Invalid { .. }
                 | engine::Error::Write { .. }

@@ -21,6 +21,15 @@ pub enum Error {
     Query { context: String, source: sqlx::Error },
     #[error("{context}: a unique constraint was violated: {message}")]
     UniqueViolation { context: String, message: String },
+    // These two quote their cause rather than chain it: what matters is
+    // said, and the CLI prints every error of a chain.
+    #[error("{context}: the connection to the database was lost ({cause}); its open transaction was rolled back")]
+    ConnectionLost { context: String, cause: sqlx::Error },
+    #[error(
+        "{context}: another connection holds the SQLite database's write lock and did not release it within \
+         {}s ({cause})", sqlite::BUSY_TIMEOUT.as_secs()
+    )]
+    Locked { context: String, cause: sqlx::Error },
     #[error("table {table} (model {model}) does not exist in the target database; run `relocate db init` first")]
     MissingTable { model: ModelName, table: Ident },
     #[error("{0}")]
@@ -34,12 +43,37 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Wraps a sqlx error with what we were doing, singling out unique violations.
+/// Wraps a sqlx error with what we were doing, singling out unique
+/// violations, a lost connection and a lock held too long: the last two
+/// mean "try again" (the same `--import-uuid` resumes), not a bad record.
 pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();
-    move |source| match source.as_database_error() {
-        Some(db) if db.is_unique_violation() => Error::UniqueViolation { context, message: db.message().to_string() },
-        _ => Error::Query { context, source },
+    move |source| {
+        let code = source.as_database_error().and_then(|db| db.code()).map(|c| c.into_owned());
+        match (&source, code.as_deref()) {
+            (sqlx::Error::Database(db), _) if db.is_unique_violation() => {
+                Error::UniqueViolation { context, message: db.message().to_string() }
+            }
+            // PostgreSQL: the server ended the session (`pg_terminate_backend`,
+            // a shutdown) or a connection exception (class 08).
+            (sqlx::Error::Database(db), Some(code))
+                if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some()
+                    && (code.starts_with("57P") || code.starts_with("08")) =>
+            {
+                Error::ConnectionLost { context, cause: source }
+            }
+            // SQLite: SQLITE_BUSY or SQLITE_LOCKED, plain or extended.
+            (sqlx::Error::Database(db), Some(code))
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
+                Error::Locked { context, cause: source }
+            }
+            (sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed, _) => {
+                Error::ConnectionLost { context, cause: source }
+            }
+            _ => Error::Query { context, source },
+        }
     }
 }
 
