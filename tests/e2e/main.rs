@@ -11,6 +11,7 @@
 mod support;
 
 mod cli;
+mod crash;
 mod crypto;
 mod errors;
 mod folding;

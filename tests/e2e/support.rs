@@ -227,12 +227,21 @@ pub fn relocate(args: &[&str]) -> Run {
     relocate_with_input(args, "")
 }
 
+/// The real binary with `args`, its compiled plugins cached for the tests.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relocate"));
+    command.args(args).env("XDG_CACHE_HOME", cache_home()).env_remove("RELOCATE_DB");
+    command
+}
+
+/// Where the tests' runs of the binary cache compiled plugins.
+pub fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache")
+}
+
 pub fn relocate_with_input(args: &[&str], input: &str) -> Run {
     use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relocate"))
-        .args(args)
-        .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
-        .env_remove("RELOCATE_DB")
+    let mut child = command(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
