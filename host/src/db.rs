@@ -31,10 +31,24 @@ pub enum Error {
     Query { context: String, error: sqlx::Error },
     #[error("database: {context}: a unique constraint was violated: {message}")]
     UniqueViolation { context: String, message: String },
+    // These two quote their cause rather than chain it: what matters is
+    // said, and the CLI prints every error of a chain.
+    #[error("{context}: the connection to the database was lost ({cause}); its open transaction was rolled back")]
+    ConnectionLost { context: String, cause: sqlx::Error },
+    #[error(
+        "{context}: another connection holds the SQLite database's write lock and did not release it within \
+         {}s ({cause})", sqlite::BUSY_TIMEOUT.as_secs()
+    )]
+    Locked { context: String, cause: sqlx::Error },
     #[error("table {table} (model {model}) does not exist in the target database; run `relocate db init` first")]
     MissingTable { model: ModelName, table: Ident },
     #[error("{0}")]
     Corrupt(String),
+    #[error(
+        "PostgreSQL has no ICU collation \"{collation}\" (a server built without ICU, or a database not in UTF8): \
+         relocate needs it to compare usernames and slugs ignoring case as Sentry does, whatever the database's locale"
+    )]
+    NoFold { collation: &'static str },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -46,6 +60,7 @@ impl Error {
     /// again.
     pub fn is_transient(&self) -> bool {
         match self {
+            Error::ConnectionLost { .. } | Error::Locked { .. } => true,
             Error::Query { error, .. } => is_transient(error),
             _ => false,
         }
@@ -120,12 +135,37 @@ impl std::fmt::Display for ConnectHint {
     }
 }
 
-/// Wraps a sqlx error with what we were doing, singling out unique violations.
+/// Wraps a sqlx error with what we were doing, singling out unique
+/// violations, a lost connection and a lock held too long: the last two
+/// mean "try again" (the same `--import-uuid` resumes), not a bad record.
 pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();
-    move |error| match error.as_database_error() {
-        Some(db) if db.is_unique_violation() => Error::UniqueViolation { context, message: db.message().to_string() },
-        _ => Error::Query { context, error },
+    move |error| {
+        let code = error.as_database_error().and_then(|db| db.code()).map(|c| c.into_owned());
+        match (&error, code.as_deref()) {
+            (sqlx::Error::Database(db), _) if db.is_unique_violation() => {
+                Error::UniqueViolation { context, message: db.message().to_string() }
+            }
+            // PostgreSQL: the server ended the session (`pg_terminate_backend`,
+            // a shutdown) or a connection exception (class 08).
+            (sqlx::Error::Database(db), Some(code))
+                if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some()
+                    && (code.starts_with("57P") || code.starts_with("08")) =>
+            {
+                Error::ConnectionLost { context, cause: error }
+            }
+            // SQLite: SQLITE_BUSY or SQLITE_LOCKED, plain or extended.
+            (sqlx::Error::Database(db), Some(code))
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) =>
+            {
+                Error::Locked { context, cause: error }
+            }
+            (sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed, _) => {
+                Error::ConnectionLost { context, cause: error }
+            }
+            _ => Error::Query { context, error },
+        }
     }
 }
 
@@ -183,6 +223,24 @@ pub struct Chunk {
     pub existing_map: BTreeMap<Pk, Pk>,
     pub overwrite_map: BTreeMap<Pk, Pk>,
     pub inserted_identifiers: BTreeMap<Pk, String>,
+    /// When the import began (its first run, for a resumed one): the one
+    /// clock its plugins see. Stored as every chunk's `date_added`, so that a
+    /// resumed import finds it again and writes the dates an uninterrupted
+    /// one would; `date_updated` is when the chunk was written.
+    pub date_added: chrono::DateTime<chrono::Utc>,
+}
+
+impl Chunk {
+    /// The start of the import these chunks of it record, if any: what a
+    /// resumed import must give its plugins again.
+    pub fn import_start<'c>(chunks: impl IntoIterator<Item = &'c Chunk>) -> Option<chrono::DateTime<chrono::Utc>> {
+        chunks.into_iter().map(|c| c.date_added).min()
+    }
+}
+
+/// A chunk's `date_added` or `date_updated` as written (microseconds, UTC).
+fn chunk_time(time: &chrono::DateTime<chrono::Utc>) -> String {
+    time.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
 /// One model's import chunks of one import, added up: what a rerun with
@@ -307,10 +365,7 @@ impl Db {
             Lookup::Equal(columns) => {
                 columns.iter().map(|&c| model.columns[c].name.quoted()).collect::<Vec<_>>().join(", ")
             }
-            Lookup::Folded(c) => match self.dialect() {
-                Dialect::Sqlite => format!("{SQLITE_FOLD}({})", model.columns[*c].name.quoted()),
-                Dialect::Postgres => format!("({PG_FOLD}({})) COLLATE \"C\"", model.columns[*c].name.quoted()),
-            },
+            Lookup::Folded(c) => folded(self.dialect(), &model.columns[*c].name.quoted()),
         };
         let sql = format!("CREATE INDEX IF NOT EXISTS {name} ON {} ({element})", model.table);
         let created = async {
@@ -321,11 +376,13 @@ impl Db {
         .await;
         match created {
             Ok(()) => Ok(()),
-            // Another import created it at the same moment.
             Err(e) => match self {
                 Db::Postgres(c) => {
                     if postgres::relation_exists(c, &name).await? {
+                        // Another import created it at the same moment.
                         Ok(())
+                    } else if matches!(lookup, Lookup::Folded(_)) && !postgres::has_collation(c, PG_FOLD).await? {
+                        Err(Error::NoFold { collation: PG_FOLD })
                     } else {
                         Err(e)
                     }
@@ -461,24 +518,18 @@ impl Tx<'_> {
     }
 
     /// For each base, the values of text `column` equal to it or starting
-    /// with `base-`, ignoring case. Served by the folded-column index
-    /// ([`Lookup::Folded`]) as one bounded range per base.
+    /// with `base-`, ignoring case as [`fold`] does. Served by the
+    /// folded-column index ([`Lookup::Folded`]) as one bounded range per base.
     pub async fn taken(&mut self, model: &ModelDesc, column: usize, bases: &[&str]) -> Result<Vec<Vec<String>>> {
         if bases.is_empty() {
             return Ok(Vec::new());
         }
-        let dialect = self.dialect();
-        let ranges: Vec<TakenRange> = bases.iter().map(|b| TakenRange::new(dialect, b)).collect();
         match self {
-            Tx::Sqlite(t) => sqlite::taken(t, model, column, &ranges).await,
-            Tx::Postgres(t) => postgres::taken(t, model, column, &ranges).await,
-        }
-    }
-
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Sqlite(_) => Dialect::Sqlite,
-            Tx::Postgres(_) => Dialect::Postgres,
+            Tx::Sqlite(t) => {
+                let ranges: Vec<TakenRange> = bases.iter().map(|b| TakenRange::new(b)).collect();
+                sqlite::taken(t, model, column, &ranges).await
+            }
+            Tx::Postgres(t) => postgres::taken(t, model, column, bases).await,
         }
     }
 
@@ -566,7 +617,7 @@ impl Tx<'_> {
     }
 
     pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string();
+        let now = chunk_time(&chrono::Utc::now());
         let region: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Region).collect();
         let control: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Control).collect();
         for (table, chunks) in
@@ -583,33 +634,68 @@ impl Tx<'_> {
     }
 }
 
-/// The SQL function both the folded-column index and `taken` apply, per
-/// dialect. SQLite's `lower` folds ASCII only, as its `LIKE` does.
-const SQLITE_FOLD: &str = "lower";
-const PG_FOLD: &str = "lower";
+/// The one rule for every case-insensitive question (`taken`: username and
+/// slug collisions): two values are the same name when they are equal once
+/// lower-cased by Python's `str.lower()`, which is what Sentry's Python
+/// compares (Django's `iexact`, and its own `.lower()` in
+/// `unique_db_instance`). `Élodie` and `élodie` are one name; so are `ÖZİL`
+/// and `özi̇l` (`İ` lower-cases to `i` + U+0307); `STRASSE` and `straße` are
+/// two (`str.lower()` keeps `ß`; only `casefold()` would make it `ss`).
+///
+/// Rust's [`str::to_lowercase`] is that mapping: Unicode's full lower-case
+/// mapping with the final-sigma rule (`ΟΔΟΣ` → `οδος`), like Python's. They
+/// differ only where their Unicode versions do (a few scripts added since
+/// the Python at hand). The plugins compare names with the same function.
+///
+/// SQLite applies it through the function [`SQLITE_FOLD`], which relocate
+/// registers on every connection; PostgreSQL through ICU's root-locale
+/// `lower()` ([`PG_FOLD`]), which implements the same Unicode mapping and,
+/// unlike plain `lower()`, does not depend on the database's `LC_CTYPE` (a
+/// `C` ctype folds ASCII only). Checked code point by code point: ICU 72
+/// and Python 3.11 agree on all of them.
+pub fn fold(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().all(|b| b.is_ascii() && !b.is_ascii_uppercase()) { s.into() } else { s.to_lowercase().into() }
+}
 
-/// Folds a base the way the dialect's [`SQLITE_FOLD`] / [`PG_FOLD`] folds
-/// stored values, so that the range below finds them.
-fn fold(dialect: Dialect, s: &str) -> String {
+/// The SQL function SQLite applies [`fold`] with, for the folded-column
+/// index and `taken` alike. An index on a function, unlike one under a
+/// custom collation, leaves the table readable (`COUNT(*)` included) by
+/// programs that lack it; only writing the indexed column, and `VACUUM`,
+/// need it.
+pub(crate) const SQLITE_FOLD: &str = "relocate_lower";
+
+/// PostgreSQL's [`fold`]: `lower()` under ICU's root locale, compared in
+/// byte order (`COLLATE "C"`). `und-x-icu` exists on every server built with
+/// ICU (all the usual packages); without it the import stops with
+/// [`Error::NoFold`] rather than compare names by the wrong rule.
+const PG_FOLD: &str = "und-x-icu";
+
+/// The SQL of `column` (a quoted, maybe qualified, name) folded by [`fold`],
+/// in byte order: the same text is the folded-column index's element and
+/// what `taken` compares, so the index serves the question.
+fn folded(dialect: Dialect, column: &str) -> String {
     match dialect {
-        Dialect::Sqlite => s.to_ascii_lowercase(),
-        Dialect::Postgres => s.to_lowercase(),
+        Dialect::Sqlite => format!("{SQLITE_FOLD}({column})"),
+        Dialect::Postgres => format!("(lower({column} COLLATE \"{PG_FOLD}\")) COLLATE \"C\""),
     }
 }
 
-/// A `taken` base as an index range: every folded value equal to `base` or
-/// starting with `base-` lies in `[base, base + ".")` in byte order, because
-/// `-` is the byte before `.`; `pattern` then keeps exactly those.
+/// A `taken` base as an index range. Under [`fold`] in byte order, every
+/// value equal to `base` or starting with `base-` lies in `[base, base.)`,
+/// because `-` is the byte before `.`; of those, the ones `>= base-` are
+/// exactly the ones starting with `base-`. SQLite gets the bounds folded
+/// here; PostgreSQL folds the base itself, with the function that folds
+/// the values (see `postgres::taken`).
 pub(crate) struct TakenRange {
     base: String,
     upper: String,
-    pattern: String,
+    suffixed: String,
 }
 
 impl TakenRange {
-    fn new(dialect: Dialect, base: &str) -> TakenRange {
-        let base = fold(dialect, base);
-        TakenRange { upper: format!("{base}."), pattern: format!("{}-%", like_escape(&base)), base }
+    fn new(base: &str) -> TakenRange {
+        let base = fold(base).into_owned();
+        TakenRange { upper: format!("{base}."), suffixed: format!("{base}-"), base }
     }
 }
 
@@ -619,7 +705,7 @@ const QUESTION_LOCK_BUCKETS: i64 = 256;
 /// The advisory lock a question about `key` takes ([`Tx::lock_questions`]):
 /// the same for every import asking about the same model, column(s) and
 /// value, folded as the question folds it, on any machine.
-pub fn question_lock(dialect: Dialect, model: &ModelName, lookup: &Lookup, key: &[Value]) -> i64 {
+pub fn question_lock(model: &ModelName, lookup: &Lookup, key: &[Value]) -> i64 {
     use sha2::Digest as _;
     let mut hash = sha2::Sha256::new();
     hash.update(b"relocate question lock v1\0");
@@ -632,7 +718,7 @@ pub fn question_lock(dialect: Dialect, model: &ModelName, lookup: &Lookup, key: 
         }
         Lookup::Folded(c) => {
             let base = key.first().and_then(Value::as_text).unwrap_or_default();
-            hash.update(format!("\0{c}~{}", fold(dialect, base)).as_bytes());
+            hash.update(format!("\0{c}~{}", fold(base)).as_bytes());
         }
     }
     let digest = hash.finalize();
@@ -644,7 +730,7 @@ pub fn question_lock(dialect: Dialect, model: &ModelName, lookup: &Lookup, key: 
 pub enum Lookup {
     /// `find`: equality on these columns (indexes into the model's columns).
     Equal(Vec<usize>),
-    /// `taken`: a range over this text column, folded to lower case.
+    /// `taken`: a range over this text column, folded by [`fold`].
     Folded(usize),
 }
 
@@ -653,7 +739,9 @@ impl Lookup {
     fn index_name(&self, model: &ModelDesc) -> String {
         let (kind, columns) = match self {
             Lookup::Equal(columns) => ("eq", columns.clone()),
-            Lookup::Folded(column) => ("fold", vec![*column]),
+            // Not `fold`: that name was a plain `lower()` index, which
+            // folds ASCII only on SQLite and under a `C` ctype.
+            Lookup::Folded(column) => ("lower", vec![*column]),
         };
         let names: Vec<&str> = columns.iter().map(|&c| model.columns[c].name.as_str()).collect();
         let name = format!("{}_relocate_{kind}_{}", model.table, names.join("_"));
@@ -748,29 +836,32 @@ fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
     )]
 }
 
-/// Chunk rows per `INSERT`: 12 parameters each, far under either
+/// Chunk rows per `INSERT`: 13 parameters each, far under either
 /// database's parameter limit.
 const CHUNKS_PER_STATEMENT: usize = 1000;
 
+/// Parameters of one chunk row, bound by [`bind_chunk!`].
+const CHUNK_PARAMS: usize = 13;
+
 /// `INSERT` of `rows` chunk rows in one statement. Parameter 1 is the time
-/// (`date_added` and `date_updated`); row `r` takes the 12 after it, bound by
-/// [`bind_chunk!`] in order. `placeholder` writes parameter `n` in the
-/// dialect, with its cast.
+/// of writing (`date_updated`); row `r` takes the [`CHUNK_PARAMS`] after
+/// it, bound by [`bind_chunk!`] in order. `placeholder` writes parameter
+/// `n` in the dialect, with its cast.
 fn chunk_insert(table: &str, rows: usize, placeholder: impl Fn(usize, ChunkParam) -> String) -> String {
     let now = placeholder(1, ChunkParam::Time);
     let values: Vec<String> = (0..rows)
         .map(|r| {
-            let mut params: Vec<String> = (0..12)
+            let mut params: Vec<String> = (0..CHUNK_PARAMS)
                 .map(|k| {
                     let kind = match k {
                         0 => ChunkParam::Uuid,
                         8..=11 => ChunkParam::Json,
+                        12 => ChunkParam::Time,
                         _ => ChunkParam::Plain,
                     };
-                    placeholder(2 + r * 12 + k, kind)
+                    placeholder(2 + r * CHUNK_PARAMS + k, kind)
                 })
                 .collect();
-            params.push(now.clone());
             params.push(now.clone());
             format!("({})", params.join(", "))
         })
@@ -792,7 +883,8 @@ enum ChunkParam {
     Time,
 }
 
-/// Binds one chunk's 12 values in the order of [`chunk_insert`]'s parameters.
+/// Binds one chunk's [`CHUNK_PARAMS`] values in the order of
+/// [`chunk_insert`]'s parameters.
 macro_rules! bind_chunk {
     ($query:expr, $chunk:expr) => {
         $query
@@ -808,20 +900,22 @@ macro_rules! bind_chunk {
             .bind($crate::db::map_to_json(&$chunk.existing_map))
             .bind($crate::db::map_to_json(&$chunk.overwrite_map))
             .bind($crate::db::map_to_json(&$chunk.inserted_identifiers))
+            .bind($crate::db::chunk_time(&$chunk.date_added))
     };
 }
 use bind_chunk;
 
 /// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
-/// them; each dialect casts the JSON maps to text its own way.
-fn chunk_select(table: &str, json_as_text: &str, uuid_param: &str) -> String {
+/// them; each dialect casts the JSON maps to text its own way, and writes
+/// `date_added` as [`chunk_time`] does.
+fn chunk_select(table: &str, json_as_text: &str, date_added: &str, uuid_param: &str) -> String {
     let maps: Vec<String> = ["inserted_map", "existing_map", "overwrite_map", "inserted_identifiers"]
         .iter()
         .map(|m| format!("{m}{json_as_text}"))
         .collect();
     format!(
-        "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, {} \
-         FROM {table} WHERE import_uuid = {uuid_param} ORDER BY model, min_ordinal",
+        "SELECT model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, min_inserted_pk, max_inserted_pk, {}, \
+         {date_added} FROM {table} WHERE import_uuid = {uuid_param} ORDER BY model, min_ordinal",
         maps.join(", ")
     )
 }
@@ -853,6 +947,9 @@ where
         existing_map: map_from_json(&get_text(8).map_err(decode)?)?,
         overwrite_map: map_from_json(&get_text(9).map_err(decode)?)?,
         inserted_identifiers: map_from_json(&get_text(10).map_err(decode)?)?,
+        date_added: chrono::DateTime::parse_from_rfc3339(&get_text(11).map_err(decode)?)
+            .map_err(|e| Error::Corrupt(format!("an import chunk's date_added cannot be read: {e}")))?
+            .to_utc(),
     })
 }
 
@@ -938,26 +1035,9 @@ fn map_from_json<V: serde::de::DeserializeOwned>(text: &str) -> Result<BTreeMap<
         .collect()
 }
 
-/// Escapes `%`, `_` and `\` for a LIKE pattern with `ESCAPE '\'`.
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn like_patterns_are_escaped() {
-        assert_eq!(like_escape("a_b%c\\"), "a\\_b\\%c\\\\");
-    }
 
     #[test]
     fn chunk_maps_round_trip_with_string_keys() {
@@ -966,5 +1046,97 @@ mod tests {
         assert_eq!(json, r#"{"12":1,"13":2}"#);
         assert_eq!(map_from_json::<Pk>(&json).unwrap(), map);
         assert!(map_from_json::<Pk>(r#"{"x":1}"#).is_err());
+    }
+
+    /// What Python's `str.lower()` gives for each (Python 3.11).
+    #[test]
+    fn fold_is_pythons_lower() {
+        for (name, python) in [
+            ("élodie", "élodie"),
+            ("Élodie", "élodie"),
+            ("ÖZİL", "özi\u{307}l"),
+            ("STRASSE", "strasse"),
+            ("straße", "straße"),
+            ("STRAẞE", "straße"),
+            ("ΟΔΟΣ ΟΔΟΣ", "οδος οδος"),
+            ("ǅ", "ǆ"),
+            ("ﬃ", "ﬃ"),
+            ("Kelvin \u{212a}", "kelvin k"),
+        ] {
+            assert_eq!(fold(name), python, "{name}");
+        }
+        assert!(matches!(fold("plain-ascii_42"), std::borrow::Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn taken_ranges_hold_the_base_and_its_suffixes_only() {
+        let range = TakenRange::new("Élodie");
+        let inside = |v: &str| {
+            let v = fold(v);
+            let v = v.as_ref();
+            v >= range.base.as_str() && v < range.upper.as_str() && (v == range.base || v >= range.suffixed.as_str())
+        };
+        for v in ["élodie", "ÉLODIE", "élodie-x1", "Élodie-", "ÉLODIE-ABC"] {
+            assert!(inside(v), "{v}");
+        }
+        for v in ["elodie", "élodie.", "élodie x", "élodie_x", "élodiex", "élodi", "élodie!"] {
+            assert!(!inside(v), "{v}");
+        }
+    }
+
+    fn users() -> ModelDesc {
+        let text = |name: &str| crate::model::Column {
+            field: name.into(),
+            name: Ident::new(name).expect("an identifier"),
+            kind: ColumnKind::Text,
+            nullable: false,
+            default: None,
+        };
+        ModelDesc {
+            name: ModelName::new("test.user").expect("a model name"),
+            table: Ident::new("test_user").expect("an identifier"),
+            scopes: vec![crate::model::Scope::User],
+            silo: Silo::Control,
+            columns: vec![text("username")],
+            foreign_keys: Vec::new(),
+            uniques: vec![vec![0]],
+            relocation_dependencies: Vec::new(),
+        }
+    }
+
+    /// SQLite folds non-ASCII letters too, and the folded-column index
+    /// serves `taken` as a range scan.
+    #[tokio::test]
+    async fn sqlite_taken_folds_by_the_rule_through_its_index() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url = format!("sqlite:{}", dir.path().join("t.db").display());
+        let mut db = Db::connect(&url).await.expect("open");
+        let model = users();
+        db.create_schema(&[&model]).await.expect("schema");
+        db.ensure_index(&model, &Lookup::Folded(0)).await.expect("index");
+        let names = ["Élodie", "ÉLODIE-x1", "elodie", "ÖZİL", "STRASSE", "élodie.", "élodie x"];
+        let mut tx = db.begin().await.expect("begin");
+        let values: Vec<[Value; 1]> = names.iter().map(|n| [Value::Text(n.to_string())]).collect();
+        let rows: Vec<NewRow> =
+            values.iter().enumerate().map(|(i, v)| NewRow { pk: i as Pk + 1, values: v.as_slice() }).collect();
+        tx.insert(&model, &rows).await.expect("insert");
+        let taken = tx.taken(&model, 0, &["élodie", "özi\u{307}l", "straße", "özil"]).await.expect("taken");
+        assert_eq!(taken, [vec!["Élodie", "ÉLODIE-x1"], vec!["ÖZİL"], vec![], vec![]]);
+
+        let Tx::Sqlite(t) = &mut tx else { unreachable!("a SQLite transaction") };
+        let explain = format!("EXPLAIN QUERY PLAN {}", sqlite::taken_sql(&model, 0, 1));
+        let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
+            .bind(0)
+            .bind("a")
+            .bind("a.")
+            .bind("a-")
+            .fetch_all(&mut **t)
+            .await
+            .expect("explain");
+        let plan: Vec<String> = rows.iter().map(|r| sqlx::Row::get::<String, _>(r, 3)).collect();
+        assert!(
+            plan.iter().any(|line| line.contains("test_user_relocate_lower_username") && line.contains('<')),
+            "{plan:?}"
+        );
     }
 }

@@ -9,6 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
+use chrono::SubsecRound as _;
 use uuid::Uuid;
 
 use crate::db::{self, Chunk, Db, NewRow};
@@ -425,13 +426,15 @@ async fn import_models(
     reporter: &dyn Reporter,
 ) -> Result<Summary> {
     let clock = std::time::Instant::now();
-    let started_at = chrono::Utc::now();
     let order = registry.order()?;
     ensure_schema(db, registry).await?;
 
     let pkmap = Arc::new(PkMap::default());
     let mut done: HashMap<ModelName, BTreeMap<i64, i64>> = HashMap::new();
     let chunks = db.load_chunks(&opts.import_uuid).await?;
+    // A resumed import gives plugins the clock its first run did, so that the
+    // dates it writes are the ones an uninterrupted import would have.
+    let started_at = Chunk::import_start(&chunks).unwrap_or_else(|| chrono::Utc::now().trunc_subsecs(3));
     if opts.clear_first && chunks.is_empty() {
         clear_tables(db, registry, &order, opts.commit.sequences()).await?;
     }
@@ -446,9 +449,9 @@ async fn import_models(
         opts,
         pkmap: pkmap.clone(),
         derived: BTreeMap::new(),
-        derived_pks: HashMap::new(),
         indexed: HashSet::new(),
         detail: reporter.detail(),
+        started_at,
     };
     let batch_size = opts.batch_size.clamp(1, MAX_BATCH_SIZE).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
     let mut summary = Summary { import_uuid: opts.import_uuid, started_at, commit: opts.commit, ..Summary::default() };
@@ -576,13 +579,12 @@ struct ImportState<'a> {
     pkmap: Arc<PkMap>,
     /// Rows plugins derived, per model.
     derived: BTreeMap<String, u64>,
-    /// Rows plugins derived in this run, per model: an exported record that
-    /// fills one in was inserted by this import, not overwritten.
-    derived_pks: HashMap<ModelName, pkmap::PkRanges>,
     /// The lookups already known to be served by an index.
     indexed: HashSet<(ModelName, db::Lookup)>,
     /// Which records' fates the reporter wants.
     detail: Detail,
+    /// When the import began: the plugins' clock and its chunks' `date_added`.
+    started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// Reads, types, filters and remaps one batch of a model's records; runs on
@@ -1060,7 +1062,7 @@ impl ModelRun<'_, '_> {
                 Query::Find { values, .. } => values.clone(),
                 Query::Taken { base, .. } => vec![Value::Text(base.clone())],
             };
-            locks.push(db::question_lock(tx.dialect(), model, &lookup, &key));
+            locks.push(db::question_lock(model, &lookup, &key));
         }
         tx.lock_questions(locks).await?;
         let mut answers: Vec<Option<Answer>> = vec![None; queries.len()];
@@ -1221,15 +1223,26 @@ impl ModelRun<'_, '_> {
                     Mapping { new_pk: new_pks[index], kind: ImportKind::Inserted, slug: slug(values) }
                 }
                 Outcome::Existing(pk) => Mapping { new_pk: *pk, kind: ImportKind::Existing, slug: None },
-                // Filling in a row this import derived (Sentry's signal-made
-                // primary UserEmail) is how Sentry inserts: it reports it so.
+                // Filling in a row that hangs off a record this import
+                // inserted (Sentry's signal-made primary UserEmail of a new
+                // user) is how Sentry inserts: it reports it so. Such a row
+                // cannot predate the import, and the pk map says so as well
+                // after a resume as in one run.
                 Outcome::Overwrite { pk, values } => {
-                    let derived_here = self.state.derived_pks.get(&self.desc.name).is_some_and(|pks| pks.contains(*pk));
-                    let kind = if derived_here { ImportKind::Inserted } else { ImportKind::Overwrite };
+                    let kind =
+                        if self.hangs_off_inserted(values) { ImportKind::Inserted } else { ImportKind::Overwrite };
                     Mapping { new_pk: *pk, kind, slug: slug(values) }
                 }
             })
             .collect()
+    }
+
+    /// Whether a foreign key of `values` names a row this import inserted.
+    fn hangs_off_inserted(&self, values: &[Value]) -> bool {
+        self.desc.foreign_keys.iter().any(|fk| {
+            fk.target != self.desc.name
+                && matches!(values[fk.column], Value::Integer(pk) if self.state.pkmap.is_inserted(&fk.target, pk))
+        })
     }
 
     /// One chunk per run of [`CHUNK_SIZE`] ordinals that holds a mapped record.
@@ -1252,6 +1265,7 @@ impl ModelRun<'_, '_> {
                 existing_map: BTreeMap::new(),
                 overwrite_map: BTreeMap::new(),
                 inserted_identifiers: BTreeMap::new(),
+                date_added: self.state.started_at,
             });
             chunk.max_ordinal += 1;
             chunk.max_source_pk = chunk.max_source_pk.max(rec.old_pk);
@@ -1277,14 +1291,10 @@ impl ModelRun<'_, '_> {
         chunks.into_values().collect()
     }
 
-    /// After the commit: counts, derived pks and the pk map.
+    /// After the commit: counts and the pk map.
     fn book(&mut self, written: Written) {
         for (model, pks) in written.derived {
             *self.state.derived.entry(model.to_string()).or_default() += pks.len() as u64;
-            let ranges = self.state.derived_pks.entry(model).or_default();
-            for pk in pks {
-                ranges.insert(pk);
-            }
         }
         for (rec, mapping) in written.mappings {
             let (fate, reason) = match mapping.kind {

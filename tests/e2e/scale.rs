@@ -84,11 +84,11 @@ db_test!(an_existing_schema_gets_the_indexes_its_questions_need, |t| {
     for name in indexes(&t, "auth_user").await.into_iter().filter(|n| n.contains("relocate")) {
         c.execute(&format!("DROP INDEX {name}")).await;
     }
-    assert!(!indexes(&t, "auth_user").await.iter().any(|n| n.contains("relocate_fold")));
+    assert!(!indexes(&t, "auth_user").await.iter().any(|n| n.contains("relocate_lower")));
     let export = users_export(t.dir.path(), 100, 10);
     t.relocate(&["import", "users", export.to_str().unwrap(), "--no-prompt", "--silent"]).success();
     let after = indexes(&t, "auth_user").await;
-    assert!(after.iter().any(|n| n == "auth_user_relocate_fold_username"), "{after:?}");
+    assert!(after.iter().any(|n| n == "auth_user_relocate_lower_username"), "{after:?}");
     // Twice: the second import finds the index there and the names taken.
     t.relocate(&["import", "users", export.to_str().unwrap(), "--no-prompt", "--silent"]).success();
     assert_eq!(t.count("auth_user").await, 200);

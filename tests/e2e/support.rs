@@ -42,31 +42,36 @@ pub enum Kind {
 
 impl Target {
     pub async fn new(kind: Kind) -> Target {
-        let dir = tempfile::tempdir().expect("create a temp dir");
         match kind {
             Kind::Sqlite => {
+                let dir = tempfile::tempdir().expect("create a temp dir");
                 Target { url: format!("sqlite:{}", dir.path().join("target.db").display()), dir, pg_name: None }
             }
-            Kind::Postgres => {
-                let name = format!("relocate_t_{}", uuid::Uuid::new_v4().simple());
-                let admin = pg_admin_url();
-                let mut c = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-                    panic!(
-                        "PostgreSQL is not reachable at {admin} ({e}). Start it (see README: Testing) \
-                         or point RELOCATE_TEST_PG at a server where the user may create databases."
-                    )
-                });
-                sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut c)
-                    .await
-                    .expect("create a test database");
-                let url = match admin.rsplit_once('/') {
-                    Some((base, _)) => format!("{base}/{name}"),
-                    None => panic!("RELOCATE_TEST_PG must end in /DATABASE"),
-                };
-                Target { url, dir, pg_name: Some(name) }
-            }
+            Kind::Postgres => Target::postgres_with("").await,
         }
+    }
+
+    /// A fresh PostgreSQL database created `CREATE DATABASE name {options}`
+    /// (say, `TEMPLATE template0 LC_CTYPE 'C'`).
+    pub async fn postgres_with(options: &str) -> Target {
+        let dir = tempfile::tempdir().expect("create a temp dir");
+        let name = format!("relocate_t_{}", uuid::Uuid::new_v4().simple());
+        let admin = pg_admin_url();
+        let mut c = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {admin} ({e}). Start it (see README: Testing) \
+                 or point RELOCATE_TEST_PG at a server where the user may create databases."
+            )
+        });
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {name} {options}")))
+            .execute(&mut c)
+            .await
+            .expect("create a test database");
+        let url = match admin.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("RELOCATE_TEST_PG must end in /DATABASE"),
+        };
+        Target { url, dir, pg_name: Some(name) }
     }
 
     /// Runs `relocate` with `--db` pointing here (where the command takes it).
@@ -269,6 +274,18 @@ pub fn relocate(args: &[&str]) -> Run {
     relocate_with_input(args, "")
 }
 
+/// The real binary with `args`, its compiled plugins cached for the tests.
+pub fn command(args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_relocate"));
+    command.args(args).env("XDG_CACHE_HOME", cache_home()).env_remove("RELOCATE_DB");
+    command
+}
+
+/// Where the tests' runs of the binary cache compiled plugins.
+pub fn cache_home() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache")
+}
+
 pub fn relocate_with_input(args: &[&str], input: &str) -> Run {
     run_relocate(args, input, &[])
 }
@@ -280,10 +297,7 @@ pub fn relocate_with_env(args: &[&str], env: &[(&str, &str)]) -> Run {
 
 fn run_relocate(args: &[&str], input: &str, env: &[(&str, &str)]) -> Run {
     use std::io::Write as _;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_relocate"))
-        .args(args)
-        .env("XDG_CACHE_HOME", Path::new(env!("CARGO_TARGET_TMPDIR")).join("cache"))
-        .env_remove("RELOCATE_DB")
+    let mut child = command(args)
         .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -7,7 +7,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
@@ -96,6 +96,14 @@ pub async fn index_columns(c: &mut PgConnection, table: &Ident) -> Result<Vec<Ve
     .await
     .map_err(query_error(format!("list the indexes of {table}")))?;
     Ok(super::group_index_columns(rows.iter().map(|row| (row.get::<i64, _>(0), row.get(1)))))
+}
+
+pub async fn has_collation(c: &mut PgConnection, name: &str) -> Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_collation WHERE collname = $1)")
+        .bind(name)
+        .fetch_one(c)
+        .await
+        .map_err(query_error(format!("look for collation {name}")))
 }
 
 pub async fn relation_exists(c: &mut PgConnection, name: &str) -> Result<bool> {
@@ -219,21 +227,22 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
     Ok(out)
 }
 
-/// The folded values in `[lo, hi)` (byte order) from the folded-column index,
-/// then exactly the base or `base-…`: a bounded range scan per base.
-pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[TakenRange]) -> Result<Vec<Vec<String>>> {
+/// One bounded range scan of the folded-column index per base. The bases
+/// are folded here by the function that folds the stored values, so the
+/// bounds and the index agree whatever the Unicode version of either side.
+pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[&str]) -> Result<Vec<Vec<String>>> {
     let col = model.columns[column].name.quoted();
-    let folded = format!("{}(t.{col}) COLLATE \"C\"", super::PG_FOLD);
+    let folded = super::folded(super::Dialect::Postgres, &format!("t.{col}"));
+    let base = super::folded(super::Dialect::Postgres, "u.base");
     let sql = format!(
-        "SELECT u.i, f.v FROM UNNEST($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(b, hi, p, i) \
-         CROSS JOIN LATERAL (SELECT t.{col} AS v FROM {table} t WHERE {folded} >= u.b AND {folded} < u.hi \
-         AND ({folded} = u.b OR {folded} LIKE u.p ESCAPE '\\')) f",
+        "SELECT u.i, f.v FROM UNNEST($1::text[]) WITH ORDINALITY AS u(base, i) \
+         CROSS JOIN LATERAL (SELECT {base} AS b) k \
+         CROSS JOIN LATERAL (SELECT t.{col} AS v FROM {table} t WHERE {folded} >= k.b AND {folded} < k.b || '.' \
+         AND ({folded} = k.b OR {folded} >= k.b || '-')) f",
         table = model.table
     );
     let rows = sqlx::query(AssertSqlSafe(sql))
-        .bind(bases.iter().map(|b| b.base.clone()).collect::<Vec<_>>())
-        .bind(bases.iter().map(|b| b.upper.clone()).collect::<Vec<_>>())
-        .bind(bases.iter().map(|b| b.pattern.clone()).collect::<Vec<_>>())
+        .bind(bases)
         .fetch_all(&mut **t)
         .await
         .map_err(query_error(format!("look up taken {} values", model.name)))?;
@@ -370,7 +379,8 @@ pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: 
 pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
-        let sql = super::chunk_select(table, "::text", "$1::uuid");
+        let date_added = "to_char(date_added AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')";
+        let sql = super::chunk_select(table, "::text", date_added, "$1::uuid");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(uuid.hyphenated().to_string())
             .fetch_all(&mut *c)

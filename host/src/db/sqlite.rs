@@ -1,7 +1,10 @@
 //! SQLite: multi-row `VALUES` statements, `BEGIN IMMEDIATE` transactions.
 
+use std::ffi::c_int;
 use std::str::FromStr;
 use std::time::Duration;
+
+use libsqlite3_sys as ffi;
 
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTransactionManager,
@@ -18,6 +21,10 @@ type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
 const MAX_PARAMS: usize = 32_000;
 const MAX_ROWS_PER_STATEMENT: usize = 500;
 
+/// How long a statement waits for another connection's write lock before
+/// it fails with "database is locked".
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
 pub async fn connect(url: &str, create: bool) -> Result<SqliteConnection> {
     let hint = if create { ConnectHint::SqliteDirectory } else { ConnectHint::SqliteFile };
     let err = |error| Error::Connect { url: url.to_string(), error, hint };
@@ -27,8 +34,78 @@ pub async fn connect(url: &str, create: bool) -> Result<SqliteConnection> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(30));
-    SqliteConnection::connect_with(&options).await.map_err(err)
+        .busy_timeout(BUSY_TIMEOUT);
+    let mut c = SqliteConnection::connect_with(&options).await.map_err(err)?;
+    // Every connection that writes a table with a folded-column index needs
+    // the function; relocate's own connections all have it.
+    register_fold(&mut c).await.map_err(err)?;
+    Ok(c)
+}
+
+/// Registers [`super::SQLITE_FOLD`] on `c`: deterministic, so that an
+/// index may use it, and innocuous, so that it works with
+/// `trusted_schema` off. sqlx has no safe way to add a scalar function.
+#[allow(unsafe_code)]
+async fn register_fold(c: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    let name = std::ffi::CString::new(super::SQLITE_FOLD).map_err(|e| sqlx::Error::Configuration(e.into()))?;
+    let mut handle = c.lock_handle().await?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's handle, which the lock keeps from
+    // every other thread while we use it. The name is a NUL-terminated
+    // string SQLite copies. `fold_sql` is a plain function that stays valid
+    // for the life of the process, and there is no user data to free.
+    let rc = unsafe {
+        ffi::sqlite3_create_function_v2(
+            db,
+            name.as_ptr(),
+            1,
+            ffi::SQLITE_UTF8 | ffi::SQLITE_DETERMINISTIC | ffi::SQLITE_INNOCUOUS,
+            std::ptr::null_mut(),
+            Some(fold_sql),
+            None,
+            None,
+            None,
+        )
+    };
+    if rc == ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(sqlx::Error::Configuration(
+            format!("cannot add the SQL function {}: SQLite error {rc}", super::SQLITE_FOLD).into(),
+        ))
+    }
+}
+
+/// `relocate_lower(text)`: [`super::fold`] of its UTF-8 text; NULL for
+/// NULL; bytes that are not UTF-8 unchanged.
+#[allow(unsafe_code)]
+unsafe extern "C" fn fold_sql(ctx: *mut ffi::sqlite3_context, argc: c_int, argv: *mut *mut ffi::sqlite3_value) {
+    // SAFETY: SQLite calls this with `argc` valid values (1, as registered)
+    // in `argv` and a live `ctx`; the text pointer it returns is valid for
+    // `sqlite3_value_bytes` bytes until the value changes, and we read it
+    // before that. SQLITE_TRANSIENT makes SQLite copy the result.
+    unsafe {
+        if argc != 1 || ffi::sqlite3_value_type(*argv) == ffi::SQLITE_NULL {
+            ffi::sqlite3_result_null(ctx);
+            return;
+        }
+        let text = ffi::sqlite3_value_text(*argv);
+        let len = usize::try_from(ffi::sqlite3_value_bytes(*argv)).unwrap_or(0);
+        if text.is_null() {
+            ffi::sqlite3_result_error_nomem(ctx);
+            return;
+        }
+        let bytes = std::slice::from_raw_parts(text, len);
+        let folded = match std::str::from_utf8(bytes) {
+            Ok(s) => match super::fold(s) {
+                std::borrow::Cow::Owned(s) => std::borrow::Cow::Owned(s.into_bytes()),
+                std::borrow::Cow::Borrowed(_) => std::borrow::Cow::Borrowed(bytes),
+            },
+            Err(_) => std::borrow::Cow::Borrowed(bytes),
+        };
+        let len = c_int::try_from(folded.len()).unwrap_or(c_int::MAX);
+        ffi::sqlite3_result_text(ctx, folded.as_ptr().cast(), len, ffi::SQLITE_TRANSIENT());
+    }
 }
 
 pub async fn begin(c: &mut SqliteConnection) -> Result<Tx<'_>> {
@@ -154,25 +231,17 @@ pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[
 /// One range scan of the folded-column index per base.
 pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[TakenRange]) -> Result<Vec<Vec<String>>> {
     let mut out = vec![Vec::new(); bases.len()];
-    let col = model.columns[column].name.quoted();
-    let folded = format!("{}(t.{col})", super::SQLITE_FOLD);
     let per = (MAX_PARAMS / 4).min(MAX_ROWS_PER_STATEMENT);
     for (base, part) in bases.chunks(per).enumerate() {
-        let rows = vec!["(?,?,?,?)"; part.len()].join(",");
-        let sql = format!(
-            "WITH u(i, b, hi, p) AS (VALUES {rows}) SELECT u.i, t.{col} FROM u CROSS JOIN {table} t \
-             ON {folded} >= u.b AND {folded} < u.hi WHERE {folded} = u.b OR {folded} LIKE u.p ESCAPE '\\'",
-            table = model.table
-        );
         let mut args = SqliteArguments::default();
         for (i, range) in part.iter().enumerate() {
             bind(&mut args, &Value::Integer((base * per + i) as i64))?;
-            for text in [&range.base, &range.upper, &range.pattern] {
+            for text in [&range.base, &range.upper, &range.suffixed] {
                 args.add(text.as_str())
                     .map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })?;
             }
         }
-        let found = sqlx::query_with(AssertSqlSafe(sql), args)
+        let found = sqlx::query_with(AssertSqlSafe(taken_sql(model, column, part.len())), args)
             .fetch_all(&mut **t)
             .await
             .map_err(query_error(format!("look up taken {} values", model.name)))?;
@@ -184,6 +253,18 @@ pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[Ta
         }
     }
     Ok(out)
+}
+
+/// `taken` for `rows` ranges, each bound as (index, base, upper, suffixed).
+pub(super) fn taken_sql(model: &ModelDesc, column: usize, rows: usize) -> String {
+    let col = model.columns[column].name.quoted();
+    let folded = super::folded(super::Dialect::Sqlite, &format!("t.{col}"));
+    format!(
+        "WITH u(i, b, hi, s) AS (VALUES {}) SELECT u.i, t.{col} FROM u CROSS JOIN {table} t \
+         ON {folded} >= u.b AND {folded} < u.hi WHERE {folded} = u.b OR {folded} >= u.s",
+        vec!["(?,?,?,?)"; rows].join(","),
+        table = model.table
+    )
 }
 
 pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
@@ -259,7 +340,7 @@ pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: 
 pub async fn load_chunks(c: &mut SqliteConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
-        let sql = super::chunk_select(table, "", "?");
+        let sql = super::chunk_select(table, "", "date_added", "?");
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(uuid.hyphenated().to_string())
             .fetch_all(&mut *c)

@@ -1,14 +1,14 @@
 //! The primary-key map: for every imported record, the pk it got.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::db::Chunk;
 use crate::model::{ImportKind, ModelName, Pk};
 use crate::plugin::{Facts, Mapping};
 
-/// Old pk → mapping, per model, plus the set of new pks per model so that
-/// foreign keys a plugin returns can be checked.
+/// Old pk → mapping, per model, plus how each new pk was mapped, per model,
+/// so that foreign keys a plugin returns can be checked.
 ///
 /// Shared with plugin sessions (their `mapping-of` import), hence the lock;
 /// the engine is its only writer.
@@ -20,13 +20,13 @@ pub struct PkMap {
 #[derive(Default)]
 struct Inner {
     by_old: HashMap<ModelName, HashMap<Pk, Mapping>>,
-    new_pks: HashMap<ModelName, HashSet<Pk>>,
+    new_pks: HashMap<ModelName, HashMap<Pk, ImportKind>>,
 }
 
 impl PkMap {
     pub fn insert(&self, model: &ModelName, old: Pk, mapping: Mapping) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.new_pks.entry(model.clone()).or_default().insert(mapping.new_pk);
+        inner.new_pks.entry(model.clone()).or_default().insert(mapping.new_pk, mapping.kind);
         inner.by_old.entry(model.clone()).or_default().insert(old, mapping);
     }
 
@@ -38,7 +38,13 @@ impl PkMap {
     /// Whether `new` is a pk this import mapped some record of `model` to.
     pub fn is_mapped_target(&self, model: &ModelName, new: Pk) -> bool {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.new_pks.get(model).is_some_and(|s| s.contains(&new))
+        inner.new_pks.get(model).is_some_and(|s| s.contains_key(&new))
+    }
+
+    /// Whether `new` is a row of `model` this import inserted.
+    pub fn is_inserted(&self, model: &ModelName, new: Pk) -> bool {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.new_pks.get(model).and_then(|s| s.get(&new)) == Some(&ImportKind::Inserted)
     }
 
     /// Rebuilds the entries a chunk recorded (resuming an import).
@@ -62,70 +68,19 @@ impl Facts for PkMap {
     }
 }
 
-/// A set of pks kept as ranges: the pks the host reserves for one batch are
-/// mostly consecutive, so a large import's derived rows take a few entries
-/// per batch instead of one per row.
-#[derive(Debug, Default)]
-pub struct PkRanges {
-    /// First pk → last pk, inclusive; ranges neither overlap nor touch.
-    ranges: std::collections::BTreeMap<Pk, Pk>,
-}
-
-impl PkRanges {
-    pub fn insert(&mut self, pk: Pk) {
-        if self.contains(pk) {
-            return;
-        }
-        let (mut first, mut last) = (pk, pk);
-        if let Some((&start, &end)) = self.ranges.range(..pk).next_back()
-            && end.checked_add(1) == Some(pk)
-        {
-            self.ranges.remove(&start);
-            first = start;
-        }
-        if let Some(next) = pk.checked_add(1)
-            && let Some(end) = self.ranges.remove(&next)
-        {
-            last = end;
-        }
-        self.ranges.insert(first, last);
-    }
-
-    pub fn contains(&self, pk: Pk) -> bool {
-        self.ranges.range(..=pk).next_back().is_some_and(|(_, &end)| pk <= end)
-    }
-
-    /// The number of ranges held (for tests).
-    pub fn len(&self) -> usize {
-        self.ranges.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ranges.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn consecutive_pks_make_one_range() {
-        let mut r = PkRanges::default();
-        for pk in [5, 6, 7, 9, 8, 20] {
-            r.insert(pk);
-        }
-        assert_eq!(r.len(), 2);
-        for pk in [5, 6, 7, 8, 9, 20] {
-            assert!(r.contains(pk), "{pk}");
-        }
-        for pk in [4, 10, 19, 21, i64::MIN, i64::MAX] {
-            assert!(!r.contains(pk), "{pk}");
-        }
-        r.insert(i64::MAX);
-        r.insert(i64::MIN);
-        assert!(r.contains(i64::MAX) && r.contains(i64::MIN));
-        r.insert(6);
-        assert_eq!(r.len(), 4);
+    fn new_pks_remember_how_they_were_mapped() {
+        let user = ModelName::new("sentry.user").expect("a model name");
+        let map = PkMap::default();
+        map.insert(&user, 1, Mapping { new_pk: 10, kind: ImportKind::Inserted, slug: None });
+        map.insert(&user, 2, Mapping { new_pk: 7, kind: ImportKind::Existing, slug: None });
+        assert!(map.is_mapped_target(&user, 10) && map.is_mapped_target(&user, 7));
+        assert!(map.is_inserted(&user, 10));
+        assert!(!map.is_inserted(&user, 7));
+        assert!(!map.is_inserted(&user, 11));
     }
 }

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
-use super::state::{StoreSetup, StoreState, VirtualClockView, truncate};
+use super::state::{Phase, StoreSetup, StoreState, VirtualClockView, truncate};
 use super::v1;
 use super::{
     Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Result, RuntimeConfig,
@@ -318,12 +318,12 @@ impl Opener {
             store,
             bindings: None,
             resource: None,
-            ordinals: Vec::new(),
+            ordinals: Arc::from([]),
             fuel: HOSTCALL_FUEL,
             poisoned: None,
         };
         let (pre, wit_config) = (&self.pre, &self.wit_config);
-        let (bindings, resource) = session.call(|store| {
+        let (bindings, resource) = session.call(Phase::Session, |store| {
             let bindings = pre.instantiate(&mut *store)?;
             let resource = bindings.relocate_plugin_importer().session().call_constructor(&mut *store, wit_config)?;
             Ok((bindings, resource))
@@ -547,8 +547,9 @@ pub struct Session {
     /// Set once the instance and its guest session exist.
     bindings: Option<Arc<v1::Bindings>>,
     resource: Option<ResourceAny>,
-    /// The ordinals of the last batch given to `prepare`, to name records.
-    ordinals: Vec<u64>,
+    /// The ordinals of the last batch given to `prepare`, to name records
+    /// and to seed what the guest draws for each.
+    ordinals: Arc<[u64]>,
     /// The hostcall fuel of each call on the last batch.
     fuel: usize,
     /// Why the session may not be used any more.
@@ -578,8 +579,9 @@ impl Session {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Runtime(format!("cannot hand the batch to {}: {e}", self.plugin)))?;
         let (bindings, resource) = self.instance()?;
-        let raw =
-            self.call(|store| bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch))?;
+        let raw = self.call(Phase::Prepare, |store| {
+            bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch)
+        })?;
         let raw = self.settle(raw)?;
         let prepared = v1::prepared_from_wit(raw, len, &self.model);
         self.protocol(prepared)
@@ -606,8 +608,9 @@ impl Session {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Runtime(format!("cannot hand the answers to {}: {e}", self.plugin)))?;
         let (bindings, resource) = self.instance()?;
-        let raw = self
-            .call(|store| bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers))?;
+        let raw = self.call(Phase::Resolve, |store| {
+            bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers)
+        })?;
         let raw = self.settle(raw)?;
         let decided = v1::decided_from_wit(raw, answers, &self.model);
         self.protocol(decided)
@@ -631,10 +634,15 @@ impl Session {
         }
     }
 
-    /// Enters the guest with a fresh deadline; any failure poisons the
-    /// session.
-    fn call<R: Send>(&mut self, f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<R> + Send) -> Result<R> {
+    /// Enters the guest with a fresh deadline for a `phase` call on the last
+    /// batch; any failure poisons the session.
+    fn call<R: Send>(
+        &mut self,
+        phase: Phase,
+        f: impl FnOnce(&mut Store<StoreState>) -> wasmtime::Result<R> + Send,
+    ) -> Result<R> {
         arm(&mut self.store, self.config.call_timeout);
+        self.store.data().host.random.enter(phase, self.ordinals.clone());
         self.store.set_hostcall_fuel(self.fuel);
         let store = &mut self.store;
         let result = match off_async_context(move || f(store)) {

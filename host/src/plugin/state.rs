@@ -6,8 +6,11 @@
 //! environment, arguments or network; stdout and stderr go to small in-memory
 //! buffers; the wall clock is frozen at the session's start; the monotonic
 //! clock is virtual (sleeping returns at once and moves it forward); and all
-//! randomness comes from generators seeded per session.
+//! randomness comes from seeded generators ([`Randomness`]): what a guest
+//! draws for a record depends only on the seed, the model and the record's
+//! ordinal, so an import resumed mid-way draws what an uninterrupted one did.
 
+use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
@@ -64,6 +67,7 @@ pub(super) struct StoreSetup {
 impl StoreState {
     pub fn new(setup: StoreSetup) -> Self {
         let model = setup.model.as_ref().map(ModelName::as_str).unwrap_or("");
+        let random = Randomness::new(setup.seed, model);
         let stdout = Capture::new(CAPTURE_BYTES);
         let stderr = Capture::new(CAPTURE_BYTES);
 
@@ -77,8 +81,10 @@ impl StoreState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(FrozenClock(setup.wall_clock))
-            .secure_random(WasiRng(seeded(b"relocate wasi random v1", setup.seed, model)))
-            .insecure_random(WasiRng(seeded(b"relocate wasi insecure v1", setup.seed, model)))
+            .secure_random(WasiRng(random.clone(), Purpose::WasiSecure))
+            .insecure_random(WasiRng(random.clone(), Purpose::WasiInsecure))
+            // One value per instance, which std reads once for its hash
+            // seeds; it cannot follow records, so it stays per session.
             .insecure_random_seed(u128::from_le_bytes(
                 seeded_bytes(b"relocate wasi insecure seed v1", setup.seed, model)[..16].try_into().unwrap_or([0; 16]),
             ))
@@ -94,7 +100,7 @@ impl StoreState {
             clock: VirtualClock { now: 0 },
             host: HostCtx {
                 plugin: setup.plugin,
-                rng: seeded(b"relocate random-bytes v1", setup.seed, model),
+                random,
                 model: setup.model,
                 facts: setup.facts,
                 log: setup.log,
@@ -107,9 +113,11 @@ impl StoreState {
         }
     }
 
-    /// Resets the per-call state before the host calls into the guest.
+    /// Resets the per-call state before the host calls into the guest: no
+    /// record yet, and draws outside any batch (the constructor's).
     pub fn begin_call(&mut self) {
         self.host.at_record = None;
+        self.host.random.enter(Phase::Session, Arc::from([]));
         self.host.log_lines = 0;
         self.host.log_dropped = 0;
         self.stdout.take();
@@ -129,7 +137,7 @@ pub(super) struct HostCtx {
     /// `None` while the plugin describes itself at load.
     pub model: Option<ModelName>,
     pub facts: Option<Arc<dyn Facts>>,
-    pub rng: ChaCha20Rng,
+    pub random: Randomness,
     pub log: LogSink,
     /// The batch index the guest last said it works on, this call.
     pub at_record: Option<u32>,
@@ -171,12 +179,165 @@ pub(super) fn truncate(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
     format!("{}…", &text[..end]).into()
 }
 
-/// A generator seeded from (seed, model) under a purpose label, so that the
-/// streams for `random-bytes` and for WASI are independent but reproducible.
-fn seeded(purpose: &[u8], seed: u64, model: &str) -> ChaCha20Rng {
-    ChaCha20Rng::from_seed(seeded_bytes(purpose, seed, model))
+/// Every random byte a guest gets, from `random-bytes` or from WASI.
+///
+/// Bytes are drawn from one generator per (purpose, what they are drawn
+/// for), seeded from the import's seed, the model and that key alone:
+///
+/// - for the record the guest last named with `at-record`, this call: the
+///   record's ordinal and the call (`prepare` or `resolve`), so that what a
+///   plugin draws for record N is the same whether or not the session saw
+///   the records before N (an import resumed after a crash, or with another
+///   batch size), and `prepare` and `resolve` never draw the same bytes;
+/// - in a call before any `at-record`: the call and the batch's first
+///   ordinal (deterministic for the same batch; the SDK never draws there);
+/// - outside any batch (the constructor, `describe`): the session's own
+///   stream, as before records existed.
+///
+/// A record's generators live for the call, so naming it again continues
+/// its stream; a later call (a retried batch) starts them afresh.
+#[derive(Clone)]
+pub(super) struct Randomness(Arc<Mutex<Streams>>);
+
+struct Streams {
+    seed: u64,
+    model: String,
+    phase: Phase,
+    /// The ordinals of the batch being worked on, by index.
+    batch: Arc<[u64]>,
+    key: Key,
+    /// The session's own generators, one per purpose.
+    session: HashMap<Purpose, ChaCha20Rng>,
+    /// This call's generators by purpose and key.
+    call: HashMap<(Purpose, Key), ChaCha20Rng>,
 }
 
+/// Which call into the guest draws.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Phase {
+    /// Outside any batch: `describe`, the session's constructor, its drop.
+    Session,
+    Prepare,
+    Resolve,
+}
+
+/// What the bytes are drawn for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Key {
+    Session,
+    Batch { phase: Phase, first: u64 },
+    Record { phase: Phase, ordinal: u64 },
+}
+
+/// Which import the bytes are drawn through; each has its own streams.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(super) enum Purpose {
+    RandomBytes,
+    WasiSecure,
+    WasiInsecure,
+}
+
+impl Purpose {
+    /// The labels the session streams had before per-record streams, kept
+    /// so that `describe` and the constructor draw what they always did.
+    fn label(self) -> &'static [u8] {
+        match self {
+            Purpose::RandomBytes => b"relocate random-bytes v1",
+            Purpose::WasiSecure => b"relocate wasi random v1",
+            Purpose::WasiInsecure => b"relocate wasi insecure v1",
+        }
+    }
+}
+
+impl Randomness {
+    fn new(seed: u64, model: &str) -> Self {
+        Randomness(Arc::new(Mutex::new(Streams {
+            seed,
+            model: model.to_string(),
+            phase: Phase::Session,
+            batch: Arc::from([]),
+            key: Key::Session,
+            session: HashMap::new(),
+            call: HashMap::new(),
+        })))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
+        // Generators hold no invariant a panic mid-draw could break.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts a call of `phase` on the batch with these ordinals: no record
+    /// named yet, and no generator of an earlier call.
+    pub fn enter(&self, phase: Phase, batch: Arc<[u64]>) {
+        let mut streams = self.lock();
+        streams.key = match (phase, batch.first()) {
+            (Phase::Session, _) | (_, None) => Key::Session,
+            (phase, Some(&first)) => Key::Batch { phase, first },
+        };
+        streams.phase = phase;
+        streams.batch = batch;
+        streams.call.clear();
+    }
+
+    /// The guest works on the record at `index` of the batch from now on.
+    /// An index outside the batch (or a call outside any) changes nothing.
+    pub fn at_record(&self, index: u32) {
+        let mut streams = self.lock();
+        if streams.phase == Phase::Session {
+            return;
+        }
+        if let Some(&ordinal) = streams.batch.get(index as usize) {
+            streams.key = Key::Record { phase: streams.phase, ordinal };
+        }
+    }
+
+    pub fn fill(&self, purpose: Purpose, dst: &mut [u8]) {
+        let mut guard = self.lock();
+        let streams = &mut *guard;
+        let (seed, model, key) = (streams.seed, streams.model.as_str(), streams.key);
+        let rng = match key {
+            Key::Session => streams
+                .session
+                .entry(purpose)
+                .or_insert_with(|| ChaCha20Rng::from_seed(seed_for(purpose, seed, model, key))),
+            _ => streams
+                .call
+                .entry((purpose, key))
+                .or_insert_with(|| ChaCha20Rng::from_seed(seed_for(purpose, seed, model, key))),
+        };
+        rng.fill_bytes(dst);
+    }
+}
+
+/// The seed of one generator: a hash of its purpose, the import's seed, the
+/// model and the key. The session key hashes nothing more, as before.
+fn seed_for(purpose: Purpose, seed: u64, model: &str, key: Key) -> [u8; 32] {
+    let label = purpose.label();
+    let mut hash = Sha256::new();
+    hash.update((label.len() as u64).to_le_bytes());
+    hash.update(label);
+    hash.update(seed.to_le_bytes());
+    hash.update(model.as_bytes());
+    let (tag, phase, n) = match key {
+        Key::Session => return hash.finalize().into(),
+        Key::Batch { phase, first } => (&b"batch"[..], phase, first),
+        Key::Record { phase, ordinal } => (&b"record"[..], phase, ordinal),
+    };
+    // The model name is not length-prefixed above; this separator cannot
+    // occur in one (`app.model`, lower-case ASCII).
+    hash.update(b"\0");
+    hash.update(tag);
+    hash.update([match phase {
+        Phase::Session => 0,
+        Phase::Prepare => 1,
+        Phase::Resolve => 2,
+    }]);
+    hash.update(n.to_le_bytes());
+    hash.finalize().into()
+}
+
+/// The insecure-seed value of a session: its own hash, never a stream's.
 fn seeded_bytes(purpose: &[u8], seed: u64, model: &str) -> [u8; 32] {
     let mut hash = Sha256::new();
     hash.update((purpose.len() as u64).to_le_bytes());
@@ -186,22 +347,27 @@ fn seeded_bytes(purpose: &[u8], seed: u64, model: &str) -> [u8; 32] {
     hash.finalize().into()
 }
 
-/// WASI's generators are `rand` 0.10 ones; this adapts the session's ChaCha.
-struct WasiRng(ChaCha20Rng);
+/// WASI's generators are `rand` 0.10 ones; this one draws from the
+/// session's [`Randomness`], so it follows the record too.
+struct WasiRng(Randomness, Purpose);
 
 impl rand_core_010::TryRng for WasiRng {
     type Error = std::convert::Infallible;
 
     fn try_next_u32(&mut self) -> Result<u32, Self::Error> {
-        Ok(self.0.next_u32())
+        let mut bytes = [0; 4];
+        self.0.fill(self.1, &mut bytes);
+        Ok(u32::from_le_bytes(bytes))
     }
 
     fn try_next_u64(&mut self) -> Result<u64, Self::Error> {
-        Ok(self.0.next_u64())
+        let mut bytes = [0; 8];
+        self.0.fill(self.1, &mut bytes);
+        Ok(u64::from_le_bytes(bytes))
     }
 
     fn try_fill_bytes(&mut self, dst: &mut [u8]) -> Result<(), Self::Error> {
-        self.0.fill_bytes(dst);
+        self.0.fill(self.1, dst);
         Ok(())
     }
 }
@@ -455,11 +621,61 @@ mod tests {
     }
 
     #[test]
-    fn seeds_depend_on_purpose_seed_and_model() {
-        let a = seeded_bytes(b"p", 1, "sentry.user");
-        assert_eq!(a, seeded_bytes(b"p", 1, "sentry.user"));
-        assert_ne!(a, seeded_bytes(b"q", 1, "sentry.user"));
-        assert_ne!(a, seeded_bytes(b"p", 2, "sentry.user"));
-        assert_ne!(a, seeded_bytes(b"p", 1, "sentry.email"));
+    fn seeds_depend_on_purpose_seed_model_and_key() {
+        let record = |ordinal| Key::Record { phase: Phase::Prepare, ordinal };
+        let a = seed_for(Purpose::RandomBytes, 1, "sentry.user", record(3));
+        assert_eq!(a, seed_for(Purpose::RandomBytes, 1, "sentry.user", record(3)));
+        assert_ne!(a, seed_for(Purpose::WasiSecure, 1, "sentry.user", record(3)));
+        assert_ne!(a, seed_for(Purpose::RandomBytes, 2, "sentry.user", record(3)));
+        assert_ne!(a, seed_for(Purpose::RandomBytes, 1, "sentry.email", record(3)));
+        assert_ne!(a, seed_for(Purpose::RandomBytes, 1, "sentry.user", record(4)));
+        let resolve = Key::Record { phase: Phase::Resolve, ordinal: 3 };
+        assert_ne!(a, seed_for(Purpose::RandomBytes, 1, "sentry.user", resolve));
+        let batch = Key::Batch { phase: Phase::Prepare, first: 3 };
+        assert_ne!(a, seed_for(Purpose::RandomBytes, 1, "sentry.user", batch));
+        // The session's stream is the one sessions always had.
+        assert_eq!(
+            seed_for(Purpose::RandomBytes, 1, "sentry.user", Key::Session),
+            seeded_bytes(b"relocate random-bytes v1", 1, "sentry.user")
+        );
+    }
+
+    fn draw(random: &Randomness, purpose: Purpose) -> [u8; 8] {
+        let mut bytes = [0; 8];
+        random.fill(purpose, &mut bytes);
+        bytes
+    }
+
+    /// Record N's bytes, WASI's included, do not depend on what was drawn
+    /// for other records or in earlier calls.
+    #[test]
+    fn a_records_bytes_depend_on_its_ordinal_alone() {
+        let alone = Randomness::new(7, "sentry.user");
+        alone.enter(Phase::Prepare, Arc::from([5]));
+        alone.at_record(0);
+        let want: Vec<[u8; 8]> =
+            [Purpose::RandomBytes, Purpose::WasiSecure, Purpose::WasiInsecure].map(|p| draw(&alone, p)).into();
+
+        let busy = Randomness::new(7, "sentry.user");
+        draw(&busy, Purpose::RandomBytes);
+        busy.enter(Phase::Prepare, Arc::from([1, 2, 3, 4]));
+        for index in 0..4 {
+            busy.at_record(index);
+            draw(&busy, Purpose::RandomBytes);
+            draw(&busy, Purpose::WasiSecure);
+        }
+        busy.enter(Phase::Prepare, Arc::from([4, 5, 6]));
+        busy.at_record(2);
+        draw(&busy, Purpose::WasiInsecure);
+        busy.at_record(1);
+        let got: Vec<[u8; 8]> =
+            [Purpose::RandomBytes, Purpose::WasiSecure, Purpose::WasiInsecure].map(|p| draw(&busy, p)).into();
+        assert_eq!(got, want);
+        // Naming the record again continues its stream; resolve has its own.
+        busy.at_record(1);
+        assert_ne!(draw(&busy, Purpose::RandomBytes), want[0]);
+        busy.enter(Phase::Resolve, Arc::from([4, 5, 6]));
+        busy.at_record(1);
+        assert_ne!(draw(&busy, Purpose::RandomBytes), want[0]);
     }
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use wasmtime::component::{HasSelf, Linker};
 
-use super::state::{HostCtx, MAX_RANDOM_BYTES, StoreState};
+use super::state::{HostCtx, MAX_RANDOM_BYTES, Purpose, StoreState};
 use super::{
     Answer, Answered, Decided, Decision, DerivedRow, FieldError, ImportFlags, InputRecord, Level, Prepared, Query,
     SessionConfig,
@@ -73,12 +73,11 @@ impl wit_host::Host for HostCtx {
     }
 
     fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
-        use rand_chacha::rand_core::RngCore;
         if len > MAX_RANDOM_BYTES {
             wasmtime::bail!("random-bytes asked for {len} bytes; at most {MAX_RANDOM_BYTES} are given per call");
         }
         let mut bytes = vec![0; len as usize];
-        self.rng.fill_bytes(&mut bytes);
+        self.random.fill(Purpose::RandomBytes, &mut bytes);
         Ok(bytes)
     }
 
@@ -95,6 +94,7 @@ impl wit_host::Host for HostCtx {
 
     fn at_record(&mut self, index: u32) -> wasmtime::Result<()> {
         self.at_record = Some(index);
+        self.random.at_record(index);
         Ok(())
     }
 }

@@ -37,8 +37,9 @@ pub struct Mapping {
 /// The context a model's import runs in.
 ///
 /// One per model per import. Its randomness comes from the host, seeded per
-/// import and model, so that a seeded import makes the same suffixes and
-/// tokens every time: never use another source.
+/// import, model and record (the runtime names the record before
+/// `prepare` and `resolve` see it), so that a seeded import makes the same
+/// suffixes and tokens every time, resumed or not: never use another source.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Session {
     model: String,
@@ -86,7 +87,8 @@ impl Session {
         &self.started_at
     }
 
-    /// `len` bytes from the import's seeded generator.
+    /// `len` bytes from the import's seeded generator for the record being
+    /// prepared or resolved (for the session, in [`crate::Model::new`]).
     pub fn random_bytes(&self, len: u32) -> Vec<u8> {
         host::random_bytes(len)
     }
