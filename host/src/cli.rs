@@ -276,7 +276,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 engine::Error::Deserialization { .. }
                 | engine::Error::Invalid { .. }
                 | engine::Error::Write { .. }
-                | engine::Error::Internal(_) => exit::IMPORT_FAILED,
+                | engine::Error::Internal(_)
+                | engine::Error::Cancelled => exit::IMPORT_FAILED,
             };
         }
         if let Some(r) = cause.downcast_ref::<reader::Error>() {

@@ -29,6 +29,35 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// The database could not be reached or gave up on the statement for
+    /// reasons of its own (connection lost, shutting down, out of
+    /// resources, deadlock, serialization failure, SQLite busy): the same
+    /// statement may well succeed later.
+    pub fn is_transient(&self) -> bool {
+        let source = match self {
+            Error::Connect { .. } => return true,
+            Error::Query { source, .. } => source,
+            Error::BadUrl(_) | Error::UniqueViolation { .. } | Error::MissingTable { .. } | Error::Corrupt(_) => {
+                return false;
+            }
+        };
+        match source {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
+                true
+            }
+            // SQLSTATE classes 08 (connection), 40 (rollback: deadlock,
+            // serialization), 53 (resources), 57P0x (shutting down); SQLite's
+            // BUSY (5) and LOCKED (6), whose extended codes keep them in the low byte.
+            sqlx::Error::Database(e) => match e.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                Some(pg) => ["08", "40", "53", "57P"].iter().any(|class| pg.code().starts_with(class)),
+                None => e.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6)),
+            },
+            _ => false,
+        }
+    }
+}
+
 /// Wraps a sqlx error with what we were doing, singling out unique violations.
 pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Error {
     let context = context.into();

@@ -56,6 +56,10 @@ pub enum Error {
     /// A bug in relocate, not in the input, a plugin or the database.
     #[error("internal error: {0}")]
     Internal(String),
+    /// The reporter asked to stop (a worker shutting down); every batch
+    /// before this one is committed, so a rerun resumes here.
+    #[error("stopped on request between batches; the import resumes where it stopped")]
+    Cancelled,
 }
 
 fn join(errors: &[FieldError]) -> String {
@@ -85,6 +89,22 @@ impl Error {
             Error::Write { source: db::Error::UniqueViolation { .. }, .. }
                 | Error::Db(db::Error::UniqueViolation { .. })
         )
+    }
+
+    /// Whether running the import again may succeed where this run failed:
+    /// the database was unreachable or busy, the run was stopped, or a
+    /// unique key refused a value that another import (another UUID) took
+    /// between the question "is it taken?" and the write (issue #9 item 3).
+    /// A retry resumes from the chunks and asks again. Bad input, a bad key
+    /// and plugin failures fail the same way every time.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Cancelled => true,
+            Error::Db(e) | Error::Write { source: e, .. } => {
+                matches!(e, db::Error::UniqueViolation { .. }) || e.is_transient()
+            }
+            _ => false,
+        }
     }
 
     /// The model and ordinal the error is about, when it is about one record.
@@ -226,6 +246,11 @@ pub trait Reporter: Send + Sync {
     }
     /// Fates as [`Reporter::detail`] asked, after the batch that decided them committed.
     fn on_records(&self, _fates: Vec<RecordFate>) {}
+    /// Asked before each batch: `true` ends the import there with
+    /// [`Error::Cancelled`] (with [`Commit::EachBatch`], everything before is kept).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 pub struct NoopReporter;
@@ -470,6 +495,9 @@ async fn import_models(
         };
         let mut next = Some(spawn(0, &run.done));
         for b in 0..batches {
+            if reporter.stop_requested() {
+                return Err(Error::Cancelled);
+            }
             let decoded = match next.take() {
                 Some(handle) => {
                     handle.await.map_err(|e| Error::Internal(format!("reading {model} stopped: {e}")))??
@@ -1442,6 +1470,20 @@ mod tests {
     #[test]
     fn ordinals_fall_in_chunks_of_twenty() {
         assert_eq!([1, 20, 21, 40, 41].map(chunk_start), [1, 1, 21, 21, 41]);
+    }
+
+    #[test]
+    fn retryable_errors_are_the_database_s_and_stops() {
+        let model = ModelName::new("sentry.user").expect("a valid name");
+        let unique = db::Error::UniqueViolation { context: "insert".into(), message: "duplicate key".into() };
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(Error::Write { model: model.clone(), first: 1, last: 20, source: unique }.is_retryable());
+        assert!(Error::Db(db::Error::Query { context: "insert".into(), source: lost }).is_retryable());
+        assert!(Error::Cancelled.is_retryable());
+        assert!(!Error::Db(db::Error::Corrupt("x".into())).is_retryable());
+        assert!(!Error::Internal("x".into()).is_retryable());
+        let invalid = Error::Invalid { model, ordinal: 1, pk: 1, errors: Vec::new() };
+        assert!(!invalid.is_retryable());
     }
 
     #[test]
