@@ -512,6 +512,39 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What to import and how, from `relocate import`'s command line or from a
+/// queued job: the one place the engine's options are built.
+struct Request {
+    scope: ImportScope,
+    flags: ImportFlags,
+    filters: Filters,
+    import_uuid: uuid::Uuid,
+    seed: u64,
+    batch_size: usize,
+    commit: Commit,
+}
+
+impl Request {
+    fn options(self) -> ImportOptions {
+        ImportOptions {
+            // As Sentry, a Global import replaces what is there.
+            clear_first: self.scope == ImportScope::Global,
+            scope: self.scope,
+            import_uuid: self.import_uuid,
+            flags: self.flags,
+            filters: self.filters,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            commit: self.commit,
+        }
+    }
+}
+
+/// Opens (decrypting if need be) and indexes an export.
+fn open_export(src: &Path, key: Option<&crypto::PrivateKey>) -> anyhow::Result<std::sync::Arc<reader::Export>> {
+    Ok(std::sync::Arc::new(reader::Export::open(src, key).map_err(engine::Error::from)?))
+}
+
 async fn run_import(
     scope: ImportScope,
     common: &ImportArgs,
@@ -525,7 +558,7 @@ async fn run_import(
         None => uuid::Uuid::new_v4(),
     };
     let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
-    let export = std::sync::Arc::new(reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?);
+    let export = open_export(&common.src, key.as_ref())?;
     let (host, registry) = load_plugins(&common.plugins)?;
     if common.strict {
         let undescribed: Vec<(String, u64)> = export
@@ -543,13 +576,22 @@ async fn run_import(
         (false, true) => Commit::AtEnd,
         (false, false) => Commit::EachBatch,
     };
+    let opts = Request {
+        scope,
+        flags,
+        filters,
+        import_uuid,
+        batch_size: common.batch_size,
+        seed: common.seed.unwrap_or_else(rand::random),
+        commit,
+    }
+    .options();
     let url = rehearsal_url(&common.db.db, commit);
     // An atomic import that fails into a SQLite file it created removes it.
     let new_file = db::sqlite_file(&url).filter(|p| !p.exists()).map(Path::to_path_buf);
     let mut conn = db::Db::connect(&url).await.map_err(engine::Error::from)?;
-    let clear_first = scope == ImportScope::Global;
     // A dry run deletes nothing, so there is nothing to confirm.
-    if clear_first && !common.no_prompt && commit != Commit::Never {
+    if opts.clear_first && !common.no_prompt && commit != Commit::Never {
         let rows = engine::rows_to_clear(&mut conn, &registry, &import_uuid).await?;
         if rows > 0 && !confirm(rows)? {
             bail!(Aborted);
@@ -563,16 +605,6 @@ async fn run_import(
             Some(file)
         }
         None => None,
-    };
-    let opts = ImportOptions {
-        scope,
-        import_uuid,
-        flags,
-        filters,
-        batch_size: common.batch_size,
-        seed: common.seed.unwrap_or_else(rand::random),
-        clear_first,
-        commit,
     };
     if !common.silent {
         let how = match commit {
