@@ -16,10 +16,12 @@ use crate::engine::graph::Registry;
 use crate::engine::{self, Commit, Detail, Filters, ImportOptions, ModelSummary, Summary};
 use crate::model::ImportScope;
 use crate::plugin::{self, ImportFlags, Origin, PluginHost, RuntimeConfig};
-use crate::{crypto, db, reader};
+use crate::{crypto, db, jobs, reader};
 
 mod inspect;
 mod observe;
+mod queue;
+mod worker;
 
 /// Exit codes, stable and documented in the README.
 pub mod exit {
@@ -36,6 +38,8 @@ pub mod exit {
     pub const PLUGIN: u8 = 5;
     /// The database could not be opened or refused a statement.
     pub const DATABASE: u8 = 6;
+    /// The job queue (NATS JetStream) could not be reached or refused a request.
+    pub const QUEUE: u8 = 7;
 }
 
 #[derive(Parser)]
@@ -83,6 +87,12 @@ enum Command {
     /// The target database.
     #[command(subcommand)]
     Db(DbCommand),
+    /// Put an export on the job queue (NATS JetStream) for `relocate worker`s to import.
+    Submit(queue::SubmitArgs),
+    /// Import jobs from the queue until stopped (SIGTERM: after the current batch).
+    Worker(worker::WorkerArgs),
+    /// List the queue's jobs: queued, running, retrying, done or failed.
+    Jobs(queue::JobsArgs),
 }
 
 #[derive(Subcommand)]
@@ -298,6 +308,13 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         if cause.downcast_ref::<Undescribed>().is_some() {
             return exit::IMPORT_FAILED;
         }
+        if let Some(e) = cause.downcast_ref::<jobs::Error>() {
+            return match e {
+                jobs::Error::Prefix(_) | jobs::Error::Invalid(_) => exit::USAGE,
+                jobs::Error::Io { .. } => exit::BAD_INPUT,
+                _ => exit::QUEUE,
+            };
+        }
     }
     exit::IMPORT_FAILED
 }
@@ -351,6 +368,9 @@ struct UsageError(String);
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Import(cmd) => import(cmd).await,
+        Command::Submit(args) => queue::submit(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Jobs(args) => queue::list(args).await,
         Command::Decrypt { dest, src, decrypt_with } => {
             let key = read_key(&decrypt_with)?;
             let sealed =
