@@ -14,6 +14,7 @@ mod cli;
 mod crypto;
 mod errors;
 mod import;
+mod nats;
 mod operators;
 mod plugins;
 mod releases;
