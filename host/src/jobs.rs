@@ -29,8 +29,8 @@ pub enum Error {
     Connect { url: String, source: async_nats::ConnectError },
     #[error("NATS: {context}: {source}")]
     Nats { context: String, source: async_nats::Error },
-    #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    #[error("{}: {source}", path.display())]
+    Io { path: std::path::PathBuf, source: std::io::Error },
     #[error("invalid job JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error("job format version {0} is not one this relocate reads (it reads {VERSION})")]

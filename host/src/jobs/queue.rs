@@ -230,7 +230,7 @@ impl Queue {
         {
             return Err(Error::Active { import_uuid: job.import_uuid, status: state.status });
         }
-        let io = |source| Error::Io { path: path.display().to_string(), source };
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
         let mut file = tokio::fs::File::open(path).await.map_err(io)?;
         let source = path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
         let meta = ObjectMetadata {
