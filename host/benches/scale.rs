@@ -156,13 +156,13 @@ fn relocate(args: &[&str], work: &Path) -> Result<Measured> {
     })
 }
 
-/// The `total` row of relocate's summary: inserted, existing, overwritten, dropped, skipped.
+/// The totals of relocate's `--json` summary: inserted, existing, overwritten, dropped, skipped, resumed.
 fn totals(stdout: &str) -> Vec<u64> {
-    stdout
-        .lines()
-        .find(|l| l.starts_with("total "))
-        .map(|l| l.split_whitespace().skip(1).filter_map(|n| n.parse().ok()).collect())
-        .unwrap_or_default()
+    let Ok(json) = serde_json::from_str::<serde_json::Value>(stdout) else { return Vec::new() };
+    ["inserted", "existing", "overwritten", "dropped", "skipped", "resumed"]
+        .iter()
+        .filter_map(|k| json["totals"][k].as_u64())
+        .collect()
 }
 
 fn run(args: Args) -> Result<()> {
@@ -257,7 +257,7 @@ fn generate(work: &Path, name: &str, config: Config) -> Result<(Generated, PathB
 /// `relocate import SCOPE` of an export into `db`, checked against the export's counts.
 fn import(db: &Target, scope: &str, export: &(Generated, PathBuf), work: &Path, extra: &[&str]) -> Result<Measured> {
     let src = export.1.to_string_lossy().into_owned();
-    let mut args = vec!["import", scope, src.as_str(), "--db", db.url.as_str(), "--no-prompt", "--seed", "1"];
+    let mut args = vec!["import", scope, src.as_str(), "--db", db.url.as_str(), "--no-prompt", "--seed", "1", "--json"];
     args.extend_from_slice(extra);
     let run = relocate(&args, work)?;
     let t = totals(&run.stdout);

@@ -16,12 +16,14 @@ use crate::engine::graph::Registry;
 use crate::engine::{self, Commit, Detail, Filters, ImportOptions, ModelSummary, Summary};
 use crate::model::ImportScope;
 use crate::plugin::{self, ImportFlags, Origin, PluginHost, RuntimeConfig};
-use crate::{crypto, db, reader};
+use crate::{crypto, db, jobs, reader};
 
 mod inspect;
 mod observe;
+mod queue;
 mod status;
 mod verify;
+mod worker;
 
 /// Exit codes, stable and documented in the README.
 pub mod exit {
@@ -38,6 +40,8 @@ pub mod exit {
     pub const PLUGIN: u8 = 5;
     /// The database could not be opened or refused a statement.
     pub const DATABASE: u8 = 6;
+    /// The job queue (NATS JetStream) could not be reached or refused a request.
+    pub const QUEUE: u8 = 7;
 }
 
 #[derive(Parser)]
@@ -98,6 +102,12 @@ enum Command {
     },
     /// Print relocate's man page (roff) to standard output.
     Man,
+    /// Put an export on the job queue (NATS JetStream) for `relocate worker`s to import.
+    Submit(queue::SubmitArgs),
+    /// Import jobs from the queue until stopped (SIGTERM: after the current batch).
+    Worker(worker::WorkerArgs),
+    /// List the queue's jobs: queued, running, retrying, done or failed.
+    Jobs(queue::JobsArgs),
 }
 
 #[derive(Subcommand)]
@@ -324,7 +334,8 @@ fn exit_code(e: &anyhow::Error) -> u8 {
                 engine::Error::Deserialization { .. }
                 | engine::Error::Invalid { .. }
                 | engine::Error::Write { .. }
-                | engine::Error::Internal(_) => exit::IMPORT_FAILED,
+                | engine::Error::Internal(_)
+                | engine::Error::Cancelled => exit::IMPORT_FAILED,
                 engine::Error::NoSuchImport(_) => exit::USAGE,
             };
         }
@@ -348,6 +359,13 @@ fn exit_code(e: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<Undescribed>().is_some() {
             return exit::IMPORT_FAILED;
+        }
+        if let Some(e) = cause.downcast_ref::<jobs::Error>() {
+            return match e {
+                jobs::Error::Prefix(_) | jobs::Error::Invalid(_) => exit::USAGE,
+                jobs::Error::Io { .. } => exit::BAD_INPUT,
+                _ => exit::QUEUE,
+            };
         }
     }
     exit::IMPORT_FAILED
@@ -421,6 +439,9 @@ fn file_error(what: &str, path: &Path, e: std::io::Error) -> UsageError {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Import(cmd) => import(cmd).await,
+        Command::Submit(args) => queue::submit(args).await,
+        Command::Worker(args) => worker::run(args).await,
+        Command::Jobs(args) => queue::list(args).await,
         Command::Decrypt { dest, src, decrypt_with } => {
             let key = read_key(&decrypt_with)?;
             // As an import says it: the tarball named, and a wrong key
@@ -607,6 +628,39 @@ async fn import(cmd: ImportCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What to import and how, from `relocate import`'s command line or from a
+/// queued job: the one place the engine's options are built.
+struct Request {
+    scope: ImportScope,
+    flags: ImportFlags,
+    filters: Filters,
+    import_uuid: uuid::Uuid,
+    seed: u64,
+    batch_size: usize,
+    commit: Commit,
+}
+
+impl Request {
+    fn options(self) -> ImportOptions {
+        ImportOptions {
+            // As Sentry, a Global import replaces what is there.
+            clear_first: self.scope == ImportScope::Global,
+            scope: self.scope,
+            import_uuid: self.import_uuid,
+            flags: self.flags,
+            filters: self.filters,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            commit: self.commit,
+        }
+    }
+}
+
+/// Opens (decrypting if need be) and indexes an export.
+fn open_export(src: &Path, key: Option<&crypto::PrivateKey>) -> anyhow::Result<std::sync::Arc<reader::Export>> {
+    Ok(std::sync::Arc::new(reader::Export::open(src, key).map_err(engine::Error::from)?))
+}
+
 async fn run_import(
     scope: ImportScope,
     common: &ImportArgs,
@@ -620,7 +674,7 @@ async fn run_import(
         None => uuid::Uuid::new_v4(),
     };
     let key = common.decrypt_with.as_deref().map(read_key).transpose()?;
-    let export = std::sync::Arc::new(reader::Export::open(&common.src, key.as_ref()).map_err(engine::Error::from)?);
+    let export = open_export(&common.src, key.as_ref())?;
     let (host, registry) = load_plugins(&common.plugins)?;
     if !common.silent {
         for d in export.duplicate_pks().iter().take(10) {
@@ -659,6 +713,16 @@ async fn run_import(
         }
         None => None,
     };
+    let opts = Request {
+        scope,
+        flags,
+        filters,
+        import_uuid,
+        batch_size: common.batch_size,
+        seed: common.seed.unwrap_or_else(rand::random),
+        commit,
+    }
+    .options();
     let new_file = db::sqlite_file(&common.db.db).filter(|p| !p.exists()).map(Path::to_path_buf);
     let mut conn = match (&new_file, commit) {
         // A dry run creates no file: it rehearses against an empty database.
@@ -666,24 +730,13 @@ async fn run_import(
         _ => db::Db::connect(&common.db.db).await,
     }
     .map_err(engine::Error::from)?;
-    let clear_first = scope == ImportScope::Global;
     // A dry run deletes nothing, so there is nothing to confirm.
-    if clear_first && !common.no_prompt && commit != Commit::Never {
+    if opts.clear_first && !common.no_prompt && commit != Commit::Never {
         let rows = engine::rows_to_clear(&mut conn, &registry, &import_uuid).await?;
         if rows > 0 && !confirm(rows)? {
             bail!(Aborted);
         }
     }
-    let opts = ImportOptions {
-        scope,
-        import_uuid,
-        flags,
-        filters,
-        batch_size: common.batch_size,
-        seed: common.seed.unwrap_or_else(rand::random),
-        clear_first,
-        commit,
-    };
     if !common.silent {
         let how = match commit {
             Commit::EachBatch => "",

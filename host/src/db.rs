@@ -61,6 +61,9 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         match self {
             Error::ConnectionLost { .. } | Error::Locked { .. } => true,
+            // A server that is down or restarting may be back for a retry
+            // (a queued job's); a missing database is its own variant.
+            Error::Connect { .. } => true,
             Error::Query { error, .. } => is_transient(error),
             _ => false,
         }

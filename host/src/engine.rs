@@ -69,6 +69,10 @@ pub enum Error {
     /// A bug in relocate, not in the input, a plugin or the database.
     #[error("internal error: {0}; this is a bug in relocate: please report it")]
     Internal(String),
+    /// The reporter asked to stop (a worker shutting down); every batch
+    /// before this one is committed, so a rerun resumes here.
+    #[error("stopped on request between batches; the import resumes where it stopped")]
+    Cancelled,
 }
 
 /// What to do after a batch failed to write; nothing for a transient
@@ -107,23 +111,13 @@ impl Error {
     }
 
     /// Whether rerunning the import with the same UUID can get past this
-    /// error: the database was lost, busy or locked, or a plugin ran out of
-    /// its time or memory (rerun with a higher limit or a smaller batch).
-    /// A bad record, a broken plugin or a refused value would stop the rerun
-    /// at the same place.
+    /// error: what [`Error::is_retryable`] says, or a plugin ran out of its
+    /// time or memory (rerun with a higher limit or a smaller batch). A bad
+    /// record, a broken plugin or a refused value would stop the rerun at the
+    /// same place.
     pub fn is_resumable(&self) -> bool {
-        match self {
-            Error::Db(e) | Error::Write { error: e, .. } => e.is_transient(),
-            Error::Plugin(plugin::Error::Timeout { .. } | plugin::Error::OutOfMemory { .. }) => true,
-            Error::Reader(_)
-            | Error::Plugin(_)
-            | Error::Graph(_)
-            | Error::Deserialization { .. }
-            | Error::Invalid { .. }
-            | Error::Contract { .. }
-            | Error::NoSuchImport(_)
-            | Error::Internal(_) => false,
-        }
+        self.is_retryable()
+            || matches!(self, Error::Plugin(plugin::Error::Timeout { .. } | plugin::Error::OutOfMemory { .. }))
     }
 
     /// A unique key refused a write: another import may have won the race.
@@ -133,6 +127,19 @@ impl Error {
             Error::Write { error: db::Error::UniqueViolation { .. }, .. }
                 | Error::Db(db::Error::UniqueViolation { .. })
         )
+    }
+
+    /// Whether running the same import again, unchanged, may succeed where
+    /// this run failed: the database was unreachable, lost or busy, or the
+    /// run was stopped. A retry resumes from the chunks. (Two imports racing
+    /// for one name no longer fail: they take turns, see
+    /// [`db::Tx::lock_questions`].)
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Cancelled => true,
+            Error::Db(e) | Error::Write { error: e, .. } => e.is_transient(),
+            _ => false,
+        }
     }
 
     /// The model and ordinal the error is about, when it is about one record.
@@ -274,6 +281,11 @@ pub trait Reporter: Send + Sync {
     }
     /// Fates as [`Reporter::detail`] asked, after the batch that decided them committed.
     fn on_records(&self, _fates: Vec<RecordFate>) {}
+    /// Asked before each batch: `true` ends the import there with
+    /// [`Error::Cancelled`] (with [`Commit::EachBatch`], everything before is kept).
+    fn stop_requested(&self) -> bool {
+        false
+    }
 }
 
 pub struct NoopReporter;
@@ -520,6 +532,9 @@ async fn import_models(
         };
         let mut next = Some(spawn(0, &run.done));
         for b in 0..batches {
+            if reporter.stop_requested() {
+                return Err(Error::Cancelled);
+            }
             let decoded = match next.take() {
                 Some(handle) => {
                     handle.await.map_err(|e| Error::Internal(format!("reading {model} stopped: {e}")))??
@@ -1509,6 +1524,21 @@ mod tests {
     #[test]
     fn ordinals_fall_in_chunks_of_twenty() {
         assert_eq!([1, 20, 21, 40, 41].map(chunk_start), [1, 1, 21, 21, 41]);
+    }
+
+    #[test]
+    fn retryable_errors_are_the_database_s_and_stops() {
+        let model = ModelName::new("sentry.user").expect("a valid name");
+        let unique = db::Error::UniqueViolation { context: "insert".into(), message: "duplicate key".into() };
+        let lost = sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        // A unique violation is no lost race any more (imports take turns per name): it would recur.
+        assert!(!Error::Write { model: model.clone(), first: 1, last: 20, error: unique }.is_retryable());
+        assert!(Error::Db(db::Error::Query { context: "insert".into(), error: lost }).is_retryable());
+        assert!(Error::Cancelled.is_retryable());
+        assert!(!Error::Db(db::Error::Corrupt("x".into())).is_retryable());
+        assert!(!Error::Internal("x".into()).is_retryable());
+        let invalid = Error::Invalid { model, ordinal: 1, pk: 1, errors: Vec::new() };
+        assert!(!invalid.is_retryable());
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //!
 //! Dependencies run one way: `cli` → `engine` → {`reader`, `plugin`, `db`},
 //! all of which speak the vocabulary of `model`; `reader` uses `crypto`.
+//! `jobs` (the queue on NATS) → `engine`, for `relocate submit`, `worker` and `jobs`.
 
 pub mod cli;
 pub mod crypto;
 pub mod db;
 pub mod engine;
+pub mod jobs;
 pub mod model;
 pub mod plugin;
 pub mod reader;

@@ -19,6 +19,7 @@ mod errors;
 mod exit_codes;
 mod folding;
 mod import;
+mod nats;
 mod operators;
 mod plugins;
 mod releases;
