@@ -562,9 +562,17 @@ impl Tx<'_> {
             return Ok(Vec::new());
         }
         match (self, sequences) {
-            (Tx::Sqlite(t), _) => sqlite::reserve_pks(t, model, n).await,
             (Tx::Postgres(t), Sequences::Use) => postgres::reserve_pks(t, model, n).await,
-            (Tx::Postgres(t), Sequences::Leave) => postgres::pks_after_max(t, model, n).await,
+            // SQLite's writers are serialized, so MAX(id) + 1 stays ours; a
+            // rehearsal's pks are provisional anyway.
+            (tx, _) => {
+                let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {}", model.table);
+                let max = match tx {
+                    Tx::Sqlite(t) => sqlite::scalar_i64(t, &sql).await?,
+                    Tx::Postgres(t) => postgres::scalar_i64(t, &sql).await?,
+                };
+                Ok((1..=n as i64).map(|i| max + i).collect())
+            }
         }
     }
 

@@ -62,6 +62,7 @@ pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// One integer, on a connection or in a transaction (`&mut **tx`).
 pub async fn scalar_i64(c: &mut PgConnection, sql: &str) -> Result<i64> {
     sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
 }
@@ -263,16 +264,6 @@ pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<
         .fetch_all(&mut **t)
         .await
         .map_err(query_error(format!("reserve pks for {}", model.name)))
-}
-
-/// `MAX(id) + 1 ..= MAX(id) + n`, leaving the sequence as it is.
-pub async fn pks_after_max(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
-    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {}", model.table);
-    let max: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(&mut **t)
-        .await
-        .map_err(query_error(format!("reserve pks for {}", model.name)))?;
-    Ok((1..=n as i64).map(|i| max + i).collect())
 }
 
 pub async fn sync_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {

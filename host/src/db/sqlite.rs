@@ -137,6 +137,7 @@ pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// One integer, on a connection or in a transaction (`&mut **tx`).
 pub async fn scalar_i64(c: &mut SqliteConnection, sql: &str) -> Result<i64> {
     sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
 }
@@ -265,15 +266,6 @@ pub(super) fn taken_sql(model: &ModelDesc, column: usize, rows: usize) -> String
         vec!["(?,?,?,?)"; rows].join(","),
         table = model.table
     )
-}
-
-pub async fn reserve_pks(t: &mut Tx<'_>, model: &ModelDesc, n: usize) -> Result<Vec<Pk>> {
-    let sql = format!("SELECT COALESCE(MAX(id), 0) FROM {}", model.table);
-    let max: i64 = sqlx::query_scalar(AssertSqlSafe(sql))
-        .fetch_one(&mut **t)
-        .await
-        .map_err(query_error(format!("reserve pks for {}", model.name)))?;
-    Ok((1..=n as i64).map(|i| max + i).collect())
 }
 
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
