@@ -382,7 +382,14 @@ async fn a_job_with_the_wrong_key_fails_once_with_its_findings() {
     let state = queue.queue.state(uuid).await.expect("read the state").expect("a state");
     assert_eq!((state.status, state.attempts), (Status::Failed, 1), "{state:#?}");
     assert_eq!(state.findings.as_ref(), Some(&findings));
-    // Terminated: gone from the queue, never delivered again.
+    // Terminated: gone from the queue (the worker sends `Term` just after the
+    // result), never delivered again.
+    for _ in 0..50 {
+        if queue.jobs_in_stream().await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(queue.jobs_in_stream().await, 0);
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(queue.queue.state(uuid).await.unwrap().unwrap().attempts, 1, "{}", worker.log());
@@ -420,6 +427,21 @@ async fn sigterm_gives_the_job_back_after_a_batch_and_another_worker_resumes() {
     let state = &states[&uuid];
     assert_eq!((state.status, state.attempts, state.worker.as_deref()), (Status::Done, 2, Some("w2")), "{state:#?}");
     assert!(state.summary.as_ref().unwrap()["totals"]["resumed"].as_u64().unwrap() > 0, "{state:#?}");
+    // `relocate status` shows the job beside the chunks it wrote.
+    let url = nats_url();
+    let status = crate::support::relocate(&[
+        "status",
+        "--db",
+        &target.url,
+        &uuid.to_string(),
+        "--nats",
+        &url,
+        "--nats-prefix",
+        &queue.prefix,
+    ]);
+    status.success();
+    assert!(status.stdout.contains(&format!("job {uuid}: done after 2 attempt(s) on w2;")), "{}", status.stdout);
+    assert!(status.stdout.contains(&format!("import {uuid}: ")), "{}", status.stdout);
 
     let uuid = uuid.to_string();
     let args = [

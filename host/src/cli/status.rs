@@ -9,6 +9,8 @@ use serde_json::{Value as Json, json};
 
 use super::DbArg;
 use crate::db::{self, LedgerEntry};
+use crate::jobs::JobState;
+use crate::jobs::queue::{self, Queue, Settings};
 
 #[derive(Args)]
 pub(super) struct StatusArgs {
@@ -19,6 +21,13 @@ pub(super) struct StatusArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     json: bool,
+    /// Also show each import's job on this NATS queue (as `relocate jobs` does): its state,
+    /// attempts, worker and, once done, the summary `relocate import --json` prints.
+    #[arg(long, value_name = "URL")]
+    nats: Option<String>,
+    /// The queue's names, as given to `relocate submit` and `worker`.
+    #[arg(long, value_name = "PREFIX", default_value = queue::DEFAULT_PREFIX, requires = "nats")]
+    nats_prefix: String,
 }
 
 /// One import: its models in the order they were written.
@@ -69,10 +78,24 @@ pub(super) async fn run(args: &StatusArgs) -> anyhow::Result<()> {
     let mut conn = db::Db::connect_existing(url).await?;
     let ledger = conn.import_ledger(args.import_uuid.as_ref()).await?;
     let imports = group(ledger.unwrap_or_default());
+    let jobs = match &args.nats {
+        Some(nats) => Some(job_states(nats, &args.nats_prefix).await?),
+        None => None,
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&to_json(url, &imports))?)?;
+        let mut json = to_json(url, &imports);
+        if let (Some(jobs), Json::Object(doc)) = (&jobs, &mut json) {
+            let wanted = |s: &&JobState| args.import_uuid.is_none_or(|u| u == s.import_uuid);
+            doc.insert("jobs".into(), serde_json::to_value(jobs.iter().filter(wanted).collect::<Vec<_>>())?);
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&json)?)?;
         return Ok(());
+    }
+    if let Some(jobs) = &jobs {
+        for job in jobs.iter().filter(|s| args.import_uuid.is_none_or(|u| u == s.import_uuid)) {
+            writeln!(out, "{}", job_line(job))?;
+        }
     }
     if imports.is_empty() {
         match args.import_uuid {
@@ -113,6 +136,29 @@ pub(super) async fn run(args: &StatusArgs) -> anyhow::Result<()> {
         row(&mut out, "total", &import.total)?;
     }
     Ok(())
+}
+
+/// The queue's job states; the queue is bound (created if new) with its
+/// default settings, as `relocate jobs` does.
+async fn job_states(nats: &str, prefix: &str) -> anyhow::Result<Vec<JobState>> {
+    let settings = Settings {
+        prefix: prefix.to_string(),
+        replicas: queue::REPLICAS,
+        ack_wait: queue::ACK_WAIT,
+        max_deliver: queue::MAX_DELIVER,
+    };
+    Ok(Queue::connect(nats, &settings).await?.states().await?)
+}
+
+/// `job 1f…: done after 1 attempt(s) on worker-1; 36942 inserted, 3063 existing`.
+fn job_line(job: &JobState) -> String {
+    let worker = job.worker.as_deref().map(|w| format!(" on {w}")).unwrap_or_default();
+    let totals = job.summary.as_ref().map(|s| &s["totals"]).map_or(String::new(), |t| {
+        let n = |k: &str| t[k].as_u64().unwrap_or(0);
+        format!("; {} inserted, {} existing, {} resumed", n("inserted"), n("existing"), n("resumed"))
+    });
+    let error = job.error.as_deref().map(|e| format!("; {e}")).unwrap_or_default();
+    format!("job {}: {} after {} attempt(s){worker}{totals}{error}", job.import_uuid, job.status.as_str(), job.attempts)
 }
 
 fn row(out: &mut impl std::io::Write, model: &str, c: &Counts) -> std::io::Result<()> {
