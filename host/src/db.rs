@@ -635,9 +635,18 @@ impl Tx<'_> {
             [(REGION_CHUNKS, &region), (CONTROL_CHUNKS, &control), (CONTROL_CHUNK_REPLICAS, &control)]
         {
             for part in chunks.chunks(CHUNKS_PER_STATEMENT) {
+                let Some(first) = part.first() else { continue };
+                let context = format!("record the import chunks of {} from ordinal {}", first.model, first.min_ordinal);
                 match self {
-                    Tx::Sqlite(t) => sqlite::insert_chunks(t, table, part, &now).await?,
-                    Tx::Postgres(t) => postgres::insert_chunks(t, table, part, &now).await?,
+                    Tx::Sqlite(t) => {
+                        // Numbered parameters, so that every row repeats the one time.
+                        let sql = chunk_insert(table, part.len(), |n, _| format!("?{n}"));
+                        insert_chunk_rows!(&mut **t, sql, &now, part, context)?;
+                    }
+                    Tx::Postgres(t) => {
+                        let sql = chunk_insert(table, part.len(), postgres::chunk_param);
+                        insert_chunk_rows!(&mut **t, sql, &now, part, context)?;
+                    }
                 }
             }
         }
@@ -915,6 +924,18 @@ macro_rules! bind_chunk {
     };
 }
 use bind_chunk;
+
+/// Runs [`chunk_insert`]'s statement with `chunks` bound, on either dialect.
+macro_rules! insert_chunk_rows {
+    ($executor:expr, $sql:expr, $now:expr, $chunks:expr, $context:expr) => {{
+        let mut query = sqlx::query(sqlx::AssertSqlSafe($sql)).bind($now);
+        for c in $chunks {
+            query = bind_chunk!(query, c);
+        }
+        query.execute($executor).await.map(|_| ()).map_err(query_error($context))
+    }};
+}
+use insert_chunk_rows;
 
 /// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
 /// them; each dialect casts the JSON maps to text its own way, and writes

@@ -43,6 +43,12 @@ fn relocate_in(tmp: &Path, args: &[&str]) -> Run {
     crate::support::relocate_with_env(args, &[("TMPDIR", tmp.to_str().unwrap())])
 }
 
+/// `relocate decrypt DEST --src TAR --decrypt-with KEY`, temporary files in `tmp`.
+fn decrypt_in(tmp: &Path, dest: &Path, tar: &Path, key: &Path) -> Run {
+    let (dest, tar, key) = (dest.to_str().unwrap(), tar.to_str().unwrap(), key.to_str().unwrap());
+    relocate_in(tmp, &["decrypt", dest, "--src", tar, "--decrypt-with", key])
+}
+
 fn import_global(t: &Target, tmp: &Path, tar: &Path) -> Run {
     relocate_in(
         tmp,
@@ -117,18 +123,7 @@ async fn no_plaintext_is_left_behind_after_a_successful_import() {
     let mut encoder = flate2::write::GzEncoder::new(std::fs::File::create(&gz).unwrap(), flate2::Compression::fast());
     std::io::copy(&mut std::fs::File::open(example("fresh-install.tar")).unwrap(), &mut encoder).unwrap();
     encoder.finish().unwrap();
-    let run = relocate_in(
-        &tmp,
-        &[
-            "decrypt",
-            t.dir.path().join("out.json").to_str().unwrap(),
-            "--src",
-            gz.to_str().unwrap(),
-            "--decrypt-with",
-            key().to_str().unwrap(),
-        ],
-    );
-    run.success();
+    decrypt_in(&tmp, &t.dir.path().join("out.json"), &gz, &key()).success();
     // The example was encrypted from compact JSON; the fixture is pretty-printed.
     let json = |path: PathBuf| serde_json::from_slice::<serde_json::Value>(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(json(t.dir.path().join("out.json")), json(fixture("sentry/backup/fresh-install.json")));
@@ -186,17 +181,7 @@ fn every_kind_of_damage_has_its_own_message() {
     for (what, change, needle) in cases {
         let tar = tarball(dir.path(), &plaintext, change);
         let dest = dir.path().join("out.json");
-        let run = relocate_in(
-            &tmp,
-            &[
-                "decrypt",
-                dest.to_str().unwrap(),
-                "--src",
-                tar.to_str().unwrap(),
-                "--decrypt-with",
-                key().to_str().unwrap(),
-            ],
-        );
+        let run = decrypt_in(&tmp, &dest, &tar, &key());
         assert_eq!(run.code, DECRYPTION, "{what}: {}", run.stderr);
         assert!(run.stderr.contains(needle), "{what}: {}", run.stderr);
         assert_eq!(run.stderr.trim_end().lines().count(), 1, "{what}: one line: {}", run.stderr);
@@ -207,17 +192,7 @@ fn every_kind_of_damage_has_its_own_message() {
     // The wrong private key.
     let tar = tarball(dir.path(), &plaintext, |_| {});
     let dest = dir.path().join("out.json");
-    let run = relocate_in(
-        &tmp,
-        &[
-            "decrypt",
-            dest.to_str().unwrap(),
-            "--src",
-            tar.to_str().unwrap(),
-            "--decrypt-with",
-            fixture("crypto/other-private.pem").to_str().unwrap(),
-        ],
-    );
+    let run = decrypt_in(&tmp, &dest, &tar, &fixture("crypto/other-private.pem"));
     assert_eq!(run.code, DECRYPTION, "{}", run.stderr);
     assert!(run.stderr.contains("The public key does not match"), "{}", run.stderr);
     assert!(!dest.exists());

@@ -346,25 +346,14 @@ pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value])
     Ok(())
 }
 
-pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: &str) -> Result<()> {
-    let Some(first) = chunks.first() else {
-        return Ok(());
-    };
-    let sql = super::chunk_insert(table, chunks.len(), |n, kind| match kind {
+/// PostgreSQL's placeholder for a chunk parameter, cast to its column's type.
+pub fn chunk_param(n: usize, kind: ChunkParam) -> String {
+    match kind {
         ChunkParam::Uuid => format!("${n}::uuid"),
         ChunkParam::Json => format!("${n}::jsonb"),
         ChunkParam::Time => format!("${n}::timestamptz"),
         ChunkParam::Plain => format!("${n}"),
-    });
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
-    for c in chunks {
-        query = super::bind_chunk!(query, c);
     }
-    query.execute(&mut **t).await.map_err(query_error(format!(
-        "record the import chunks of {} from ordinal {}",
-        first.model, first.min_ordinal
-    )))?;
-    Ok(())
 }
 
 pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {

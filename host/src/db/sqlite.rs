@@ -312,23 +312,6 @@ pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value])
     Ok(())
 }
 
-pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, chunks: &[&Chunk], now: &str) -> Result<()> {
-    let Some(first) = chunks.first() else {
-        return Ok(());
-    };
-    // Numbered parameters, so that every row repeats the one time.
-    let sql = super::chunk_insert(table, chunks.len(), |n, _| format!("?{n}"));
-    let mut query = sqlx::query(AssertSqlSafe(sql)).bind(now);
-    for c in chunks {
-        query = super::bind_chunk!(query, c);
-    }
-    query.execute(&mut **t).await.map_err(query_error(format!(
-        "record the import chunks of {} from ordinal {}",
-        first.model, first.min_ordinal
-    )))?;
-    Ok(())
-}
-
 pub async fn load_chunks(c: &mut SqliteConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
     let mut out = Vec::new();
     for (table, silo) in [(super::REGION_CHUNKS, Silo::Region), (super::CONTROL_CHUNKS, Silo::Control)] {
