@@ -1064,20 +1064,22 @@ impl ModelRun<'_, '_> {
     ) -> db::Result<(Vec<Answered>, HashMap<usize, Vec<Pk>>)> {
         let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
         let mut takens: BTreeMap<(ModelName, usize), Vec<usize>> = BTreeMap::new();
-        for (n, (_, q)) in queries.iter().enumerate() {
-            match self.lookup(q).map_err(|e| db::Error::Corrupt(e.to_string()))? {
-                (model, db::Lookup::Equal(cols)) => finds.entry((model.clone(), cols)).or_default().push(n),
-                (model, db::Lookup::Folded(col)) => takens.entry((model.clone(), col)).or_default().push(n),
-            }
-        }
         let mut locks = Vec::with_capacity(queries.len());
-        for (_, q) in &queries {
+        for (n, (_, q)) in queries.iter().enumerate() {
             let (model, lookup) = self.lookup(q).map_err(|e| db::Error::Corrupt(e.to_string()))?;
-            let key = match q {
-                Query::Find { values, .. } => values.clone(),
-                Query::Taken { base, .. } => vec![Value::Text(base.clone())],
+            let base;
+            let key: &[Value] = match q {
+                Query::Find { values, .. } => values,
+                Query::Taken { base: b, .. } => {
+                    base = [Value::Text(b.clone())];
+                    &base
+                }
             };
-            locks.push(db::question_lock(model, &lookup, &key));
+            locks.push(db::question_lock(model, &lookup, key));
+            match lookup {
+                db::Lookup::Equal(cols) => finds.entry((model.clone(), cols)).or_default().push(n),
+                db::Lookup::Folded(col) => takens.entry((model.clone(), col)).or_default().push(n),
+            }
         }
         tx.lock_questions(locks).await?;
         let mut answers: Vec<Option<Answer>> = vec![None; queries.len()];
