@@ -660,4 +660,23 @@ mod tests {
         bad.name = "has spaces".into();
         assert!(plugin_info_from_wit(bad).unwrap_err().contains("plugin name"));
     }
+
+    /// The SDK carries its own copy of this contract so that a plugin crate
+    /// outside the repository builds against it; the copy must be this one.
+    #[test]
+    fn the_sdk_vendors_this_contract_byte_for_byte() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        for entry in std::fs::read_dir(root.join("wit/v1")).expect("read wit/v1") {
+            let path = entry.expect("a wit/v1 entry").path();
+            let name = path.file_name().expect("a file name");
+            let ours = std::fs::read(&path).expect("read the contract");
+            let sdk = std::fs::read(root.join("plugins/sdk/wit/v1").join(name))
+                .unwrap_or_else(|e| panic!("plugins/sdk/wit/v1/{} is missing ({e})", name.to_string_lossy()));
+            assert!(
+                ours == sdk,
+                "plugins/sdk/wit/v1/{0} differs from wit/v1/{0}: copy wit/v1 into plugins/sdk/wit/v1",
+                name.to_string_lossy()
+            );
+        }
+    }
 }

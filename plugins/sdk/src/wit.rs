@@ -15,7 +15,8 @@ use crate::{
 };
 
 wit_bindgen::generate!({
-    path: "../../wit/v1",
+    // The crate's own copy of the contract, so that it builds from anywhere.
+    path: "wit/v1",
     world: "plugin",
     pub_export_macro: true,
     export_macro_name: "__export_relocate_plugin",
