@@ -24,7 +24,7 @@ impl Derived {
     pub fn set(mut self, field: &str, value: impl Into<Value>) -> Result<Self> {
         let value = value.into();
         let Some(i) = self.desc.column_index(field) else {
-            return Err(Fatal::internal(format!("{} has no field `{field}`", self.model)));
+            return Err(self.desc.no_such_field(field));
         };
         if !value.fits(self.desc.columns[i].kind) {
             return Err(Fatal::internal(format!("{}.{field} cannot hold a {} value", self.model, value.kind_name())));
@@ -37,7 +37,7 @@ impl Derived {
     /// being resolved gets (it is not known until the host writes it).
     pub fn parent(mut self, field: &str) -> Result<Self> {
         if self.desc.column_index(field).is_none() {
-            return Err(Fatal::internal(format!("{} has no field `{field}`", self.model)));
+            return Err(self.desc.no_such_field(field));
         }
         self.parent_field = Some(field.to_string());
         Ok(self)

@@ -50,7 +50,7 @@ pub use derived::Derived;
 pub use error::{Fatal, FieldError, Result};
 pub use model::{Column, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo};
 pub use outcome::{Decision, Prepared};
-pub use query::{Answer, Answers, Query};
+pub use query::{Answer, Answers, Ask, AskKind, Found, Query, QueryNames, Taken};
 pub use record::{ImportKind, MappedRef, Record};
 pub use session::{ImportFlags, Level, Mapping, Session};
 pub use value::{ColumnKind, Value};

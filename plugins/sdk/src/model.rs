@@ -49,11 +49,21 @@ pub enum Silo {
     Region,
 }
 
-/// How Sentry declares a relation.
+/// How a relation is declared.
 ///
-/// Only database-level kinds get a constraint in the schema the host creates.
+/// A team's own model uses [`FkKind::Plain`], whatever app its target is in.
+/// The other kinds are Sentry's, for Sentry's models. Only database-level
+/// kinds get a constraint in the schema the host creates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FkKind {
+    /// A plain foreign key to a model, for a model that is not Sentry's (the
+    /// default of [`ForeignKey::to`]): the target is imported first, its new
+    /// pk replaces the old one, and the schema gets a constraint.
+    ///
+    /// Contract v1 names only Sentry's kinds, so it travels as
+    /// `flexible-foreign-key`, Sentry's ordinary foreign key, which the host
+    /// treats exactly so; `relocate plugin inspect` shows that name.
+    Plain,
     FlexibleForeignKey,
     DefaultForeignKey,
     DefaultOneToOneField,
@@ -98,6 +108,17 @@ pub struct Column {
 }
 
 /// A foreign key: a column of kind `integer` holding another model's pk.
+///
+/// Built with [`ForeignKey::to`] and added with [`ModelDesc::foreign_key`]:
+///
+/// ```
+/// use relocate_plugin_sdk::{ForeignKey, ModelDesc, OnMissing, Scope, Silo};
+///
+/// let desc = ModelDesc::new("acme.invoice", "acme_invoice", Scope::Organization, Silo::Region)
+///     .foreign_key(ForeignKey::to("organization", "sentry.organization"))
+///     .foreign_key(ForeignKey::to("project", "sentry.project").on_missing(OnMissing::SetNull));
+/// assert!(desc.columns[1].nullable);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct ForeignKey {
     pub column: String,
@@ -106,6 +127,43 @@ pub struct ForeignKey {
     pub kind: FkKind,
     pub nullable: bool,
     pub on_missing: OnMissing,
+}
+
+impl ForeignKey {
+    /// A NOT NULL [`FkKind::Plain`] foreign key from field `column` to
+    /// `model`; a record whose target was not imported is dropped.
+    pub fn to(column: &str, model: &str) -> Self {
+        Self {
+            column: column.to_string(),
+            model: model.to_string(),
+            kind: FkKind::Plain,
+            nullable: false,
+            on_missing: OnMissing::Drop,
+        }
+    }
+
+    /// Lets the field be null (a record may have no target at all).
+    #[must_use]
+    pub fn nullable(mut self) -> Self {
+        self.nullable = true;
+        self
+    }
+
+    /// What to do when the target was not imported. [`OnMissing::SetNull`]
+    /// makes the field nullable too: the host refuses it on a NOT NULL one.
+    #[must_use]
+    pub fn on_missing(mut self, on_missing: OnMissing) -> Self {
+        self.on_missing = on_missing;
+        self.nullable |= on_missing == OnMissing::SetNull;
+        self
+    }
+
+    /// Declares the relation as one of Sentry's kinds (for Sentry's models).
+    #[must_use]
+    pub fn kind(mut self, kind: FkKind) -> Self {
+        self.kind = kind;
+        self
+    }
 }
 
 /// Everything the host needs to order, store and remap a model.
@@ -157,18 +215,23 @@ impl ModelDesc {
         self
     }
 
-    /// Adds an integer column that refers to `model`, dropping the record when
-    /// the target was not imported.
+    /// Adds a foreign key and its integer column, nullable as the key is.
+    ///
+    /// ```
+    /// # use relocate_plugin_sdk::{ForeignKey, ModelDesc, OnMissing, Scope, Silo};
+    /// ModelDesc::new("acme.invoice", "acme_invoice", Scope::Organization, Silo::Region)
+    ///     .foreign_key(ForeignKey::to("organization", "sentry.organization"))
+    ///     .foreign_key(ForeignKey::to("approver", "sentry.user").on_missing(OnMissing::SetNull));
+    /// ```
     #[must_use]
-    pub fn foreign_key(mut self, name: &str, model: &str, kind: FkKind, nullable: bool) -> Self {
-        self.columns.push(Column { name: name.to_string(), kind: ColumnKind::Integer, nullable, default: None });
-        self.foreign_keys.push(ForeignKey {
-            column: name.to_string(),
-            model: model.to_string(),
-            kind,
-            nullable,
-            on_missing: OnMissing::Drop,
+    pub fn foreign_key(mut self, fk: ForeignKey) -> Self {
+        self.columns.push(Column {
+            name: fk.column.clone(),
+            kind: ColumnKind::Integer,
+            nullable: fk.nullable,
+            default: None,
         });
+        self.foreign_keys.push(fk);
         self
     }
 
@@ -197,6 +260,13 @@ impl ModelDesc {
         self.uniques.iter().filter(|set| set.iter().all(|c| self.foreign_key_of(c).is_none())).map(Vec::as_slice)
     }
 
+    /// The plugin named a field this model does not have: a bug, reported
+    /// with the model's fields so that a typo shows.
+    pub(crate) fn no_such_field(&self, field: &str) -> crate::Fatal {
+        let fields: Vec<&str> = self.columns.iter().map(|c| c.name.as_str()).collect();
+        crate::Fatal::internal(format!("{} has no field `{field}` (its fields: {})", self.name, fields.join(", ")))
+    }
+
     /// Checks what the host would reject, so that a plugin's tests catch it.
     pub fn check(&self) -> Result<(), String> {
         let err = |message: String| Err(format!("model {}: {message}", self.name));
@@ -219,6 +289,12 @@ impl ModelDesc {
                 Some(_) => return err(format!("foreign key `{}` is not an integer column", fk.column)),
                 None => return err(format!("foreign key `{}` is not a column", fk.column)),
             }
+            if fk.model.split('.').count() != 2 || fk.model != fk.model.to_ascii_lowercase() {
+                return err(format!("foreign key `{}` points at `{}`, which is not `app.model`", fk.column, fk.model));
+            }
+            if fk.on_missing == OnMissing::SetNull && !fk.nullable {
+                return err(format!("foreign key `{}` sets null on a missing target but is not nullable", fk.column));
+            }
         }
         for set in &self.uniques {
             if let Some(missing) = set.iter().find(|c| self.column_index(c).is_none()) {
@@ -235,7 +311,7 @@ mod tests {
 
     fn desc() -> ModelDesc {
         ModelDesc::new("sentry.projectoption", "sentry_projectoptions", Scope::Organization, Silo::Region)
-            .foreign_key("project", "sentry.project", FkKind::FlexibleForeignKey, false)
+            .foreign_key(ForeignKey::to("project", "sentry.project").kind(FkKind::FlexibleForeignKey))
             .column("key", ColumnKind::Text)
             .nullable_column("value", ColumnKind::Json)
             .unique(&["project", "key"])
@@ -247,6 +323,34 @@ mod tests {
         assert_eq!(d.check(), Ok(()));
         assert_eq!(d.column_index("value"), Some(2));
         assert_eq!(d.uniques_without_foreign_keys().count(), 0);
+    }
+
+    #[test]
+    fn a_foreign_key_builds_its_column() {
+        let d = ModelDesc::new("acme.invoice", "acme_invoice", Scope::Organization, Silo::Region)
+            .foreign_key(ForeignKey::to("organization", "sentry.organization"))
+            .foreign_key(ForeignKey::to("project", "sentry.project").on_missing(OnMissing::SetNull))
+            .foreign_key(ForeignKey::to("owner", "sentry.user").nullable());
+        assert_eq!(d.check(), Ok(()));
+        let nullable: Vec<bool> = d.columns.iter().map(|c| c.nullable).collect();
+        assert_eq!(nullable, [false, true, true]);
+        assert!(d.columns.iter().all(|c| c.kind == ColumnKind::Integer));
+        let fk = d.foreign_key_of("project").unwrap();
+        assert_eq!((fk.kind, fk.on_missing, fk.nullable), (FkKind::Plain, OnMissing::SetNull, true));
+        assert_eq!(d.foreign_key_of("organization").unwrap().on_missing, OnMissing::Drop);
+    }
+
+    #[test]
+    fn check_names_the_model_and_field_of_a_bad_foreign_key() {
+        let mut d = desc();
+        d.foreign_keys[0].on_missing = OnMissing::SetNull;
+        assert_eq!(
+            d.check(),
+            Err("model sentry.projectoption: foreign key `project` sets null on a missing target but is not nullable"
+                .into())
+        );
+        let d = desc().foreign_key(ForeignKey::to("org", "Sentry.Organization"));
+        assert!(d.check().is_err_and(|e| e.contains("`org`") && e.contains("Sentry.Organization")), "{d:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::error::FieldError;
 use crate::model::Scope;
-use crate::query::Query;
+use crate::query::{Ask, AskKind, AskName, Query, QueryNames};
 use crate::record::Record;
 use crate::value::Value;
 
@@ -16,6 +16,8 @@ pub enum Prepared {
         /// model's only scope.
         scope: Option<Scope>,
         queries: Vec<Query>,
+        /// The names some of `queries` were asked under ([`Prepared::ask`]).
+        names: QueryNames,
     },
     /// Leave the record out, saying why.
     Skip(String),
@@ -26,15 +28,33 @@ pub enum Prepared {
 impl Prepared {
     /// Ready in the model's only scope, with no queries.
     pub fn ready() -> Self {
-        Self::Ready { scope: None, queries: Vec::new() }
+        Self::Ready { scope: None, queries: Vec::new(), names: QueryNames::default() }
     }
 
     /// Ready in `scope`: what a model with several scopes must say.
     pub fn ready_in(scope: Scope) -> Self {
-        Self::Ready { scope: Some(scope), queries: Vec::new() }
+        Self::Ready { scope: Some(scope), queries: Vec::new(), names: QueryNames::default() }
     }
 
-    /// Adds a query to a `Ready`; other outcomes are returned unchanged.
+    /// Adds a query to a `Ready` under `ask`'s name, so that `resolve` reads
+    /// its answer with [`Answers::get`](crate::Answers::get); other outcomes
+    /// are returned unchanged.
+    ///
+    /// The query must be of `ask`'s kind (a `find` for an `Ask<Found>`), and
+    /// a name is asked at most once per record: the SDK stops the import
+    /// otherwise, naming the model, record and name.
+    #[must_use]
+    pub fn ask<K: AskKind>(mut self, ask: Ask<K>, query: Query) -> Self {
+        if let Self::Ready { queries, names, .. } = &mut self {
+            names.0.push((AskName::of(ask), queries.len()));
+            queries.push(query);
+        }
+        self
+    }
+
+    /// Adds a query to a `Ready`, to be read by position
+    /// ([`Answers::found`](crate::Answers::found)); other outcomes are
+    /// returned unchanged. Prefer [`Prepared::ask`].
     #[must_use]
     pub fn with_query(mut self, query: Query) -> Self {
         if let Self::Ready { queries, .. } = &mut self {

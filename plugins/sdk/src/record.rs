@@ -127,7 +127,7 @@ impl Record {
     pub fn set(&mut self, field: &str, value: impl Into<Value>) -> Result<()> {
         let value = value.into();
         let Some(i) = self.desc.column_index(field) else {
-            return Err(Fatal::internal(format!("{} has no field `{field}`", self.desc.name)));
+            return Err(self.desc.no_such_field(field));
         };
         let column = &self.desc.columns[i];
         if !value.fits(column.kind) || (value.is_null() && !column.nullable) {
@@ -166,7 +166,7 @@ impl Record {
         for field in fields {
             match self.get(field) {
                 Some(v) => values.push(v.clone()),
-                None => return Err(Fatal::internal(format!("{} has no field `{field}`", self.desc.name))),
+                None => return Err(self.desc.no_such_field(field)),
             }
         }
         Ok(Query::find(&self.desc.name, fields, values))
@@ -185,12 +185,12 @@ impl Record {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::{FkKind, Scope, Silo};
+    use crate::model::{FkKind, ForeignKey, Scope, Silo};
     use crate::value::ColumnKind;
 
     fn record() -> Record {
         let desc = ModelDesc::new("sentry.useremail", "sentry_useremail", Scope::User, Silo::Control)
-            .foreign_key("user", "sentry.user", FkKind::FlexibleForeignKey, false)
+            .foreign_key(ForeignKey::to("user", "sentry.user").kind(FkKind::FlexibleForeignKey))
             .column("email", ColumnKind::Text)
             .column("is_verified", ColumnKind::Boolean)
             .nullable_column("date_hash_added", ColumnKind::Datetime);

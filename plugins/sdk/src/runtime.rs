@@ -12,7 +12,7 @@ use crate::error::{Fatal, FieldError, Result};
 use crate::host;
 use crate::model::ModelDesc;
 use crate::outcome::{Decision, Prepared};
-use crate::query::{Answer, Answers, Query};
+use crate::query::{Answer, Answers, Query, QueryNames, check_names};
 use crate::record::{MappedRef, Record};
 use crate::session::Session;
 use crate::value::Value;
@@ -88,6 +88,7 @@ pub struct Decided {
 struct Pending {
     record: Record,
     queries: Vec<Query>,
+    names: QueryNames,
 }
 
 /// The state of one model's import: the guest half of the `session` resource.
@@ -166,9 +167,10 @@ impl Runner {
             let mut record = Record::new(Rc::clone(&self.desc), input.ordinal, input.old_pk, input.values, input.refs)?;
             let prepared = model.prepare(&self.session, &mut record)?;
             let pending = match &prepared {
-                Prepared::Ready { scope, queries } => {
+                Prepared::Ready { scope, queries, names } => {
                     check_scope(&self.desc, *scope, &record)?;
-                    Some(Pending { record, queries: queries.clone() })
+                    check_names(&self.desc.name, record.ordinal(), queries, &names.0)?;
+                    Some(Pending { record, queries: queries.clone(), names: names.clone() })
                 }
                 Prepared::Skip(_) | Prepared::Invalid(_) => None,
             };
@@ -191,7 +193,8 @@ impl Runner {
         }
         let mut out = Vec::with_capacity(answered.len());
         for Answered { index, answers } in answered {
-            let Some(Pending { record, queries }) = self.pending.get_mut(index as usize).and_then(Option::take) else {
+            let Some(Pending { record, queries, names }) = self.pending.get_mut(index as usize).and_then(Option::take)
+            else {
                 return Err(Fatal::protocol(format!(
                     "answers for record {index}, which was not ready or was answered twice"
                 )));
@@ -208,7 +211,7 @@ impl Runner {
             }
             host::at_record(index);
             let ordinal = record.ordinal();
-            let answers = Answers::new(queries.into_iter().zip(answers).collect());
+            let answers = Answers::new(queries.into_iter().zip(answers).collect(), names.0, &self.desc.name, ordinal);
             self.session.take_derived();
             let decision = model.resolve(&self.session, record, &answers)?;
             let decision = check_decision(&self.desc, ordinal, decision, &answers)?;
@@ -415,6 +418,95 @@ mod tests {
         s.prepare(vec![thing(1, "a")]).unwrap();
         let twice = Answered { index: 0, answers: vec![Answer::Found(None)] };
         assert!(matches!(s.resolve(vec![twice.clone(), twice]), Err(Fatal::Protocol(_))));
+    }
+
+    const SAME_NAME: crate::Ask<crate::Found> = crate::Ask::find("same name");
+    const NAMES: crate::Ask<crate::Taken> = crate::Ask::taken("names");
+
+    /// Asks by name; the note says how to get it wrong.
+    struct Named;
+
+    impl Model for Named {
+        fn describe() -> ModelDesc {
+            ModelDesc::new("test.named", "test_named", Scope::Config, Silo::Region)
+                .column("name", ColumnKind::Text)
+                .nullable_column("note", ColumnKind::Text)
+        }
+
+        fn new(_: &Session) -> Result<Self> {
+            Ok(Self)
+        }
+
+        fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {
+            let name = record.text("name").unwrap_or_default().to_string();
+            Ok(match record.text("note") {
+                Some("ask nothing") => Prepared::ready(),
+                Some("wrong kind") => Prepared::ready().ask(NAMES, record.find(&["name"])?),
+                Some("twice") => {
+                    Prepared::ready().ask(SAME_NAME, record.find(&["name"])?).ask(SAME_NAME, record.find(&["name"])?)
+                }
+                _ => Prepared::ready()
+                    .ask(NAMES, Query::taken("test.named", "name", &name))
+                    .ask(SAME_NAME, record.find(&["name"])?),
+            })
+        }
+
+        fn resolve(&mut self, _: &Session, mut record: Record, answers: &Answers) -> Result<Decision> {
+            let taken = answers.get(NAMES)?.len();
+            Ok(match answers.get(SAME_NAME)? {
+                Some(pk) => Decision::reuse(pk),
+                None => {
+                    record.set("note", format!("{taken} taken"))?;
+                    Decision::insert(record)
+                }
+            })
+        }
+    }
+
+    fn named(pk: i64, name: &str, note: Option<&str>) -> InputRecord {
+        let r = record::<Named>(pk).set("name", name).ordinal(pk as u64);
+        match note {
+            Some(note) => r.set("note", note),
+            None => r,
+        }
+        .build()
+    }
+
+    #[test]
+    fn answers_are_read_by_the_name_they_were_asked_under() {
+        let host = TestHost::new(1);
+        host.insert_row("test.named", 5, &[("name", "old".into())]);
+        host.insert_row("test.named", 6, &[("name", "new-1".into())]);
+        let mut s = host.session::<Named>(Scope::Config, ImportFlags::default());
+        let out = s.run(vec![named(1, "old", None), named(2, "new", None)]).unwrap();
+        assert_eq!(out[0], Decision::Reuse(5));
+        assert!(matches!(&out[1], Decision::Insert { values, .. } if values[1] == Value::Text("1 taken".into())));
+    }
+
+    #[test]
+    fn reading_a_name_prepare_did_not_ask_names_the_model_record_and_query() {
+        let host = TestHost::new(1);
+        let mut s = host.session::<Named>(Scope::Config, ImportFlags::default());
+        let err = s.run(vec![named(3, "a", Some("ask nothing"))]).unwrap_err();
+        assert_eq!(
+            err,
+            Fatal::internal(
+                "resolve of record #3 of test.named read `names`, which prepare did not ask for it \
+                 (it asked nothing by name)"
+            )
+        );
+    }
+
+    #[test]
+    fn a_name_asked_with_the_wrong_query_or_twice_is_fatal() {
+        let host = TestHost::new(1);
+        let mut s = host.session::<Named>(Scope::Config, ImportFlags::default());
+        let err = s.prepare(vec![named(4, "a", Some("wrong kind"))]).unwrap_err();
+        assert!(matches!(&err, Fatal::Internal(m) if m.contains("#4 of test.named") && m.contains("`names`")), "{err}");
+
+        let mut s = host.session::<Named>(Scope::Config, ImportFlags::default());
+        let err = s.prepare(vec![named(5, "a", Some("twice"))]).unwrap_err();
+        assert!(matches!(&err, Fatal::Internal(m) if m.contains("`same name` twice")), "{err}");
     }
 
     #[test]

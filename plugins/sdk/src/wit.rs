@@ -159,7 +159,8 @@ fn model_desc(d: ModelDesc) -> t::ModelDesc {
                 column: fk.column,
                 model: fk.model,
                 kind: match fk.kind {
-                    FkKind::FlexibleForeignKey => t::FkKind::FlexibleForeignKey,
+                    // Contract v1 has no name of its own for a plain foreign key.
+                    FkKind::Plain | FkKind::FlexibleForeignKey => t::FkKind::FlexibleForeignKey,
                     FkKind::DefaultForeignKey => t::FkKind::DefaultForeignKey,
                     FkKind::DefaultOneToOneField => t::FkKind::DefaultOneToOneField,
                     FkKind::OneToOneCascadeDeletes => t::FkKind::OneToOneCascadeDeletes,
@@ -241,7 +242,7 @@ fn query_to(q: Query) -> t::Query {
 
 fn prepared_to(p: Prepared) -> t::Prepared {
     match p {
-        Prepared::Ready { scope, queries } => t::Prepared::Ready(t::Ready {
+        Prepared::Ready { scope, queries, names: _ } => t::Prepared::Ready(t::Ready {
             scope: scope.map(scope_to),
             queries: queries.into_iter().map(query_to).collect(),
         }),
