@@ -4,12 +4,18 @@
 use std::collections::BTreeSet;
 
 use relocate_plugin_sdk::{
-    Answers, Decision, Derived, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session,
+    Answers, Ask, Decision, Derived, FieldError, Found, Model, ModelDesc, Prepared, Query, Record, Result, Scope,
+    Session,
 };
 use sentry_models::naming::UniqueNames;
 
 /// `User.username` is a `CharField(max_length=128)`.
 const MAX_USERNAME: usize = 128;
+
+/// A user with exactly this username, already in the database.
+const SAME_USERNAME: Ask<Found> = Ask::find("same username");
+/// The `Email` row a new user's signals would add, if it exists already.
+const EMAIL_ROW: Ask<Found> = Ask::find("email row");
 
 /// Django's `RANDOM_STRING_CHARS`.
 const PASSWORD_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
@@ -65,19 +71,19 @@ impl Model for User {
         let email = record.text("email").unwrap_or_default().to_string();
         let email = Query::find_by("sentry.email", "email", email.as_str());
         let taken = self.names.bases(&username).into_iter().map(|b| Query::taken(record.model(), "username", &b));
-        Ok(Prepared::ready().with_query(exact).with_query(email).with_queries(taken))
+        Ok(Prepared::ready().ask(SAME_USERNAME, exact).ask(EMAIL_ROW, email).with_queries(taken))
     }
 
     fn resolve(&mut self, session: &Session, mut record: Record, answers: &Answers) -> Result<Decision> {
         let username = record.text("username").unwrap_or_default().to_string();
         // Sentry looks for an exact (case-sensitive) match only; a name equal
         // ignoring case is inserted as it is.
-        let in_db = answers.found(0);
+        let in_db = answers.get(SAME_USERNAME)?;
         let in_this_import = self.exact.contains(&username);
         if in_db.is_none() && !in_this_import {
             self.names.give(&username);
             self.exact.insert(username);
-            self.signals(session, &record, answers.found(1).is_some())?;
+            self.signals(session, &record, answers.get(EMAIL_ROW)?.is_some())?;
             return Ok(Decision::insert(record));
         }
         if session.flags().merge_users {
@@ -100,7 +106,7 @@ impl Model for User {
         };
         self.exact.insert(name.clone());
         record.set("username", name)?;
-        self.signals(session, &record, answers.found(1).is_some())?;
+        self.signals(session, &record, answers.get(EMAIL_ROW)?.is_some())?;
         Ok(Decision::insert(record))
     }
 }
