@@ -235,6 +235,9 @@ struct PluginArgs {
     /// An extra plugin (.wasm component); it replaces the built-in plugin for the models it describes.
     #[arg(long = "plugin")]
     plugins: Vec<PathBuf>,
+    /// A folder of extra plugins: every .wasm file in it, in name order, loaded as --plugin files are.
+    #[arg(long = "plugin-dir", value_name = "DIR", env = "RELOCATE_PLUGIN_DIR")]
+    plugin_dirs: Vec<PathBuf>,
     /// Time limit of one plugin call, in seconds.
     #[arg(long, default_value_t = 10.0)]
     plugin_timeout: f64,
@@ -561,10 +564,31 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
     };
     let mut host = PluginHost::new(config)?;
     crate::builtin::load(&mut host)?;
-    for path in &args.plugins {
+    for path in plugin_dir_files(&args.plugin_dirs)?.iter().chain(&args.plugins) {
         host.load(Origin::File(path.clone()), &read_plugin_file(path)?)?;
     }
     Ok(host)
+}
+
+/// The `.wasm` files of the `--plugin-dir` folders, each folder's in name
+/// order so that loading is the same on every machine. Other files (a
+/// README, a build's leftovers) are not plugins and are passed over; a
+/// folder that cannot be read is a mistake in the command.
+fn plugin_dir_files(dirs: &[PathBuf]) -> Result<Vec<PathBuf>, UsageError> {
+    let mut all = Vec::new();
+    for dir in dirs {
+        let cannot_read = |e| file_error("read the plugin folder", dir, e);
+        let mut files = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(cannot_read)? {
+            let path = entry.map_err(cannot_read)?.path();
+            if path.extension().is_some_and(|e| e == "wasm") && path.is_file() {
+                files.push(path);
+            }
+        }
+        files.sort();
+        all.extend(files);
+    }
+    Ok(all)
 }
 
 /// A plugin file named on the command line; one that cannot be read is a

@@ -277,7 +277,7 @@ pub fn relocate(args: &[&str]) -> Run {
 /// The real binary with `args`, its compiled plugins cached for the tests.
 pub fn command(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_relocate"));
-    command.args(args).env("XDG_CACHE_HOME", cache_home()).env_remove("RELOCATE_DB");
+    command.args(args).env("XDG_CACHE_HOME", cache_home()).env_remove("RELOCATE_DB").env_remove("RELOCATE_PLUGIN_DIR");
     command
 }
 
