@@ -21,6 +21,7 @@ use crate::{crypto, db, jobs, reader};
 mod inspect;
 mod observe;
 mod queue;
+mod scaffold;
 mod status;
 mod verify;
 mod worker;
@@ -262,6 +263,8 @@ enum PluginsCommand {
 enum PluginCommand {
     /// Show a plugin's contract, models, foreign keys and imports, and check it as an import would.
     Inspect(inspect::InspectArgs),
+    /// Create a plugin crate: one model, a native test, the tuned release profile.
+    New(scaffold::NewArgs),
 }
 
 #[derive(Subcommand)]
@@ -490,6 +493,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(&args),
+        Command::Plugin(PluginCommand::New(args)) => scaffold::run(&args),
         Command::Verify(args) => verify::run(&args).await,
         Command::Status(args) => status::run(&args).await,
         Command::Completions { shell } => {
