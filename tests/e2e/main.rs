@@ -10,6 +10,7 @@
 
 mod support;
 
+mod authoring;
 mod catalogue;
 mod cli;
 mod concurrency;
