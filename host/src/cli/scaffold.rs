@@ -13,7 +13,8 @@ use super::{UsageError, file_error};
 
 #[derive(Args)]
 pub(super) struct NewArgs {
-    /// The plugin's name, also its crate's: lower case letters, digits, `-` and `_`. Its model is NAME.item.
+    /// The plugin's name, also its crate's: lower case letters, digits, `-` and `_`. Its model is NAME.item
+    /// (with `_` for `-`).
     name: String,
     /// Where to create the crate (default: ./NAME); it must not exist yet.
     #[arg(long, value_name = "DIR")]
