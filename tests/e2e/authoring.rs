@@ -116,7 +116,9 @@ async fn the_acme_invoice_example_builds_outside_the_repository_and_imports_with
     let t = Target::new(Kind::Sqlite).await;
     let export = krate.join("export.json");
     let plugin_dir = plugins.to_str().unwrap();
-    let run = t.relocate(&["import", "global", export.to_str().unwrap(), "--plugin-dir", plugin_dir, "--no-prompt"]);
+    let uuid = "0b1c6a52-7d3e-4f6a-9c55-4c0f1e2d3a4b";
+    let src = export.to_str().unwrap();
+    let run = t.relocate(&["import", "global", src, "--plugin-dir", plugin_dir, "--no-prompt", "--import-uuid", uuid]);
     run.success();
     // inserted, existing, overwritten, dropped: INV-3's organization is not in the export.
     assert_eq!(summary(&run.stdout, "acme.invoice")[1..5], ["2", "0", "0", "1"], "{}", run.stdout);
@@ -130,6 +132,23 @@ async fn the_acme_invoice_example_builds_outside_the_repository_and_imports_with
         .await;
     let rows: Vec<String> = rows.into_iter().flatten().collect();
     assert_eq!(rows, ["INV-1 test-org internal 12500", "INV-2 test-org - 4900"]);
+    // verify replays the invoices through the plugin: the upper-cased number
+    // is the plugin's doing, not a finding.
+    let run = relocate(&[
+        "verify",
+        src,
+        "--scope",
+        "global",
+        "--import-uuid",
+        uuid,
+        "--db",
+        &t.url,
+        "--plugin-dir",
+        plugin_dir,
+    ]);
+    run.success();
+    assert!(run.stdout.contains("0 findings"), "{}", run.stdout);
+    assert_eq!(summary(&run.stdout, "acme.invoice")[1..], ["2", "0", "number"], "{}", run.stdout);
 
     // Again, Organization scope: a new organization (its slug was taken) and
     // new invoices pointing at it, by its new pk.
