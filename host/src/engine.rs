@@ -6,7 +6,7 @@
 //! answer its questions from the database, let it `resolve` them, check every
 //! decision, then write rows, pk reservations and chunks in one transaction.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use chrono::SubsecRound as _;
@@ -509,42 +509,55 @@ async fn import_models(
         };
         let session = plugins.spawn_session(*plugin_id, config).await?;
         let plugin_name = plugins.info(*plugin_id).map(|i| format!("{}@{}", i.name, i.version)).unwrap_or_default();
-        let mut run = ModelRun {
-            state: &mut state,
-            desc,
-            plugin: &plugin_name,
-            session: &session,
-            done: Arc::new(done.remove(model).unwrap_or_default()),
-            stats: &mut stats,
-            fates: Vec::new(),
-        };
         let decoder = Decoder {
             export: export.clone(),
             desc: Arc::new(desc.clone()),
             pkmap: pkmap.clone(),
             filter: filters.remove(model).map(Arc::new),
         };
+        let mut run = ModelRun {
+            state: &mut state,
+            desc,
+            plugin: &plugin_name,
+            session: &session,
+            decoder: decoder.clone(),
+            done: Arc::new(done.remove(model).unwrap_or_default()),
+            stats: &mut stats,
+            fates: Vec::new(),
+        };
+        // Reading runs on blocking threads up to two batches ahead, and the
+        // plugin prepares batch b + 1 while batch b is written and committed.
         let batches = count.div_ceil(batch_size);
         let spawn = |b: usize, done: &Arc<BTreeMap<i64, i64>>| {
             let range = b * batch_size..((b + 1) * batch_size).min(count);
             let (decoder, done) = (decoder.clone(), done.clone());
             tokio::task::spawn_blocking(move || decoder.decode(range, &done))
         };
-        let mut next = Some(spawn(0, &run.done));
+        let read = |handle: tokio::task::JoinHandle<Result<Decoded>>| async move {
+            handle.await.map_err(|e| Error::Internal(format!("reading {model} stopped: {e}")))?
+        };
+        let mut reading: VecDeque<_> = (0..batches.min(2)).map(|b| spawn(b, &run.done)).collect();
+        let mut spawned = reading.len();
+        let mut carried: Option<Decoded> = None;
+        let mut ahead: Option<Prepped> = None;
         for b in 0..batches {
             if reporter.stop_requested() {
                 return Err(Error::Cancelled);
             }
-            let decoded = match next.take() {
-                Some(handle) => {
-                    handle.await.map_err(|e| Error::Internal(format!("reading {model} stopped: {e}")))??
-                }
-                None => break,
+            let decoded = match carried.take() {
+                Some(d) => d,
+                None => read(reading.pop_front().ok_or_else(|| Error::Internal("no batch read".into()))?).await?,
             };
-            if b + 1 < batches {
-                next = Some(spawn(b + 1, &run.done));
+            let next = match reading.pop_front() {
+                Some(handle) => Some(read(handle).await?),
+                None => None,
+            };
+            if spawned < batches {
+                reading.push_back(spawn(spawned, &run.done));
+                spawned += 1;
             }
-            run.batch(db, decoded).await?;
+            let (next, prepped) = run.batch(db, decoded, ahead.take(), next).await?;
+            (carried, ahead) = (next, prepped);
             if !run.fates.is_empty() {
                 reporter.on_records(std::mem::take(&mut run.fates));
             }
@@ -614,6 +627,8 @@ struct Decoder {
 
 /// One batch, read: every record's ordinal and what became of it so far.
 struct Decoded {
+    /// Which of the model's records (indexes into the export's list).
+    range: std::ops::Range<usize>,
     records: Vec<(u64, Pk, Read)>,
 }
 
@@ -658,7 +673,7 @@ impl Decoder {
             };
             records.push((ordinal, at.pk, read));
         }
-        Ok(Decoded { records })
+        Ok(Decoded { range, records })
     }
 }
 
@@ -691,10 +706,10 @@ fn remap(desc: &ModelDesc, pkmap: &PkMap, values: &mut [Value]) -> std::result::
         if fk.target == desc.name {
             continue;
         }
-        match pkmap.get(&fk.target, old) {
-            Some(m) => {
-                values[fk.column] = Value::Integer(m.new_pk);
-                refs.push(MappedRef { column: fk.column, old_pk: old, kind: m.kind });
+        match pkmap.new_pk(&fk.target, old) {
+            Some((new_pk, kind)) => {
+                values[fk.column] = Value::Integer(new_pk);
+                refs.push(MappedRef { column: fk.column, old_pk: old, kind });
             }
             None => match fk.on_missing {
                 crate::model::OnMissing::SetNull => values[fk.column] = Value::Null,
@@ -830,6 +845,8 @@ struct ModelRun<'a, 's> {
     desc: &'a ModelDesc,
     plugin: &'a str,
     session: &'a SessionThread,
+    /// Reads a batch again after a lost race.
+    decoder: Decoder,
     /// Chunks already written by this import: min ordinal → max ordinal.
     done: Arc<BTreeMap<i64, i64>>,
     stats: &'a mut ModelSummary,
@@ -842,6 +859,25 @@ struct ModelRun<'a, 's> {
 struct Rec {
     ordinal: u64,
     old_pk: Pk,
+}
+
+/// A batch's records as `prepare` saw them, and what it returned.
+struct Prepped {
+    recs: Vec<Rec>,
+    prepared: Vec<Prepared>,
+}
+
+/// A batch that failed; `flush` when the plugin prepared the next batch
+/// meanwhile and waits for its `resolve`.
+struct Failed {
+    error: Error,
+    flush: bool,
+}
+
+impl<E: Into<Error>> From<E> for Failed {
+    fn from(error: E) -> Self {
+        Failed { error: error.into(), flush: false }
+    }
 }
 
 /// A ready record waiting for its answers.
@@ -876,18 +912,34 @@ struct Written {
 }
 
 impl ModelRun<'_, '_> {
-    /// Imports one batch. Another process importing under the same UUID
-    /// may write some of its chunks first (Sentry's racing imports, spec
-    /// §8.3): the write then fails on a unique key, and the batch takes the
-    /// winner's chunks as resumed and retries whatever is left. The plugin
-    /// has seen the lost records; what it remembers of them (names it gave
-    /// out, say) can only make its later choices more cautious.
-    async fn batch(&mut self, db: &mut Db, mut decoded: Decoded) -> Result<()> {
+    /// Imports one batch, given what `prepare` made of it if the plugin saw
+    /// it already, and the next batch, which the plugin prepares while this
+    /// one is written; returns the next batch and what `prepare` made of it.
+    ///
+    /// Another process importing under the same UUID may write some of this
+    /// batch's chunks first (Sentry's racing imports, spec §8.3): the write
+    /// then fails on a unique key, and the batch takes the winner's chunks as
+    /// resumed and retries whatever is left. The plugin has seen the lost
+    /// records; what it remembers of them (names it gave out, say) can only
+    /// make its later choices more cautious.
+    async fn batch(
+        &mut self,
+        db: &mut Db,
+        mut decoded: Decoded,
+        mut prepped: Option<Prepped>,
+        mut next: Option<Decoded>,
+    ) -> Result<(Option<Decoded>, Option<Prepped>)> {
         loop {
             let before = (self.stats.clone(), self.fates.len());
-            let err = match self.try_batch(db, &mut decoded).await {
-                Err(e) if e.is_unique_violation() => e,
-                other => return other,
+            self.note_unready(&decoded);
+            let this = match prepped.take() {
+                Some(p) => p,
+                None => self.prepare(&mut decoded).await?,
+            };
+            let failed = match self.try_batch(db, this, next.as_mut()).await {
+                Ok(ahead) => return Ok((next, ahead)),
+                Err(f) if f.error.is_unique_violation() => f,
+                Err(f) => return Err(f.error),
             };
             let starts: BTreeSet<i64> = decoded.records.iter().map(|(o, _, _)| chunk_start(*o)).collect();
             let won: Vec<Chunk> = db
@@ -901,7 +953,11 @@ impl ModelRun<'_, '_> {
                 })
                 .collect();
             if won.is_empty() {
-                return Err(err);
+                return Err(failed.error);
+            }
+            if failed.flush {
+                // Closes the next batch's `prepare`; it is prepared again later.
+                self.session.resolve(Vec::new()).await?;
             }
             *self.stats = before.0;
             self.fates.truncate(before.1);
@@ -910,23 +966,32 @@ impl ModelRun<'_, '_> {
                 self.state.pkmap.extend_from_chunk(&chunk);
                 done.insert(chunk.min_ordinal, chunk.max_ordinal);
             }
+            // The plugin took the records' values: read them again.
+            decoded = self.decoder.decode(decoded.range.clone(), &self.done)?;
+            if let Some(n) = next.as_mut() {
+                *n = self.decoder.decode(n.range.clone(), &self.done)?;
+            }
         }
     }
 
-    /// The stages of one batch, each its own function: the records still to
-    /// import, `prepare`, the questions, their answers, `resolve`, the
-    /// checks, the writes and the bookkeeping.
-    async fn try_batch(&mut self, db: &mut Db, decoded: &mut Decoded) -> Result<()> {
-        let (recs, inputs) = self.inputs(decoded);
-        if inputs.is_empty() {
-            return Ok(());
+    /// The stages of one prepared batch, each its own function: the
+    /// questions, their answers, `resolve`, the checks, then the writes and
+    /// the commit while the plugin prepares `next`, and the bookkeeping.
+    async fn try_batch(
+        &mut self,
+        db: &mut Db,
+        this: Prepped,
+        next: Option<&mut Decoded>,
+    ) -> std::result::Result<Option<Prepped>, Failed> {
+        let Prepped { recs, prepared } = this;
+        if recs.is_empty() {
+            return Ok(None);
         }
-        let prepared = self.session.prepare(inputs).await?;
         let (pending, queries) = self.questions(&recs, prepared)?;
         if pending.is_empty() {
             // The plugin still expects its `resolve` call after `prepare`.
             self.session.resolve(Vec::new()).await?;
-            return Ok(());
+            return Ok(None);
         }
         self.ensure_indexes(db, &queries).await?;
 
@@ -937,30 +1002,79 @@ impl ModelRun<'_, '_> {
         let (answered, found) = self.answer(&mut tx, pending, queries).await.map_err(&write_err)?;
         let decided = self.session.resolve(answered).await?;
         let decisions = self.decide(&recs, &found, decided)?;
-        let written = self.write(&mut tx, &recs, decisions).await.map_err(|e| match e {
-            Error::Db(error) => write_err(error),
-            e => e,
-        })?;
-        tx.commit().await.map_err(&write_err)?;
+
+        let next = next.map(|n| self.take_inputs(n));
+        let session = self.session;
+        let store = async {
+            let written = self.write(&mut tx, &recs, decisions).await.map_err(|e| match e {
+                Error::Db(error) => write_err(error),
+                e => e,
+            })?;
+            tx.commit().await.map_err(&write_err)?;
+            Ok::<_, Error>(written)
+        };
+        let prepare_next = async {
+            match next {
+                Some((recs, inputs)) if !inputs.is_empty() => {
+                    Some(session.prepare(inputs).await.map(|prepared| Prepped { recs, prepared }))
+                }
+                Some((recs, _)) => Some(Ok(Prepped { recs, prepared: Vec::new() })),
+                None => None,
+            }
+        };
+        let (stored, ahead) = tokio::join!(store, prepare_next);
+        let flush = matches!(&ahead, Some(Ok(p)) if !p.recs.is_empty());
+        let written = stored.map_err(|error| Failed { error, flush })?;
         self.book(written);
-        Ok(())
+        Ok(ahead.transpose()?)
     }
 
-    /// The records of the batch still to import, as the plugin gets them;
-    /// counts the others.
-    fn inputs(&mut self, decoded: &mut Decoded) -> (Vec<Rec>, Vec<InputRecord>) {
+    /// Runs `prepare` over the batch's records still to import.
+    async fn prepare(&mut self, decoded: &mut Decoded) -> Result<Prepped> {
+        let (recs, inputs) = self.take_inputs(decoded);
+        if inputs.is_empty() {
+            return Ok(Prepped { recs, prepared: Vec::new() });
+        }
+        let prepared = self.session.prepare(inputs).await?;
+        Ok(Prepped { recs, prepared })
+    }
+
+    /// Whether an earlier run of this import wrote the record.
+    fn is_resumed(&self, ordinal: u64, read: &Read) -> bool {
+        matches!(read, Read::Resumed) || self.done.contains_key(&chunk_start(ordinal))
+    }
+
+    /// The batch's records still to import, as the plugin gets them: their
+    /// values move to the plugin (a retry reads them again).
+    fn take_inputs(&self, decoded: &mut Decoded) -> (Vec<Rec>, Vec<InputRecord>) {
         let mut recs = Vec::with_capacity(decoded.records.len());
         let mut inputs = Vec::with_capacity(decoded.records.len());
         for (ordinal, old_pk, read) in &mut decoded.records {
-            let (ordinal, old_pk) = (*ordinal, *old_pk);
-            let rec = Rec { ordinal, old_pk };
-            if matches!(read, Read::Resumed) || self.done.contains_key(&chunk_start(ordinal)) {
-                let new_pk = self.state.pkmap.get(&self.desc.name, old_pk).map(|m| m.new_pk);
+            if self.is_resumed(*ordinal, read) {
+                continue;
+            }
+            if let Read::Ready { values, refs } = read {
+                let (ordinal, old_pk) = (*ordinal, *old_pk);
+                recs.push(Rec { ordinal, old_pk });
+                let (values, refs) = (std::mem::take(values), std::mem::take(refs));
+                inputs.push(InputRecord { ordinal, old_pk, values, refs });
+            }
+        }
+        (recs, inputs)
+    }
+
+    /// Counts the batch's records that do not go to the plugin: resumed,
+    /// filtered out and dropped.
+    fn note_unready(&mut self, decoded: &Decoded) {
+        for (ordinal, old_pk, read) in &decoded.records {
+            let rec = Rec { ordinal: *ordinal, old_pk: *old_pk };
+            if self.is_resumed(rec.ordinal, read) {
+                let new_pk = self.state.pkmap.new_pk(&self.desc.name, rec.old_pk).map(|(pk, _)| pk);
                 self.note(rec, Fate::Resumed, new_pk, || "written by an earlier run of this import".into());
                 continue;
             }
             match read {
-                Read::Resumed => {}
+                Read::Resumed | Read::Ready { .. } => {}
                 Read::Filtered(reason) => {
                     let reason = *reason;
                     self.note(rec, Fate::Skipped, None, || reason.into());
@@ -970,14 +1084,8 @@ impl ModelRun<'_, '_> {
                     let desc = self.desc;
                     self.note(rec, Fate::Dropped, None, || dropped_reason(desc, column, target));
                 }
-                // A retry after a lost race needs the values again.
-                Read::Ready { values, refs } => {
-                    recs.push(Rec { ordinal, old_pk });
-                    inputs.push(InputRecord { ordinal, old_pk, values: values.clone(), refs: refs.clone() });
-                }
             }
         }
-        (recs, inputs)
     }
 
     /// Checks what `prepare` returned: the ready records and their questions.

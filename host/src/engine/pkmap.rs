@@ -1,7 +1,15 @@
 //! The primary-key map: for every imported record, the pk it got.
+//!
+//! It holds one entry per mapped record of the whole import, so it is kept
+//! small: old pk → new pk in one 16-byte hash entry per record (a map per
+//! import kind), slugs only for the models that have them, and the new pks
+//! as ranges (inserted rows get consecutive pks, so a model's inserted rows
+//! are usually one range). [`PkMap::heap_bytes`] says what it costs.
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+
+use rangemap::RangeInclusiveMap;
 
 use crate::db::Chunk;
 use crate::model::{ImportKind, ModelName, Pk};
@@ -14,37 +22,111 @@ use crate::plugin::{Facts, Mapping};
 /// the engine is its only writer.
 #[derive(Default)]
 pub struct PkMap {
-    inner: RwLock<Inner>,
+    inner: RwLock<HashMap<ModelName, Table>>,
 }
 
+/// One model's mappings.
 #[derive(Default)]
-struct Inner {
-    by_old: HashMap<ModelName, HashMap<Pk, Mapping>>,
-    new_pks: HashMap<ModelName, HashMap<Pk, ImportKind>>,
+struct Table {
+    /// Old pk → new pk, one map per [`ImportKind`] (in `KINDS` order); an old
+    /// pk is in at most one of them.
+    by_old: [HashMap<Pk, Pk>; 3],
+    /// Old pk → the slug it was inserted under, for models with a slug.
+    slugs: HashMap<Pk, Box<str>>,
+    /// New pk → how it was mapped.
+    new_pks: RangeInclusiveMap<Pk, ImportKind>,
+}
+
+const KINDS: [ImportKind; 3] = [ImportKind::Inserted, ImportKind::Existing, ImportKind::Overwrite];
+
+fn slot(kind: ImportKind) -> usize {
+    match kind {
+        ImportKind::Inserted => 0,
+        ImportKind::Existing => 1,
+        ImportKind::Overwrite => 2,
+    }
+}
+
+impl Table {
+    fn new_pk(&self, old: Pk) -> Option<(Pk, ImportKind)> {
+        self.by_old.iter().zip(KINDS).find_map(|(map, kind)| map.get(&old).map(|new| (*new, kind)))
+    }
 }
 
 impl PkMap {
     pub fn insert(&self, model: &ModelName, old: Pk, mapping: Mapping) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.new_pks.entry(model.clone()).or_default().insert(mapping.new_pk, mapping.kind);
-        inner.by_old.entry(model.clone()).or_default().insert(old, mapping);
+        let table = match inner.get_mut(model) {
+            Some(t) => t,
+            None => inner.entry(model.clone()).or_default(),
+        };
+        let at = slot(mapping.kind);
+        // A pk repeated within a model is imported twice, as in Sentry: the
+        // later record's mapping wins.
+        for (i, map) in table.by_old.iter_mut().enumerate() {
+            if i == at {
+                map.insert(old, mapping.new_pk);
+            } else {
+                map.remove(&old);
+            }
+        }
+        match mapping.slug {
+            Some(slug) => table.slugs.insert(old, slug.into_boxed_str()),
+            None => table.slugs.remove(&old),
+        };
+        table.new_pks.insert(mapping.new_pk..=mapping.new_pk, mapping.kind);
     }
 
     pub fn get(&self, model: &ModelName, old: Pk) -> Option<Mapping> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.by_old.get(model)?.get(&old).cloned()
+        let table = inner.get(model)?;
+        let (new_pk, kind) = table.new_pk(old)?;
+        Some(Mapping { new_pk, kind, slug: table.slugs.get(&old).map(|s| s.to_string()) })
+    }
+
+    /// The new pk of `old` and how it was mapped, without the slug.
+    pub fn new_pk(&self, model: &ModelName, old: Pk) -> Option<(Pk, ImportKind)> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.get(model)?.new_pk(old)
     }
 
     /// Whether `new` is a pk this import mapped some record of `model` to.
     pub fn is_mapped_target(&self, model: &ModelName, new: Pk) -> bool {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.new_pks.get(model).is_some_and(|s| s.contains_key(&new))
+        inner.get(model).is_some_and(|t| t.new_pks.contains_key(&new))
     }
 
     /// Whether `new` is a row of `model` this import inserted.
     pub fn is_inserted(&self, model: &ModelName, new: Pk) -> bool {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        inner.new_pks.get(model).and_then(|s| s.get(&new)) == Some(&ImportKind::Inserted)
+        inner.get(model).and_then(|t| t.new_pks.get(&new)) == Some(&ImportKind::Inserted)
+    }
+
+    /// What the map's tables take on the heap, in bytes, from their
+    /// capacities (hash entries and control bytes, range entries, slugs).
+    pub fn heap_bytes(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let hash = |capacity: usize, entry: usize| capacity * (entry + 1);
+        inner
+            .values()
+            .map(|t| {
+                let by_old: usize = t.by_old.iter().map(|m| hash(m.capacity(), 16)).sum();
+                let slugs = hash(t.slugs.capacity(), 24) + t.slugs.values().map(|s| s.len()).sum::<usize>();
+                // A BTreeMap entry: two bounds and the value, with node overhead.
+                let ranges = t.new_pks.iter().count() * 40;
+                by_old + slugs + ranges
+            })
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Mapped records, all models together.
+    pub fn len(&self) -> usize {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.values().map(|t| t.by_old.iter().map(HashMap::len).sum::<usize>()).sum()
     }
 
     /// Rebuilds the entries a chunk recorded (resuming an import).
@@ -82,5 +164,23 @@ mod tests {
         assert!(map.is_inserted(&user, 10));
         assert!(!map.is_inserted(&user, 7));
         assert!(!map.is_inserted(&user, 11));
+        map.insert(&user, 2, Mapping { new_pk: 11, kind: ImportKind::Inserted, slug: Some("s".into()) });
+        assert_eq!(map.new_pk(&user, 2), Some((11, ImportKind::Inserted)));
+        assert_eq!(map.get(&user, 2).and_then(|m| m.slug), Some("s".to_string()));
+        assert_eq!(map.len(), 2);
+    }
+
+    #[test]
+    fn a_mapped_row_costs_at_most_48_bytes() {
+        let user = ModelName::new("sentry.user").expect("a model name");
+        let map = PkMap::default();
+        for n in [1_000, 100_000, 1_000_000] {
+            for old in map.len() as i64..n {
+                // Sparse old pks, consecutive new ones, as an import makes them.
+                map.insert(&user, old * 7 + 3, Mapping { new_pk: old + 1, kind: ImportKind::Inserted, slug: None });
+            }
+            let per_row = map.heap_bytes() as f64 / n as f64;
+            assert!(per_row <= 48.0, "{per_row:.1} bytes per mapped row at {n} rows");
+        }
     }
 }
