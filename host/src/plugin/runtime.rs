@@ -289,6 +289,7 @@ impl PluginHost {
         Ok(Opener {
             label: loaded.label.clone(),
             model,
+            own_models: loaded.info.models.iter().map(|m| m.name.clone()).collect(),
             config: self.config.clone(),
             pre: loaded.pre.clone(),
             setup,
@@ -301,6 +302,7 @@ impl PluginHost {
 struct Opener {
     label: Arc<str>,
     model: ModelDesc,
+    own_models: Arc<[ModelName]>,
     config: RuntimeConfig,
     pre: v1::BindingsPre,
     setup: StoreSetup,
@@ -314,6 +316,7 @@ impl Opener {
         let mut session = Session {
             plugin: self.label,
             model: self.model,
+            own_models: self.own_models,
             config: self.config,
             store,
             bindings: None,
@@ -542,6 +545,8 @@ fn failure(error: wasmtime::Error, store: &mut Store<StoreState>) -> Failure {
 pub struct Session {
     plugin: Arc<str>,
     model: ModelDesc,
+    /// Every model the plugin describes: the only ones it may derive rows of.
+    own_models: Arc<[ModelName]>,
     config: RuntimeConfig,
     store: Store<StoreState>,
     /// Set once the instance and its guest session exist.
@@ -612,7 +617,7 @@ impl Session {
             bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers)
         })?;
         let raw = self.settle(raw)?;
-        let decided = v1::decided_from_wit(raw, answers, &self.model);
+        let decided = v1::decided_from_wit(raw, answers, &self.model, &self.own_models);
         self.protocol(decided)
     }
 

@@ -541,3 +541,20 @@ fn logs_are_cut_and_capped_per_call() {
         assert_eq!(lines[100].3, "900 more log lines in this call were dropped");
     }
 }
+
+/// A plugin writes only its own models' rows: a derived row of another
+/// plugin's model is a contract violation, whatever its values.
+#[test]
+fn deriving_a_row_of_another_plugins_model_breaks_the_contract() {
+    let (mut host, _) = host(config());
+    let id = load(&mut host, "hostile");
+    let mut session = open(&host, id, "hostile.derive_foreign");
+    let batch = [record(1, 10, vec![text("fine"), Value::Null]), record(2, 11, vec![text("go"), Value::Null])];
+    session.prepare(&batch).unwrap();
+    let error = session.resolve(&[answered(0, vec![]), answered(1, vec![])]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "plugin hostile@0.1.0 on hostile.derive_foreign: broke the contract: resolve, batch[1]: derived a row of \
+         sentry.email, a model it does not describe (a plugin writes only its own models' rows)"
+    );
+}

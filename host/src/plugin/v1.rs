@@ -474,12 +474,14 @@ fn field_errors(raw: Vec<wit::FieldError>) -> Result<Vec<FieldError>, String> {
 /// Converts `resolve`'s answer to `answers`, for records of `model`.
 ///
 /// Every answered index gets exactly one decision; a `reuse` or `overwrite`
-/// must name a pk that one of that record's answers found. The decisions are
-/// returned in index order.
+/// must name a pk that one of that record's answers found; derived rows are
+/// of models in `own` (the plugin's) only. The decisions are returned in
+/// index order.
 pub(super) fn decided_from_wit(
     raw: Vec<wit::Decided>,
     answers: &[Answered],
     model: &ModelDesc,
+    own: &[ModelName],
 ) -> Result<Vec<Decided>, String> {
     if raw.len() != answers.len() {
         return Err(format!("resolve returned {} decisions for {} answered records", raw.len(), answers.len()));
@@ -498,7 +500,7 @@ pub(super) fn decided_from_wit(
         let decision = decision_from_wit(decided.decision, answered, model)
             .map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
         let derived =
-            derived_from_wit(decided.derived, &decision).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
+            derived_from_wit(decided.derived, &decision, own).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
         out.push(Decided { index, decision, derived });
     }
     out.sort_by_key(|d| d.index);
@@ -508,7 +510,13 @@ pub(super) fn decided_from_wit(
 /// Rows Sentry's signals write for one record; a handful at most.
 const MAX_DERIVED_PER_RECORD: usize = 16;
 
-fn derived_from_wit(raw: Vec<wit::DerivedRow>, decision: &Decision) -> Result<Vec<DerivedRow>, String> {
+/// A plugin writes rows of its own models only: a derived row of a model
+/// another plugin describes (a user, say) would bypass that plugin.
+fn derived_from_wit(
+    raw: Vec<wit::DerivedRow>,
+    decision: &Decision,
+    own: &[ModelName],
+) -> Result<Vec<DerivedRow>, String> {
     if raw.is_empty() {
         return Ok(Vec::new());
     }
@@ -521,6 +529,11 @@ fn derived_from_wit(raw: Vec<wit::DerivedRow>, decision: &Decision) -> Result<Ve
     raw.into_iter()
         .map(|row| {
             let model = ModelName::new(&row.model).map_err(|e| format!("derived row: {e}"))?;
+            if !own.contains(&model) {
+                return Err(format!(
+                    "derived a row of {model}, a model it does not describe (a plugin writes only its own models' rows)"
+                ));
+            }
             let values = row.values.into_iter().map(value_from_wit).collect();
             Ok(DerivedRow { model, values, parent_field: row.parent_field })
         })
