@@ -680,11 +680,17 @@ impl Session {
         })
     }
 
-    /// Turns a contract violation into [`Error::Protocol`].
-    fn protocol<T>(&mut self, checked: std::result::Result<T, String>) -> Result<T> {
-        checked.map_err(|message| {
+    /// Turns a contract violation into [`Error::Protocol`], naming the
+    /// record it is about.
+    fn protocol<T>(&mut self, checked: std::result::Result<T, v1::Violation>) -> Result<T> {
+        checked.map_err(|violation| {
             self.poisoned = Some("it broke the contract".into());
-            Error::Protocol { plugin: self.plugin.to_string(), model: self.model.name.clone(), message }
+            Error::Protocol {
+                plugin: self.plugin.to_string(),
+                model: self.model.name.clone(),
+                ordinal: violation.index.and_then(|i| self.ordinals.get(i).copied()),
+                message: violation.message,
+            }
         })
     }
 

@@ -382,13 +382,19 @@ fn lies_are_protocol_errors() {
         ("reuse", "reuse of pk 4242, which no answer for it found"),
     ] {
         match lie(&host, id, mode) {
-            Error::Protocol { plugin, model, message } => {
+            Error::Protocol { plugin, model, message, .. } => {
                 assert_eq!((plugin.as_str(), model.as_str()), ("liar@0.1.0", format!("liar.{mode}").as_str()));
                 assert!(message.contains(needle), "{mode}: {message:?} lacks {needle:?}");
             }
             other => panic!("{mode}: expected a protocol error, got {other:?}"),
         }
     }
+    // The error names the record the violation is about.
+    assert_eq!(
+        lie(&host, id, "reuse").to_string(),
+        "plugin liar@0.1.0 on liar.reuse record #1: broke the contract: resolve: reuse of pk 4242, which no answer \
+         for it found"
+    );
     let fatal = lie(&host, id, "fatal");
     assert!(matches!(&fatal, Error::Fatal { message, .. } if message == "unsupported model liar.fatal"), "{fatal}");
 }
@@ -554,7 +560,7 @@ fn deriving_a_row_of_another_plugins_model_breaks_the_contract() {
     let error = session.resolve(&[answered(0, vec![]), answered(1, vec![])]).unwrap_err();
     assert_eq!(
         error.to_string(),
-        "plugin hostile@0.1.0 on hostile.derive_foreign: broke the contract: resolve, batch[1]: derived a row of \
+        "plugin hostile@0.1.0 on hostile.derive_foreign record #2: broke the contract: resolve: derived a row of \
          sentry.email, a model it does not describe (a plugin writes only its own models' rows)"
     );
 }

@@ -386,18 +386,41 @@ fn value_fits(value: &Value, kind: ColumnKind, nullable: bool) -> bool {
     }
 }
 
+/// A contract violation in what a plugin returned, with the batch index of
+/// the record it is about when there is one, so that the error can name it.
+#[derive(Debug)]
+pub(super) struct Violation {
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+impl Violation {
+    fn batch(message: String) -> Self {
+        Violation { index: None, message }
+    }
+
+    fn at(index: usize, message: String) -> Self {
+        Violation { index: Some(index), message }
+    }
+}
+
 /// Converts `prepare`'s answer for a batch of `batch_len` records of `model`.
 pub(super) fn prepared_from_wit(
     raw: Vec<wit::Prepared>,
     batch_len: usize,
     model: &ModelDesc,
-) -> Result<Vec<Prepared>, String> {
+) -> Result<Vec<Prepared>, Violation> {
     if raw.len() != batch_len {
-        return Err(format!("prepare returned {} entries for a batch of {batch_len} records", raw.len()));
+        return Err(Violation::batch(format!(
+            "prepare returned {} entries for a batch of {batch_len} records",
+            raw.len()
+        )));
     }
     raw.into_iter()
         .enumerate()
-        .map(|(index, prepared)| prepared_one(prepared, model).map_err(|e| format!("prepare, batch[{index}]: {e}")))
+        .map(|(index, prepared)| {
+            prepared_one(prepared, model).map_err(|e| Violation::at(index, format!("prepare: {e}")))
+        })
         .collect()
 }
 
@@ -482,9 +505,13 @@ pub(super) fn decided_from_wit(
     answers: &[Answered],
     model: &ModelDesc,
     own: &[ModelName],
-) -> Result<Vec<Decided>, String> {
+) -> Result<Vec<Decided>, Violation> {
     if raw.len() != answers.len() {
-        return Err(format!("resolve returned {} decisions for {} answered records", raw.len(), answers.len()));
+        return Err(Violation::batch(format!(
+            "resolve returned {} decisions for {} answered records",
+            raw.len(),
+            answers.len()
+        )));
     }
     let asked: HashMap<usize, &Answered> = answers.iter().map(|a| (a.index, a)).collect();
     let mut seen = HashSet::with_capacity(raw.len());
@@ -492,15 +519,14 @@ pub(super) fn decided_from_wit(
     for decided in raw {
         let index = decided.index as usize;
         let Some(answered) = asked.get(&index) else {
-            return Err(format!("resolve decided batch[{index}], which it was not asked about"));
+            return Err(Violation::batch(format!("resolve decided batch[{index}], which it was not asked about")));
         };
         if !seen.insert(index) {
-            return Err(format!("resolve decided batch[{index}] twice"));
+            return Err(Violation::at(index, format!("resolve decided batch[{index}] twice")));
         }
-        let decision = decision_from_wit(decided.decision, answered, model)
-            .map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
-        let derived =
-            derived_from_wit(decided.derived, &decision, own).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
+        let in_resolve = |e| Violation::at(index, format!("resolve: {e}"));
+        let decision = decision_from_wit(decided.decision, answered, model).map_err(in_resolve)?;
+        let derived = derived_from_wit(decided.derived, &decision, own).map_err(in_resolve)?;
         out.push(Decided { index, decision, derived });
     }
     out.sort_by_key(|d| d.index);
