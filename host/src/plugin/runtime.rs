@@ -183,8 +183,7 @@ impl PluginHost {
             )));
         }
         let imports: Vec<String> = ty.imports(&rt.engine).map(|(name, _)| name.to_string()).collect();
-        let pre =
-            rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {}", one_line(&e))))?;
+        let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(link_error(&imports, &e)))?;
         let pre = v1::BindingsPre::new(pre).map_err(|e| {
             load_error(format!(
                 "it exports `{}`, but with other types than this relocate's contract: {}",
@@ -778,6 +777,26 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
     } else {
         Err("it is not a WebAssembly file (no `\\0asm` header): expected a component built for wasm32-wasip2".into())
     }
+}
+
+/// Why a component cannot be linked: the interfaces it imports that relocate
+/// does not provide, by name (wasmtime's own innermost cause does not say
+/// which), or else wasmtime's whole message.
+fn link_error(imports: &[String], error: &wasmtime::Error) -> String {
+    let missing: Vec<&str> = imports
+        .iter()
+        .filter(|name| super::imports::classify(name).0 == super::Access::Missing)
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        let chain = format!("{error:#}");
+        return format!("cannot link: {}", chain.lines().map(str::trim).collect::<Vec<_>>().join(" "));
+    }
+    format!(
+        "it imports {}, which relocate does not provide: a plugin gets only relocate:plugin/host and a \
+         locked-down WASI",
+        missing.join(", ")
+    )
 }
 
 /// The innermost cause of a wasmtime error, on one line.

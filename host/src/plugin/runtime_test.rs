@@ -564,3 +564,15 @@ fn deriving_a_row_of_another_plugins_model_breaks_the_contract() {
          sentry.email, a model it does not describe (a plugin writes only its own models' rows)"
     );
 }
+
+#[test]
+fn an_import_relocate_lacks_is_named_when_the_load_fails() {
+    let (mut host, _) = host(config());
+    let error = host.load(Origin::Builtin("hostile-import"), &artifact("hostile-import")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "plugin builtin:hostile-import: cannot load: it imports hostile:net/raw-socket@0.1.0, which relocate does \
+         not provide: a plugin gets only relocate:plugin/host and a locked-down WASI"
+    );
+    assert_eq!(host.plugins().count(), 0);
+}
