@@ -576,3 +576,41 @@ fn an_import_relocate_lacks_is_named_when_the_load_fails() {
     );
     assert_eq!(host.plugins().count(), 0);
 }
+
+/// Hostile guests, one after another in one host (one process): each fails
+/// with an error naming the plugin, the model and the record, and a new
+/// session of a well-behaved model in the same host works after each.
+#[test]
+fn hostile_guests_fail_cleanly_and_leave_the_host_usable() {
+    let (mut host, _) =
+        host(RuntimeConfig { memory_limit: 256 << 20, call_timeout: Duration::from_millis(500), ..config() });
+    let id = load(&mut host, "hostile");
+    // `go` is the hostile record; `parent` is the second value.
+    let batch = || [record(1, 10, vec![text("fine"), Value::Null]), record(2, 11, vec![text("go"), Value::Null])];
+    for (mode, needle) in [
+        ("recurse", "trapped"),
+        ("random_flood", "time limit"),
+        ("log_flood", "time limit"),
+        ("print_flood", "time limit"),
+        ("exit", "called exit(0)"),
+        ("huge_text", "too much data"),
+        ("many_decisions", "too much data"),
+    ] {
+        let mut session = open(&host, id, &format!("hostile.{mode}"));
+        let error = session
+            .prepare(&batch())
+            .and_then(|_| session.resolve(&[answered(0, vec![]), answered(1, vec![])]))
+            .expect_err(mode);
+        let message = error.to_string();
+        let prefix = format!("plugin hostile@0.1.0 on hostile.{mode} record #2: ");
+        assert!(message.starts_with(&prefix) && message.contains(needle), "{mode}: {message}");
+        assert!(!message.contains('\n'), "{mode}: one line: {message}");
+        assert!(matches!(session.prepare(&batch()), Err(Error::Poisoned { .. })), "{mode}");
+        drop(session);
+
+        let mut target = open(&host, id, "hostile.target");
+        target.prepare(&[record(1, 1, vec![text("after")])]).unwrap_or_else(|e| panic!("after {mode}: {e}"));
+        let decided = target.resolve(&[answered(0, vec![])]).unwrap_or_else(|e| panic!("after {mode}: {e}"));
+        assert_eq!(decided[0].decision, Decision::Insert { values: vec![text("after")], pk: None }, "after {mode}");
+    }
+}
