@@ -108,6 +108,20 @@ db_test!(exit_zero_is_a_failure_not_a_success, |t| {
     contained(&t, "exit", &[], PLUGIN_FAILED, &["called exit(0)", "record #2"]).await;
 });
 
+db_test!(asking_by_too_many_column_sets_is_refused_before_any_index, |t| {
+    let needles = ["more than 32 different column sets", "record #2"];
+    contained(&t, "index_flood", &[], PLUGIN_FAILED, &needles).await;
+    // The import made auth_user (sentry-users describes it), and no index on it.
+    assert!(t.connect().await.has_table("auth_user").await);
+    let sql = if t.url.starts_with("sqlite:") {
+        "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'auth_user' \
+         AND name LIKE '%relocate_eq%'"
+    } else {
+        "SELECT COUNT(*) FROM pg_indexes WHERE tablename = 'auth_user' AND indexname LIKE '%relocate_eq%'"
+    };
+    assert_eq!(t.i64s(sql).await, [0], "indexes were made on another plugin's table");
+});
+
 // The result is refused as a whole, after the plugin named its last record
 // (#3): the error blames the record the plugin last said it worked on.
 db_test!(an_oversized_value_is_refused, |t| {

@@ -323,6 +323,7 @@ impl Opener {
             ordinals: Arc::from([]),
             fuel: HOSTCALL_FUEL,
             poisoned: None,
+            lookups: Default::default(),
         };
         let (pre, wit_config) = (&self.pre, &self.wit_config);
         let (bindings, resource) = session.call(Phase::Session, |store| {
@@ -558,6 +559,8 @@ pub struct Session {
     fuel: usize,
     /// Why the session may not be used any more.
     poisoned: Option<String>,
+    /// The lookups its queries asked for so far.
+    lookups: std::collections::HashSet<v1::Lookup>,
 }
 
 impl Session {
@@ -587,8 +590,10 @@ impl Session {
             bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch)
         })?;
         let raw = self.settle(raw)?;
-        let prepared = v1::prepared_from_wit(raw, len, &self.model);
-        self.protocol(prepared)
+        let prepared = self.protocol(v1::prepared_from_wit(raw, len, &self.model))?;
+        let lookups = v1::check_lookups(&prepared, &mut self.lookups);
+        self.protocol(lookups)?;
+        Ok(prepared)
     }
 
     /// Decides the records that were ready: one [`Decided`] per answered

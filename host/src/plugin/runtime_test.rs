@@ -593,6 +593,7 @@ fn hostile_guests_fail_cleanly_and_leave_the_host_usable() {
         ("log_flood", "time limit"),
         ("print_flood", "time limit"),
         ("exit", "called exit(0)"),
+        ("index_flood", "more than 32 different column sets"),
         ("huge_text", "too much data"),
         ("many_decisions", "too much data"),
     ] {

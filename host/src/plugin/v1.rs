@@ -424,6 +424,44 @@ pub(super) fn prepared_from_wit(
         .collect()
 }
 
+/// Different lookups (a model and a set of its columns) one session may ask
+/// about. The host may create an index for each, on the model's table, and
+/// it outlives the import; a plugin needs a handful per model.
+const MAX_LOOKUPS: usize = 32;
+
+/// A lookup: the model, whether it is a `taken` one, and its columns, sorted
+/// (an index on a set serves its every order).
+pub(super) type Lookup = (ModelName, bool, Vec<String>);
+
+/// Adds the lookups of a prepared batch to the session's `seen`, refusing
+/// the record that asks for one more than [`MAX_LOOKUPS`].
+pub(super) fn check_lookups(prepared: &[Prepared], seen: &mut HashSet<Lookup>) -> Result<(), Violation> {
+    for (index, prepared) in prepared.iter().enumerate() {
+        let Prepared::Ready { queries, .. } = prepared else { continue };
+        for query in queries {
+            let lookup = match query {
+                Query::Find { model, columns, .. } => {
+                    let mut columns = columns.clone();
+                    columns.sort();
+                    (model.clone(), false, columns)
+                }
+                Query::Taken { model, column, .. } => (model.clone(), true, vec![column.clone()]),
+            };
+            if seen.len() >= MAX_LOOKUPS && !seen.contains(&lookup) {
+                return Err(Violation::at(
+                    index,
+                    format!(
+                        "prepare: asked about more than {MAX_LOOKUPS} different column sets in one session \
+                         (each may need an index in the database)"
+                    ),
+                ));
+            }
+            seen.insert(lookup);
+        }
+    }
+    Ok(())
+}
+
 fn prepared_one(raw: wit::Prepared, model: &ModelDesc) -> Result<Prepared, String> {
     Ok(match raw {
         wit::Prepared::Ready(ready) => {

@@ -10,7 +10,9 @@
 //! - `random_flood`: asks for random bytes forever;
 //! - `log_flood`: logs forever;
 //! - `print_flood`: prints to stdout forever;
-//! - `exit`: calls `exit(0)`, as if the call had succeeded.
+//! - `exit`: calls `exit(0)`, as if the call had succeeded;
+//! - `index_flood`: asks about `sentry.user` (another plugin's model) by 63
+//!   different column sets, each of which would need an index on its table.
 //!
 //! In `resolve`, the decision for the `go` record:
 //! - `huge_text`: a 48 MiB text value;
@@ -31,12 +33,13 @@ use relocate::plugin::types::*;
 
 struct Plugin;
 
-const MODES: [&str; 15] = [
+const MODES: [&str; 16] = [
     "recurse",
     "random_flood",
     "log_flood",
     "print_flood",
     "exit",
+    "index_flood",
     "huge_text",
     "many_decisions",
     "wrong_kind",
@@ -104,6 +107,23 @@ fn dive(n: u64) -> u64 {
     dive(n - 1).rotate_left((n % 61) as u32) ^ n
 }
 
+/// Every non-empty subset of six text columns of `sentry.user`: 63 `find`s,
+/// each on a column set of its own.
+fn column_lists() -> Vec<Query> {
+    const COLUMNS: [&str; 6] = ["avatar_url", "email", "name", "password", "session_nonce", "username"];
+    (1..1u32 << COLUMNS.len())
+        .map(|set| {
+            let columns: Vec<String> =
+                COLUMNS.iter().enumerate().filter(|(i, _)| set & (1 << i) != 0).map(|(_, c)| c.to_string()).collect();
+            Query::Find(FindQuery {
+                model: "sentry.user".into(),
+                values: columns.iter().map(|_| Value::Text("x".into())).collect(),
+                columns,
+            })
+        })
+        .collect()
+}
+
 impl GuestSession for Session {
     fn new(config: SessionConfig) -> Self {
         let mode = config.model.trim_start_matches("hostile.").to_string();
@@ -135,7 +155,13 @@ impl GuestSession for Session {
             }
         }
         *self.batch.borrow_mut() = batch.iter().map(|r| r.values.clone()).collect();
-        Ok(batch.iter().map(|_| Prepared::Ready(Ready { scope: None, queries: vec![] })).collect())
+        Ok(batch
+            .iter()
+            .map(|r| {
+                let queries = if self.mode == "index_flood" && is_go(&r.values) { column_lists() } else { vec![] };
+                Prepared::Ready(Ready { scope: None, queries })
+            })
+            .collect())
     }
 
     fn resolve(&self, answers: Vec<Answered>) -> Result<Vec<Decided>, Fatal> {
