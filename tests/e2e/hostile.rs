@@ -154,6 +154,11 @@ db_test!(reusing_a_row_no_answer_named_is_refused, |t| {
     contained(&t, "reuse_unnamed", &[], PLUGIN_FAILED, &["reuse of pk 4242", "record #2"]).await;
 });
 
+db_test!(reusing_a_pk_found_in_another_models_table_is_refused, |t| {
+    let needles = ["reuse of pk 1, which no answer for it found in hostile.reuse_foreign", "record #2"];
+    contained(&t, "reuse_foreign", &[], PLUGIN_FAILED, &needles).await;
+});
+
 db_test!(writing_another_plugins_model_is_refused, |t| {
     contained(&t, "derive_foreign", &[], PLUGIN_FAILED, &["sentry.email", "does not describe", "record #2"]).await;
     assert_eq!(t.count("sentry_email").await, 0, "a row was planted in another plugin's table");

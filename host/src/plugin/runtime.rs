@@ -14,8 +14,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::state::{Phase, StoreSetup, StoreState, VirtualClockView, truncate};
 use super::v1;
 use super::{
-    Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Result, RuntimeConfig,
-    SessionConfig, stderr_log_sink,
+    Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Query, Result,
+    RuntimeConfig, SessionConfig, stderr_log_sink,
 };
 use crate::model::{ModelDesc, ModelName, Value};
 
@@ -324,6 +324,7 @@ impl Opener {
             fuel: HOSTCALL_FUEL,
             poisoned: None,
             lookups: Default::default(),
+            own_finds: Vec::new(),
         };
         let (pre, wit_config) = (&self.pre, &self.wit_config);
         let (bindings, resource) = session.call(Phase::Session, |store| {
@@ -561,6 +562,9 @@ pub struct Session {
     poisoned: Option<String>,
     /// The lookups its queries asked for so far.
     lookups: std::collections::HashSet<v1::Lookup>,
+    /// Per record of the last batch, per query: whether it was a find on
+    /// this session's model, whose answers name rows `resolve` may reuse.
+    own_finds: Vec<Vec<bool>>,
 }
 
 impl Session {
@@ -593,6 +597,16 @@ impl Session {
         let prepared = self.protocol(v1::prepared_from_wit(raw, len, &self.model))?;
         let lookups = v1::check_lookups(&prepared, &mut self.lookups);
         self.protocol(lookups)?;
+        let own = &self.model.name;
+        self.own_finds = prepared
+            .iter()
+            .map(|p| match p {
+                Prepared::Ready { queries, .. } => {
+                    queries.iter().map(|q| matches!(q, Query::Find { model, .. } if model == own)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
         Ok(prepared)
     }
 
@@ -621,7 +635,7 @@ impl Session {
             bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers)
         })?;
         let raw = self.settle(raw)?;
-        let decided = v1::decided_from_wit(raw, answers, &self.model, &self.own_models);
+        let decided = v1::decided_from_wit(raw, answers, &self.model, &self.own_models, &self.own_finds);
         self.protocol(decided)
     }
 

@@ -379,7 +379,7 @@ fn lies_are_protocol_errors() {
         ("query", "`Not A Model!` is not a model name"),
         ("index", "decided batch[999], which it was not asked about"),
         ("repeat", "decided batch[0] twice"),
-        ("reuse", "reuse of pk 4242, which no answer for it found"),
+        ("reuse", "reuse of pk 4242, which no answer for it found in liar.reuse"),
     ] {
         match lie(&host, id, mode) {
             Error::Protocol { plugin, model, message, .. } => {
@@ -393,7 +393,7 @@ fn lies_are_protocol_errors() {
     assert_eq!(
         lie(&host, id, "reuse").to_string(),
         "plugin liar@0.1.0 on liar.reuse record #1: broke the contract: resolve: reuse of pk 4242, which no answer \
-         for it found"
+         for it found in liar.reuse"
     );
     let fatal = lie(&host, id, "fatal");
     assert!(matches!(&fatal, Error::Fatal { message, .. } if message == "unsupported model liar.fatal"), "{fatal}");

@@ -543,6 +543,7 @@ pub(super) fn decided_from_wit(
     answers: &[Answered],
     model: &ModelDesc,
     own: &[ModelName],
+    own_finds: &[Vec<bool>],
 ) -> Result<Vec<Decided>, Violation> {
     if raw.len() != answers.len() {
         return Err(Violation::batch(format!(
@@ -563,7 +564,8 @@ pub(super) fn decided_from_wit(
             return Err(Violation::at(index, format!("resolve decided batch[{index}] twice")));
         }
         let in_resolve = |e| Violation::at(index, format!("resolve: {e}"));
-        let decision = decision_from_wit(decided.decision, answered, model).map_err(in_resolve)?;
+        let own_finds = own_finds.get(index).map_or(&[][..], Vec::as_slice);
+        let decision = decision_from_wit(decided.decision, answered, model, own_finds).map_err(in_resolve)?;
         let derived = derived_from_wit(decided.derived, &decision, own).map_err(in_resolve)?;
         out.push(Decided { index, decision, derived });
     }
@@ -604,8 +606,18 @@ fn derived_from_wit(
         .collect()
 }
 
-fn decision_from_wit(raw: wit::Decision, answered: &Answered, model: &ModelDesc) -> Result<Decision, String> {
-    let found = |pk: i64| answered.answers.contains(&Answer::Found(Some(pk)));
+/// `own_finds` says, per query of the record, whether it was a find on
+/// `model`: only those name rows the record may reuse or overwrite (a pk
+/// found in another model's table is no row of this one).
+fn decision_from_wit(
+    raw: wit::Decision,
+    answered: &Answered,
+    model: &ModelDesc,
+    own_finds: &[bool],
+) -> Result<Decision, String> {
+    let found = |pk: i64| {
+        answered.answers.iter().zip(own_finds).any(|(answer, &own)| own && *answer == Answer::Found(Some(pk)))
+    };
     let row = |values: Vec<wit::Value>| {
         if values.len() != model.columns.len() {
             return Err(format!("{} values for a model of {} columns", values.len(), model.columns.len()));
@@ -615,12 +627,14 @@ fn decision_from_wit(raw: wit::Decision, answered: &Answered, model: &ModelDesc)
     Ok(match raw {
         wit::Decision::Insert(insert) => Decision::Insert { values: row(insert.values)?, pk: insert.pk },
         wit::Decision::Reuse(pk) if found(pk) => Decision::Reuse(pk),
-        wit::Decision::Reuse(pk) => return Err(format!("reuse of pk {pk}, which no answer for it found")),
+        wit::Decision::Reuse(pk) => {
+            return Err(format!("reuse of pk {pk}, which no answer for it found in {}", model.name));
+        }
         wit::Decision::Overwrite(over) if found(over.pk) => {
             Decision::Overwrite { pk: over.pk, values: row(over.values)? }
         }
         wit::Decision::Overwrite(over) => {
-            return Err(format!("overwrite of pk {}, which no answer for it found", over.pk));
+            return Err(format!("overwrite of pk {}, which no answer for it found in {}", over.pk, model.name));
         }
         wit::Decision::Skip(reason) => Decision::Skip(message(reason)?),
         wit::Decision::Invalid(errors) => Decision::Invalid(field_errors(errors)?),

@@ -22,6 +22,8 @@
 //! - `wide_row`: a row of three values for a model of two columns;
 //! - `fk_unmapped`: `parent` set to a pk the host never gave;
 //! - `reuse_unnamed`: reuse of a row no answer named;
+//! - `reuse_foreign`: reuse of a pk found in another model's table
+//!   (`hostile.target`'s row `one`), as if it were a row of its own;
 //! - `derive_foreign`: a derived row of `sentry.email`, another plugin's model;
 //! - `derive_undescribed`: a derived row of a model nobody describes.
 
@@ -33,7 +35,7 @@ use relocate::plugin::types::*;
 
 struct Plugin;
 
-const MODES: [&str; 16] = [
+const MODES: [&str; 17] = [
     "recurse",
     "random_flood",
     "log_flood",
@@ -47,6 +49,7 @@ const MODES: [&str; 16] = [
     "wide_row",
     "fk_unmapped",
     "reuse_unnamed",
+    "reuse_foreign",
     "derive_foreign",
     "derive_undescribed",
     "target",
@@ -158,7 +161,15 @@ impl GuestSession for Session {
         Ok(batch
             .iter()
             .map(|r| {
-                let queries = if self.mode == "index_flood" && is_go(&r.values) { column_lists() } else { vec![] };
+                let queries = match self.mode.as_str() {
+                    "index_flood" if is_go(&r.values) => column_lists(),
+                    "reuse_foreign" if is_go(&r.values) => vec![Query::Find(FindQuery {
+                        model: "hostile.target".into(),
+                        columns: vec!["text".into()],
+                        values: vec![Value::Text("one".into())],
+                    })],
+                    _ => vec![],
+                };
                 Prepared::Ready(Ready { scope: None, queries })
             })
             .collect())
@@ -206,6 +217,10 @@ impl GuestSession for Session {
                         insert(values)
                     }
                     "reuse_unnamed" => Decision::Reuse(4242),
+                    "reuse_foreign" => match answered.answers.first() {
+                        Some(Answer::Found(Some(pk))) => Decision::Reuse(*pk),
+                        _ => Decision::Skip("hostile.target has no row `one`".into()),
+                    },
                     "derive_foreign" => {
                         derived.push(DerivedRow {
                             model: "sentry.email".into(),
