@@ -44,8 +44,8 @@ pub enum Error {
     OutOfMemory { plugin: String, model: ModelName, ordinal: Option<u64>, limit_mib: usize },
     #[error("plugin {plugin} on {model}: gave up: {message}")]
     Fatal { plugin: String, model: ModelName, message: String },
-    #[error("plugin {plugin} on {model}: broke the contract: {message}")]
-    Protocol { plugin: String, model: ModelName, message: String },
+    #[error("plugin {plugin} on {model}{at}: broke the contract: {message}", at = RecordAt(*.ordinal))]
+    Protocol { plugin: String, model: ModelName, ordinal: Option<u64>, message: String },
     /// The session failed earlier (trap, timeout, fatal, protocol) and its
     /// instance is never entered again; a new session starts afresh.
     #[error("plugin {plugin} on {model}: cannot be called after an earlier failure ({cause}); open a new session")]

@@ -19,6 +19,7 @@ mod crypto;
 mod errors;
 mod exit_codes;
 mod folding;
+mod hostile;
 mod import;
 mod nats;
 mod operators;

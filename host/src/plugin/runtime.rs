@@ -14,8 +14,8 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::state::{Phase, StoreSetup, StoreState, VirtualClockView, truncate};
 use super::v1;
 use super::{
-    Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Result, RuntimeConfig,
-    SessionConfig, stderr_log_sink,
+    Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Query, Result,
+    RuntimeConfig, SessionConfig, stderr_log_sink,
 };
 use crate::model::{ModelDesc, ModelName, Value};
 
@@ -183,8 +183,7 @@ impl PluginHost {
             )));
         }
         let imports: Vec<String> = ty.imports(&rt.engine).map(|(name, _)| name.to_string()).collect();
-        let pre =
-            rt.linker.instantiate_pre(&component).map_err(|e| load_error(format!("cannot link: {}", one_line(&e))))?;
+        let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(link_error(&imports, &e)))?;
         let pre = v1::BindingsPre::new(pre).map_err(|e| {
             load_error(format!(
                 "it exports `{}`, but with other types than this relocate's contract: {}",
@@ -289,6 +288,7 @@ impl PluginHost {
         Ok(Opener {
             label: loaded.label.clone(),
             model,
+            own_models: loaded.info.models.iter().map(|m| m.name.clone()).collect(),
             config: self.config.clone(),
             pre: loaded.pre.clone(),
             setup,
@@ -301,6 +301,7 @@ impl PluginHost {
 struct Opener {
     label: Arc<str>,
     model: ModelDesc,
+    own_models: Arc<[ModelName]>,
     config: RuntimeConfig,
     pre: v1::BindingsPre,
     setup: StoreSetup,
@@ -314,6 +315,7 @@ impl Opener {
         let mut session = Session {
             plugin: self.label,
             model: self.model,
+            own_models: self.own_models,
             config: self.config,
             store,
             bindings: None,
@@ -321,6 +323,8 @@ impl Opener {
             ordinals: Arc::from([]),
             fuel: HOSTCALL_FUEL,
             poisoned: None,
+            lookups: Default::default(),
+            own_finds: Vec::new(),
         };
         let (pre, wit_config) = (&self.pre, &self.wit_config);
         let (bindings, resource) = session.call(Phase::Session, |store| {
@@ -542,6 +546,8 @@ fn failure(error: wasmtime::Error, store: &mut Store<StoreState>) -> Failure {
 pub struct Session {
     plugin: Arc<str>,
     model: ModelDesc,
+    /// Every model the plugin describes: the only ones it may derive rows of.
+    own_models: Arc<[ModelName]>,
     config: RuntimeConfig,
     store: Store<StoreState>,
     /// Set once the instance and its guest session exist.
@@ -554,6 +560,11 @@ pub struct Session {
     fuel: usize,
     /// Why the session may not be used any more.
     poisoned: Option<String>,
+    /// The lookups its queries asked for so far.
+    lookups: std::collections::HashSet<v1::Lookup>,
+    /// Per record of the last batch, per query: whether it was a find on
+    /// this session's model, whose answers name rows `resolve` may reuse.
+    own_finds: Vec<Vec<bool>>,
 }
 
 impl Session {
@@ -583,8 +594,20 @@ impl Session {
             bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch)
         })?;
         let raw = self.settle(raw)?;
-        let prepared = v1::prepared_from_wit(raw, len, &self.model);
-        self.protocol(prepared)
+        let prepared = self.protocol(v1::prepared_from_wit(raw, len, &self.model))?;
+        let lookups = v1::check_lookups(&prepared, &mut self.lookups);
+        self.protocol(lookups)?;
+        let own = &self.model.name;
+        self.own_finds = prepared
+            .iter()
+            .map(|p| match p {
+                Prepared::Ready { queries, .. } => {
+                    queries.iter().map(|q| matches!(q, Query::Find { model, .. } if model == own)).collect()
+                }
+                _ => Vec::new(),
+            })
+            .collect();
+        Ok(prepared)
     }
 
     /// Decides the records that were ready: one [`Decided`] per answered
@@ -612,7 +635,7 @@ impl Session {
             bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers)
         })?;
         let raw = self.settle(raw)?;
-        let decided = v1::decided_from_wit(raw, answers, &self.model);
+        let decided = v1::decided_from_wit(raw, answers, &self.model, &self.own_models, &self.own_finds);
         self.protocol(decided)
     }
 
@@ -675,11 +698,17 @@ impl Session {
         })
     }
 
-    /// Turns a contract violation into [`Error::Protocol`].
-    fn protocol<T>(&mut self, checked: std::result::Result<T, String>) -> Result<T> {
-        checked.map_err(|message| {
+    /// Turns a contract violation into [`Error::Protocol`], naming the
+    /// record it is about.
+    fn protocol<T>(&mut self, checked: std::result::Result<T, v1::Violation>) -> Result<T> {
+        checked.map_err(|violation| {
             self.poisoned = Some("it broke the contract".into());
-            Error::Protocol { plugin: self.plugin.to_string(), model: self.model.name.clone(), message }
+            Error::Protocol {
+                plugin: self.plugin.to_string(),
+                model: self.model.name.clone(),
+                ordinal: violation.index.and_then(|i| self.ordinals.get(i).copied()),
+                message: violation.message,
+            }
         })
     }
 
@@ -767,6 +796,26 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
     } else {
         Err("it is not a WebAssembly file (no `\\0asm` header): expected a component built for wasm32-wasip2".into())
     }
+}
+
+/// Why a component cannot be linked: the interfaces it imports that relocate
+/// does not provide, by name (wasmtime's own innermost cause does not say
+/// which), or else wasmtime's whole message.
+fn link_error(imports: &[String], error: &wasmtime::Error) -> String {
+    let missing: Vec<&str> = imports
+        .iter()
+        .filter(|name| super::imports::classify(name).0 == super::Access::Missing)
+        .map(String::as_str)
+        .collect();
+    if missing.is_empty() {
+        let chain = format!("{error:#}");
+        return format!("cannot link: {}", chain.lines().map(str::trim).collect::<Vec<_>>().join(" "));
+    }
+    format!(
+        "it imports {}, which relocate does not provide: a plugin gets only relocate:plugin/host and a \
+         locked-down WASI",
+        missing.join(", ")
+    )
 }
 
 /// The innermost cause of a wasmtime error, on one line.

@@ -379,16 +379,22 @@ fn lies_are_protocol_errors() {
         ("query", "`Not A Model!` is not a model name"),
         ("index", "decided batch[999], which it was not asked about"),
         ("repeat", "decided batch[0] twice"),
-        ("reuse", "reuse of pk 4242, which no answer for it found"),
+        ("reuse", "reuse of pk 4242, which no answer for it found in liar.reuse"),
     ] {
         match lie(&host, id, mode) {
-            Error::Protocol { plugin, model, message } => {
+            Error::Protocol { plugin, model, message, .. } => {
                 assert_eq!((plugin.as_str(), model.as_str()), ("liar@0.1.0", format!("liar.{mode}").as_str()));
                 assert!(message.contains(needle), "{mode}: {message:?} lacks {needle:?}");
             }
             other => panic!("{mode}: expected a protocol error, got {other:?}"),
         }
     }
+    // The error names the record the violation is about.
+    assert_eq!(
+        lie(&host, id, "reuse").to_string(),
+        "plugin liar@0.1.0 on liar.reuse record #1: broke the contract: resolve: reuse of pk 4242, which no answer \
+         for it found in liar.reuse"
+    );
     let fatal = lie(&host, id, "fatal");
     assert!(matches!(&fatal, Error::Fatal { message, .. } if message == "unsupported model liar.fatal"), "{fatal}");
 }
@@ -539,5 +545,73 @@ fn logs_are_cut_and_capped_per_call() {
         }
         assert_eq!(lines[100].2, Level::Warn);
         assert_eq!(lines[100].3, "900 more log lines in this call were dropped");
+    }
+}
+
+/// A plugin writes only its own models' rows: a derived row of another
+/// plugin's model is a contract violation, whatever its values.
+#[test]
+fn deriving_a_row_of_another_plugins_model_breaks_the_contract() {
+    let (mut host, _) = host(config());
+    let id = load(&mut host, "hostile");
+    let mut session = open(&host, id, "hostile.derive_foreign");
+    let batch = [record(1, 10, vec![text("fine"), Value::Null]), record(2, 11, vec![text("go"), Value::Null])];
+    session.prepare(&batch).unwrap();
+    let error = session.resolve(&[answered(0, vec![]), answered(1, vec![])]).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "plugin hostile@0.1.0 on hostile.derive_foreign record #2: broke the contract: resolve: derived a row of \
+         sentry.email, a model it does not describe (a plugin writes only its own models' rows)"
+    );
+}
+
+#[test]
+fn an_import_relocate_lacks_is_named_when_the_load_fails() {
+    let (mut host, _) = host(config());
+    let error = host.load(Origin::Builtin("hostile-import"), &artifact("hostile-import")).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "plugin builtin:hostile-import: cannot load: it imports hostile:net/raw-socket@0.1.0, which relocate does \
+         not provide: a plugin gets only relocate:plugin/host and a locked-down WASI"
+    );
+    assert_eq!(host.plugins().count(), 0);
+}
+
+/// Hostile guests, one after another in one host (one process): each fails
+/// with an error naming the plugin, the model and the record, and a new
+/// session of a well-behaved model in the same host works after each.
+#[test]
+fn hostile_guests_fail_cleanly_and_leave_the_host_usable() {
+    let (mut host, _) =
+        host(RuntimeConfig { memory_limit: 256 << 20, call_timeout: Duration::from_millis(500), ..config() });
+    let id = load(&mut host, "hostile");
+    // `go` is the hostile record; `parent` is the second value.
+    let batch = || [record(1, 10, vec![text("fine"), Value::Null]), record(2, 11, vec![text("go"), Value::Null])];
+    for (mode, needle) in [
+        ("recurse", "trapped"),
+        ("random_flood", "time limit"),
+        ("log_flood", "time limit"),
+        ("print_flood", "time limit"),
+        ("exit", "called exit(0)"),
+        ("index_flood", "more than 32 different column sets"),
+        ("huge_text", "too much data"),
+        ("many_decisions", "too much data"),
+    ] {
+        let mut session = open(&host, id, &format!("hostile.{mode}"));
+        let error = session
+            .prepare(&batch())
+            .and_then(|_| session.resolve(&[answered(0, vec![]), answered(1, vec![])]))
+            .expect_err(mode);
+        let message = error.to_string();
+        let prefix = format!("plugin hostile@0.1.0 on hostile.{mode} record #2: ");
+        assert!(message.starts_with(&prefix) && message.contains(needle), "{mode}: {message}");
+        assert!(!message.contains('\n'), "{mode}: one line: {message}");
+        assert!(matches!(session.prepare(&batch()), Err(Error::Poisoned { .. })), "{mode}");
+        drop(session);
+
+        let mut target = open(&host, id, "hostile.target");
+        target.prepare(&[record(1, 1, vec![text("after")])]).unwrap_or_else(|e| panic!("after {mode}: {e}"));
+        let decided = target.resolve(&[answered(0, vec![])]).unwrap_or_else(|e| panic!("after {mode}: {e}"));
+        assert_eq!(decided[0].decision, Decision::Insert { values: vec![text("after")], pk: None }, "after {mode}");
     }
 }

@@ -386,19 +386,80 @@ fn value_fits(value: &Value, kind: ColumnKind, nullable: bool) -> bool {
     }
 }
 
+/// A contract violation in what a plugin returned, with the batch index of
+/// the record it is about when there is one, so that the error can name it.
+#[derive(Debug)]
+pub(super) struct Violation {
+    pub index: Option<usize>,
+    pub message: String,
+}
+
+impl Violation {
+    fn batch(message: String) -> Self {
+        Violation { index: None, message }
+    }
+
+    fn at(index: usize, message: String) -> Self {
+        Violation { index: Some(index), message }
+    }
+}
+
 /// Converts `prepare`'s answer for a batch of `batch_len` records of `model`.
 pub(super) fn prepared_from_wit(
     raw: Vec<wit::Prepared>,
     batch_len: usize,
     model: &ModelDesc,
-) -> Result<Vec<Prepared>, String> {
+) -> Result<Vec<Prepared>, Violation> {
     if raw.len() != batch_len {
-        return Err(format!("prepare returned {} entries for a batch of {batch_len} records", raw.len()));
+        return Err(Violation::batch(format!(
+            "prepare returned {} entries for a batch of {batch_len} records",
+            raw.len()
+        )));
     }
     raw.into_iter()
         .enumerate()
-        .map(|(index, prepared)| prepared_one(prepared, model).map_err(|e| format!("prepare, batch[{index}]: {e}")))
+        .map(|(index, prepared)| {
+            prepared_one(prepared, model).map_err(|e| Violation::at(index, format!("prepare: {e}")))
+        })
         .collect()
+}
+
+/// Different lookups (a model and a set of its columns) one session may ask
+/// about. The host may create an index for each, on the model's table, and
+/// it outlives the import; a plugin needs a handful per model.
+const MAX_LOOKUPS: usize = 32;
+
+/// A lookup: the model, whether it is a `taken` one, and its columns, sorted
+/// (an index on a set serves its every order).
+pub(super) type Lookup = (ModelName, bool, Vec<String>);
+
+/// Adds the lookups of a prepared batch to the session's `seen`, refusing
+/// the record that asks for one more than [`MAX_LOOKUPS`].
+pub(super) fn check_lookups(prepared: &[Prepared], seen: &mut HashSet<Lookup>) -> Result<(), Violation> {
+    for (index, prepared) in prepared.iter().enumerate() {
+        let Prepared::Ready { queries, .. } = prepared else { continue };
+        for query in queries {
+            let lookup = match query {
+                Query::Find { model, columns, .. } => {
+                    let mut columns = columns.clone();
+                    columns.sort();
+                    (model.clone(), false, columns)
+                }
+                Query::Taken { model, column, .. } => (model.clone(), true, vec![column.clone()]),
+            };
+            if seen.len() >= MAX_LOOKUPS && !seen.contains(&lookup) {
+                return Err(Violation::at(
+                    index,
+                    format!(
+                        "prepare: asked about more than {MAX_LOOKUPS} different column sets in one session \
+                         (each may need an index in the database)"
+                    ),
+                ));
+            }
+            seen.insert(lookup);
+        }
+    }
+    Ok(())
 }
 
 fn prepared_one(raw: wit::Prepared, model: &ModelDesc) -> Result<Prepared, String> {
@@ -474,15 +535,22 @@ fn field_errors(raw: Vec<wit::FieldError>) -> Result<Vec<FieldError>, String> {
 /// Converts `resolve`'s answer to `answers`, for records of `model`.
 ///
 /// Every answered index gets exactly one decision; a `reuse` or `overwrite`
-/// must name a pk that one of that record's answers found. The decisions are
-/// returned in index order.
+/// must name a pk that one of that record's answers found; derived rows are
+/// of models in `own` (the plugin's) only. The decisions are returned in
+/// index order.
 pub(super) fn decided_from_wit(
     raw: Vec<wit::Decided>,
     answers: &[Answered],
     model: &ModelDesc,
-) -> Result<Vec<Decided>, String> {
+    own: &[ModelName],
+    own_finds: &[Vec<bool>],
+) -> Result<Vec<Decided>, Violation> {
     if raw.len() != answers.len() {
-        return Err(format!("resolve returned {} decisions for {} answered records", raw.len(), answers.len()));
+        return Err(Violation::batch(format!(
+            "resolve returned {} decisions for {} answered records",
+            raw.len(),
+            answers.len()
+        )));
     }
     let asked: HashMap<usize, &Answered> = answers.iter().map(|a| (a.index, a)).collect();
     let mut seen = HashSet::with_capacity(raw.len());
@@ -490,15 +558,15 @@ pub(super) fn decided_from_wit(
     for decided in raw {
         let index = decided.index as usize;
         let Some(answered) = asked.get(&index) else {
-            return Err(format!("resolve decided batch[{index}], which it was not asked about"));
+            return Err(Violation::batch(format!("resolve decided batch[{index}], which it was not asked about")));
         };
         if !seen.insert(index) {
-            return Err(format!("resolve decided batch[{index}] twice"));
+            return Err(Violation::at(index, format!("resolve decided batch[{index}] twice")));
         }
-        let decision = decision_from_wit(decided.decision, answered, model)
-            .map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
-        let derived =
-            derived_from_wit(decided.derived, &decision).map_err(|e| format!("resolve, batch[{index}]: {e}"))?;
+        let in_resolve = |e| Violation::at(index, format!("resolve: {e}"));
+        let own_finds = own_finds.get(index).map_or(&[][..], Vec::as_slice);
+        let decision = decision_from_wit(decided.decision, answered, model, own_finds).map_err(in_resolve)?;
+        let derived = derived_from_wit(decided.derived, &decision, own).map_err(in_resolve)?;
         out.push(Decided { index, decision, derived });
     }
     out.sort_by_key(|d| d.index);
@@ -508,7 +576,13 @@ pub(super) fn decided_from_wit(
 /// Rows Sentry's signals write for one record; a handful at most.
 const MAX_DERIVED_PER_RECORD: usize = 16;
 
-fn derived_from_wit(raw: Vec<wit::DerivedRow>, decision: &Decision) -> Result<Vec<DerivedRow>, String> {
+/// A plugin writes rows of its own models only: a derived row of a model
+/// another plugin describes (a user, say) would bypass that plugin.
+fn derived_from_wit(
+    raw: Vec<wit::DerivedRow>,
+    decision: &Decision,
+    own: &[ModelName],
+) -> Result<Vec<DerivedRow>, String> {
     if raw.is_empty() {
         return Ok(Vec::new());
     }
@@ -521,14 +595,29 @@ fn derived_from_wit(raw: Vec<wit::DerivedRow>, decision: &Decision) -> Result<Ve
     raw.into_iter()
         .map(|row| {
             let model = ModelName::new(&row.model).map_err(|e| format!("derived row: {e}"))?;
+            if !own.contains(&model) {
+                return Err(format!(
+                    "derived a row of {model}, a model it does not describe (a plugin writes only its own models' rows)"
+                ));
+            }
             let values = row.values.into_iter().map(value_from_wit).collect();
             Ok(DerivedRow { model, values, parent_field: row.parent_field })
         })
         .collect()
 }
 
-fn decision_from_wit(raw: wit::Decision, answered: &Answered, model: &ModelDesc) -> Result<Decision, String> {
-    let found = |pk: i64| answered.answers.contains(&Answer::Found(Some(pk)));
+/// `own_finds` says, per query of the record, whether it was a find on
+/// `model`: only those name rows the record may reuse or overwrite (a pk
+/// found in another model's table is no row of this one).
+fn decision_from_wit(
+    raw: wit::Decision,
+    answered: &Answered,
+    model: &ModelDesc,
+    own_finds: &[bool],
+) -> Result<Decision, String> {
+    let found = |pk: i64| {
+        answered.answers.iter().zip(own_finds).any(|(answer, &own)| own && *answer == Answer::Found(Some(pk)))
+    };
     let row = |values: Vec<wit::Value>| {
         if values.len() != model.columns.len() {
             return Err(format!("{} values for a model of {} columns", values.len(), model.columns.len()));
@@ -538,12 +627,14 @@ fn decision_from_wit(raw: wit::Decision, answered: &Answered, model: &ModelDesc)
     Ok(match raw {
         wit::Decision::Insert(insert) => Decision::Insert { values: row(insert.values)?, pk: insert.pk },
         wit::Decision::Reuse(pk) if found(pk) => Decision::Reuse(pk),
-        wit::Decision::Reuse(pk) => return Err(format!("reuse of pk {pk}, which no answer for it found")),
+        wit::Decision::Reuse(pk) => {
+            return Err(format!("reuse of pk {pk}, which no answer for it found in {}", model.name));
+        }
         wit::Decision::Overwrite(over) if found(over.pk) => {
             Decision::Overwrite { pk: over.pk, values: row(over.values)? }
         }
         wit::Decision::Overwrite(over) => {
-            return Err(format!("overwrite of pk {}, which no answer for it found", over.pk));
+            return Err(format!("overwrite of pk {}, which no answer for it found in {}", over.pk, model.name));
         }
         wit::Decision::Skip(reason) => Decision::Skip(message(reason)?),
         wit::Decision::Invalid(errors) => Decision::Invalid(field_errors(errors)?),
