@@ -138,7 +138,7 @@ impl Export {
 type Index = (Vec<(ModelName, Vec<RecordRef>)>, u64);
 
 /// Streams over the top-level array, recording each element's extent.
-fn index(path: &Path, input: impl BufRead) -> Result<Index> {
+pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
     let mut s = Scanner { input, offset: 0, path };
     let mut models: Vec<(ModelName, Vec<RecordRef>)> = Vec::new();
     let mut slots: HashMap<ModelName, usize> = HashMap::new();
