@@ -9,6 +9,8 @@ pub mod cli;
 pub mod crypto;
 pub mod db;
 pub mod engine;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod jobs;
 pub mod model;
 pub mod plugin;

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use crate::model::{ImportKind, ModelDesc, ModelName, Pk, Scope, Value};
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod imports;
 mod runtime;
 mod state;

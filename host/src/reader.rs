@@ -138,7 +138,7 @@ impl Export {
 type Index = (Vec<(ModelName, Vec<RecordRef>)>, u64);
 
 /// Streams over the top-level array, recording each element's extent.
-fn index(path: &Path, input: impl BufRead) -> Result<Index> {
+pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
     let mut s = Scanner { input, offset: 0, path };
     let mut models: Vec<(ModelName, Vec<RecordRef>)> = Vec::new();
     let mut slots: HashMap<ModelName, usize> = HashMap::new();
@@ -248,11 +248,24 @@ impl<R: BufRead> Scanner<'_, R> {
         Ok(Some(b))
     }
 
+    /// Skips a UTF-8 byte-order mark, a byte at a time: the first fill may
+    /// hold less than all three bytes of it.
     fn skip_bom(&mut self) -> Result<()> {
-        let buf = self.fill()?;
-        if buf.starts_with(&[0xEF, 0xBB, 0xBF]) {
-            self.input.consume(3);
-            self.offset += 3;
+        const BOM: [u8; 3] = [0xEF, 0xBB, 0xBF];
+        for (i, &byte) in BOM.iter().enumerate() {
+            match self.fill()?.first() {
+                Some(&b) if b == byte => {
+                    self.input.consume(1);
+                    self.offset += 1;
+                }
+                _ if i == 0 => return Ok(()),
+                // The start of a BOM, then something else: refused as any
+                // other first byte that does not open the array is.
+                _ => {
+                    let message = format!("expected `[` to open the array of records, found `{}`", BOM[0] as char);
+                    return Err(self.syntax(self.offset, message));
+                }
+            }
         }
         Ok(())
     }
@@ -377,6 +390,21 @@ mod tests {
         assert!(err.contains("truncated"), "{err}");
         assert!(index_str("").unwrap_err().to_string().contains("empty"));
         assert!(index_str("[] x").unwrap_err().to_string().contains("after the end"));
+    }
+
+    #[test]
+    fn a_bom_split_across_buffer_boundaries() {
+        // Found by the `reader` fuzz target: a BOM was skipped only when the
+        // first fill held all of it.
+        for cap in 1..=4 {
+            let small = |s: &[u8]| index(Path::new("t"), BufReader::with_capacity(cap, s));
+            assert_eq!(small(b"\xEF\xBB\xBF [{\"model\":\"a.b\",\"pk\":1}]").unwrap().1, 1, "capacity {cap}");
+            for bad in [&b"\xEF\xBB[]"[..], b"\xEF", b"\xEF\xBB\xBF\xEF[]"] {
+                let err = small(bad).unwrap_err().to_string();
+                let big = index(Path::new("t"), bad).unwrap_err().to_string();
+                assert_eq!(err, big, "capacity {cap}");
+            }
+        }
     }
 
     #[test]

@@ -374,15 +374,19 @@ fn fk_kind_from_wit(kind: wit::FkKind) -> FkKind {
     }
 }
 
-/// Whether `value` may be stored in a column of `kind`.
+/// Whether a default `value` may be stored in a column of `kind`, by the rules
+/// the engine checks every row by (`engine::record::check_values`): a record
+/// that lacks the field gets the default, and a default those rules refuse
+/// would fail the import at that record, not when the plugin loads.
 fn value_fits(value: &Value, kind: ColumnKind, nullable: bool) -> bool {
     match value {
         Value::Null => nullable,
         Value::Integer(_) => matches!(kind, ColumnKind::Integer | ColumnKind::Float),
         Value::Float(_) => kind == ColumnKind::Float,
         Value::Boolean(_) => kind == ColumnKind::Boolean,
-        Value::Text(_) => matches!(kind, ColumnKind::Text | ColumnKind::Datetime),
-        Value::Json(_) => kind == ColumnKind::Json,
+        Value::Text(_) if kind == ColumnKind::Text => true,
+        Value::Text(s) => kind == ColumnKind::Datetime && crate::engine::record::normalize_datetime(s).is_some(),
+        Value::Json(s) => kind == ColumnKind::Json && serde_json::from_str::<serde::de::IgnoredAny>(s).is_ok(),
     }
 }
 
@@ -711,6 +715,20 @@ mod tests {
     }
 
     #[test]
+    fn defaults_that_fit_their_kind_are_accepted() {
+        let mut m = book();
+        m.columns.push(wit::Column {
+            default: Some(wit::Value::Json(r#"{"a": [1]}"#.into())),
+            ..column("data", wit::ColumnKind::Json, true)
+        });
+        m.columns.push(wit::Column {
+            default: Some(wit::Value::Text("2023-06-22 00:00:00".into())),
+            ..column("date_added", wit::ColumnKind::Datetime, false)
+        });
+        assert!(plugin_info_from_wit(info(vec![m])).is_ok());
+    }
+
+    #[test]
     fn bad_descriptions_are_rejected() {
         rejects(vec![], "no models");
         rejects(vec![book(), book()], "twice");
@@ -744,6 +762,20 @@ mod tests {
         let mut m = book();
         m.columns[0].default = Some(wit::Value::Integer(3));
         rejects(vec![m], "default");
+        // Found by the `plugin_output` fuzz target: defaults the row check
+        // refuses were accepted here.
+        let mut m = book();
+        m.columns.push(wit::Column {
+            default: Some(wit::Value::Json("2023-06-22T02:00:00+02:00".into())),
+            ..column("data", wit::ColumnKind::Json, true)
+        });
+        rejects(vec![m], "default of `data`");
+        let mut m = book();
+        m.columns.push(wit::Column {
+            default: Some(wit::Value::Text("yesterday".into())),
+            ..column("date_added", wit::ColumnKind::Datetime, true)
+        });
+        rejects(vec![m], "default of `date_added`");
         let mut other = book();
         other.name = "test.book2".into();
         rejects(vec![book(), other], "both use table");
