@@ -15,10 +15,19 @@ pub fn describe(raw: PluginInfo) -> Result<(String, String, Vec<ModelDesc>), Str
 
 /// What a session makes of `prepare`'s answer for a batch of `batch_len` records of `model`.
 pub fn prepared(raw: Vec<wit::Prepared>, batch_len: usize, model: &ModelDesc) -> Result<Vec<Prepared>, String> {
-    super::v1::prepared_from_wit(raw, batch_len, model)
+    super::v1::prepared_from_wit(raw, batch_len, model).map_err(|v| v.message)
 }
 
-/// What a session makes of `resolve`'s answer to `answers`, for records of `model`.
+/// What a session makes of `resolve`'s answer to `answers`, for records of
+/// `model`, from a plugin that describes `model` only and whose every answer
+/// came from a find on `model` (the most a plugin may reuse).
 pub fn decided(raw: Vec<wit::Decided>, answers: &[Answered], model: &ModelDesc) -> Result<Vec<Decided>, String> {
-    super::v1::decided_from_wit(raw, answers, model)
+    let own = [model.name.clone()];
+    // By batch index, as a session keeps them after `prepare`.
+    let len = answers.iter().map(|a| a.index + 1).max().unwrap_or(0);
+    let mut own_finds = vec![Vec::new(); len];
+    for a in answers {
+        own_finds[a.index] = vec![true; a.answers.len()];
+    }
+    super::v1::decided_from_wit(raw, answers, model, &own, &own_finds).map_err(|v| v.message)
 }
