@@ -565,6 +565,7 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
         cache_dir: args.cache_dir.clone().or_else(plugin::default_cache_dir),
         memory_limit: args.plugin_memory << 20,
         call_timeout: Duration::from_secs_f64(args.plugin_timeout),
+        meter: false,
     };
     let mut host = PluginHost::new(config)?;
     crate::builtin::load(&mut host)?;

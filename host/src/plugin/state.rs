@@ -539,6 +539,8 @@ impl tokio::io::AsyncWrite for Capture {
 pub(super) struct Limiter {
     limits: StoreLimits,
     pub memory_refused: bool,
+    /// The largest size a linear memory was given, in bytes.
+    pub peak: usize,
 }
 
 /// Core instances, tables and memories one plugin may create; a Rust
@@ -558,14 +560,16 @@ impl Limiter {
             .memories(MAX_MEMORIES)
             .trap_on_grow_failure(true)
             .build();
-        Limiter { limits, memory_refused: false }
+        Limiter { limits, memory_refused: false, peak: 0 }
     }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let verdict = self.limits.memory_growing(current, desired, maximum);
-        if !matches!(verdict, Ok(true)) {
+        if matches!(verdict, Ok(true)) {
+            self.peak = self.peak.max(desired);
+        } else {
             self.memory_refused = true;
         }
         verdict
