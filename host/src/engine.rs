@@ -23,6 +23,7 @@ use crate::reader::{self, Export};
 pub mod graph;
 pub mod pkmap;
 pub mod record;
+pub mod replay;
 pub mod verify;
 
 use graph::Registry;
@@ -281,11 +282,29 @@ pub trait Reporter: Send + Sync {
     }
     /// Fates as [`Reporter::detail`] asked, after the batch that decided them committed.
     fn on_records(&self, _fates: Vec<RecordFate>) {}
+    /// The import stops on `failed`, before anything of it is written.
+    fn on_batch_failed(&self, _failed: &FailedBatch<'_>) {}
     /// Asked before each batch: `true` ends the import there with
     /// [`Error::Cancelled`] (with [`Commit::EachBatch`], everything before is kept).
     fn stop_requested(&self) -> bool {
         false
     }
+}
+
+/// A batch the import stopped on, with what a replay of it needs
+/// (`relocate import --capture-failures`, replayed by `relocate plugin test`).
+pub struct FailedBatch<'a> {
+    pub desc: &'a ModelDesc,
+    /// `name@version` of the plugin that imports the model.
+    pub plugin: &'a str,
+    /// Ordinal and old pk of each record of the batch that was not resumed
+    /// or left out by a filter, in order.
+    pub records: &'a [(u64, Pk)],
+    /// What the import had mapped before the batch.
+    pub pkmap: &'a PkMap,
+    /// The plugins' clock.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub error: &'a Error,
 }
 
 pub struct NoopReporter;
@@ -544,7 +563,24 @@ async fn import_models(
             if b + 1 < batches {
                 next = Some(spawn(b + 1, &run.done));
             }
-            run.batch(db, decoded).await?;
+            let records: Vec<(u64, Pk)> = decoded
+                .records
+                .iter()
+                .filter(|(_, _, read)| matches!(read, Read::Ready { .. } | Read::Dropped { .. }))
+                .map(|(ordinal, pk, _)| (*ordinal, *pk))
+                .collect();
+            if let Err(error) = run.batch(db, decoded).await {
+                let (pkmap, plugin) = (&*pkmap, &*plugin_name);
+                reporter.on_batch_failed(&FailedBatch {
+                    desc,
+                    plugin,
+                    records: &records,
+                    pkmap,
+                    started_at,
+                    error: &error,
+                });
+                return Err(error);
+            }
             if !run.fates.is_empty() {
                 reporter.on_records(std::mem::take(&mut run.fates));
             }
@@ -1059,7 +1095,7 @@ impl ModelRun<'_, '_> {
     async fn answer(
         &self,
         tx: &mut db::Tx<'_>,
-        mut pending: BTreeMap<usize, Pending>,
+        pending: BTreeMap<usize, Pending>,
         queries: Vec<(usize, Query)>,
     ) -> db::Result<(Vec<Answered>, HashMap<usize, Vec<Pk>>)> {
         let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
@@ -1111,25 +1147,7 @@ impl ModelRun<'_, '_> {
                 answers[*n] = Some(Answer::Taken(found));
             }
         }
-        for ((index, _), answer) in queries.iter().zip(answers) {
-            if let (Some(p), Some(a)) = (pending.get_mut(index), answer) {
-                p.answers.push(a);
-            }
-        }
-        let mut found = HashMap::new();
-        let answered = pending
-            .into_iter()
-            .map(|(index, p)| {
-                let pks: Vec<Pk> = p
-                    .answers
-                    .iter()
-                    .filter_map(|a| if let Answer::Found(Some(pk)) = a { Some(*pk) } else { None })
-                    .collect();
-                found.insert(index, pks);
-                Answered { index, answers: p.answers }
-            })
-            .collect();
-        Ok((answered, found))
+        Ok(answered(pending, &queries, answers))
     }
 
     /// Checks every decision of `resolve`; counts skips.
@@ -1505,6 +1523,35 @@ impl ModelRun<'_, '_> {
             message,
         }
     }
+}
+
+/// Gives each ready record its answers, in the order it asked; returns the
+/// answers for `resolve` and, per record, the pks they named (the only rows
+/// it may reuse or overwrite).
+fn answered(
+    mut pending: BTreeMap<usize, Pending>,
+    queries: &[(usize, Query)],
+    answers: Vec<Option<Answer>>,
+) -> (Vec<Answered>, HashMap<usize, Vec<Pk>>) {
+    for ((index, _), answer) in queries.iter().zip(answers) {
+        if let (Some(p), Some(a)) = (pending.get_mut(index), answer) {
+            p.answers.push(a);
+        }
+    }
+    let mut found = HashMap::new();
+    let answered = pending
+        .into_iter()
+        .map(|(index, p)| {
+            let pks: Vec<Pk> = p
+                .answers
+                .iter()
+                .filter_map(|a| if let Answer::Found(Some(pk)) = a { Some(*pk) } else { None })
+                .collect();
+            found.insert(index, pks);
+            Answered { index, answers: p.answers }
+        })
+        .collect();
+    (answered, found)
 }
 
 fn value_fits(kind: ColumnKind, value: &Value) -> bool {
