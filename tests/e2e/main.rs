@@ -22,6 +22,7 @@ mod folding;
 mod import;
 mod nats;
 mod operators;
+mod plugin_test;
 mod plugins;
 mod releases;
 mod sandbox;
