@@ -795,18 +795,13 @@ async fn run_import(
     let capture = common
         .capture_failures
         .as_ref()
-        .map(|dir| plugin_test::Capture::new(dir.clone(), opts.scope, opts.flags, opts.seed, export.clone()));
+        .map(|dir| plugin_test::Capture::new(dir.clone(), &opts, export.clone(), &host, &common.plugins));
     let observer = observe::Observer::new(observe::Progress::new(common.silent), report).with_capture(capture);
     let result = engine::import(&export, &host, &registry, &mut conn, &opts, &observer).await;
     let (finished, captured) = observer.finish();
-    match captured {
-        Some(Ok(path)) => eprintln!(
-            "captured the failing batch as {}: replay it with `relocate plugin test PLUGIN {}`",
-            path.display(),
-            path.display()
-        ),
-        Some(Err(e)) => eprintln!("warning: --capture-failures: cannot write the failing batch: {e}"),
-        None => {}
+    if let Some(line) = captured {
+        // Before the error line, which says what failed.
+        eprintln!("{line}");
     }
     // An atomic import that fails into a SQLite file it created removes it.
     if let (Err(_), Commit::AtEnd, Some(path)) = (&result, commit, &new_file) {

@@ -83,45 +83,56 @@ fn a_case_over_its_budget_fails() {
     }
 }
 
-#[test]
-fn a_captured_failure_replays_to_the_same_error() {
+/// Imports an export of `model` whose second record triggers the misbehave
+/// plugin, with `--capture-failures`; replays the captured case as the error
+/// output says to, and returns the error the case expects.
+fn capture_and_replay(model: &str, trigger: &str, limits: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     let export = dir.path().join("export.json");
     let records = serde_json::json!([
-        {"model": "test.panic", "pk": 10, "fields": {"text": "fine"}},
-        {"model": "test.panic", "pk": 11, "fields": {"text": "boom"}},
-        {"model": "test.panic", "pk": 12, "fields": {"text": "fine"}},
+        {"model": model, "pk": 10, "fields": {"text": "fine"}},
+        {"model": model, "pk": 11, "fields": {"text": trigger}},
+        {"model": model, "pk": 12, "fields": {"text": "fine"}},
     ]);
     std::fs::write(&export, records.to_string()).unwrap();
     let plugin = test_plugin("misbehave");
     let captures = dir.path().join("captures");
     let db = format!("sqlite:{}", dir.path().join("target.db").display());
-    let run = relocate(&[
-        "import",
-        "global",
-        path(&export),
-        "--plugin",
-        path(&plugin),
-        "--no-prompt",
-        "--db",
-        &db,
-        "--capture-failures",
-        path(&captures),
-    ]);
+    let mut args = vec!["import", "global", path(&export), "--plugin", path(&plugin), "--no-prompt", "--db", &db];
+    args.extend(["--capture-failures", path(&captures)]);
+    args.extend(limits);
+    let run = relocate(&args);
     run.failure(5);
-    let case = captures.join("test.panic-1.json");
-    assert!(
-        run.stderr.contains(&format!("captured the failing batch as {}", case.display())),
-        "the error output does not say where the batch went: {}",
-        run.stderr
+    let case = captures.join(format!("{model}-1.json"));
+    // The error output says where the batch went and how to replay it.
+    let replay_line = format!(
+        "captured the failing batch as {case}: replay it with `relocate plugin test {plugin} {case}{limits}`",
+        case = case.display(),
+        plugin = plugin.display(),
+        limits = limits.iter().map(|l| format!(" {l}")).collect::<String>(),
     );
+    assert!(run.stderr.contains(&replay_line), "`{replay_line}` missing from: {}", run.stderr);
     let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&case).unwrap()).unwrap();
-    let error = doc["expect"]["error"].as_str().unwrap();
-    assert!(error.contains("record #2") && error.contains("blew up on old pk 11"), "{error}");
-    // The import's own error line says the same, the stderr quote's line break aside.
-    assert!(run.stderr.replace('\n', " ").contains(error), "{error}\n--- stderr\n{}", run.stderr);
+    let error = doc["expect"]["error"].as_str().unwrap().to_string();
+    // The import's own error line says the same, a stderr quote's line break aside.
+    assert!(run.stderr.replace('\n', " ").contains(&error), "{error}\n--- stderr\n{}", run.stderr);
 
-    let replay = relocate(&["plugin", "test", path(&plugin), path(&captures)]);
+    let mut args = vec!["plugin", "test", path(&plugin), path(&case)];
+    args.extend(limits);
+    let replay = relocate(&args);
     replay.success();
     assert!(replay.stdout.contains("ok "), "{}", replay.stdout);
+    error
+}
+
+#[test]
+fn a_captured_trap_replays_to_the_same_error() {
+    let error = capture_and_replay("test.panic", "boom", &[]);
+    assert!(error.contains("record #2") && error.contains("blew up on old pk 11"), "{error}");
+}
+
+#[test]
+fn a_captured_time_limit_replays_to_the_same_error() {
+    let error = capture_and_replay("test.spin", "spin", &["--plugin-timeout", "0.5"]);
+    assert!(error.contains("record #2") && error.contains("time limit"), "{error}");
 }

@@ -38,9 +38,9 @@ impl Observer {
 
     /// Clears the bars and flushes the report; an error names the report
     /// file. Also says where a failing batch was captured, if it was.
-    pub fn finish(self) -> (std::io::Result<()>, Option<Result<PathBuf, String>>) {
+    pub fn finish(self) -> (std::io::Result<()>, Option<String>) {
         self.progress.finish();
-        let captured = self.capture.and_then(|c| c.written.into_inner().unwrap_or_else(|e| e.into_inner()));
+        let captured = self.capture.and_then(|c| c.said.into_inner().unwrap_or_else(|e| e.into_inner()));
         let finished = match self.report {
             Some(report) => report.finish(),
             None => Ok(()),

@@ -371,19 +371,37 @@ pub(super) struct Capture {
     flags: ImportFlags,
     seed: u64,
     export: std::sync::Arc<Export>,
-    /// Where the case went, or why it could not be written.
-    pub written: Mutex<Option<Result<PathBuf, String>>>,
+    /// How `plugin test` names each loaded plugin (`name@version` →
+    /// its file, or `builtin:NAME`).
+    plugins: BTreeMap<String, String>,
+    /// The import's `--plugin-timeout` and `--plugin-memory` when not the
+    /// defaults: a replay needs the same limits to fail the same way.
+    limits: String,
+    /// What to tell the user: where the case went, or why it could not be written.
+    pub said: Mutex<Option<String>>,
 }
 
 impl Capture {
     pub(super) fn new(
         dir: PathBuf,
-        scope: ImportScope,
-        flags: ImportFlags,
-        seed: u64,
+        opts: &engine::ImportOptions,
         export: std::sync::Arc<Export>,
+        host: &crate::plugin::PluginHost,
+        args: &PluginArgs,
     ) -> Capture {
-        Capture { dir, scope, flags, seed, export, written: Mutex::new(None) }
+        let plugins = host
+            .plugins()
+            .map(|(_, info)| (format!("{}@{}", info.name, info.version), info.origin.to_string()))
+            .collect();
+        let mut limits = String::new();
+        if args.plugin_timeout != 10.0 {
+            limits.push_str(&format!(" --plugin-timeout {}", args.plugin_timeout));
+        }
+        if args.plugin_memory != 64 {
+            limits.push_str(&format!(" --plugin-memory {}", args.plugin_memory));
+        }
+        let (scope, flags, seed) = (opts.scope, opts.flags, opts.seed);
+        Capture { dir, scope, flags, seed, export, plugins, limits, said: Mutex::new(None) }
     }
 
     /// Writes `failed` as a case if the plugin made the batch fail.
@@ -391,8 +409,18 @@ impl Capture {
         if !is_plugins_fault(failed.error) {
             return;
         }
-        let result = self.write(failed);
-        *self.written.lock().unwrap_or_else(|e| e.into_inner()) = Some(result);
+        let said = match self.write(failed) {
+            Ok(path) => {
+                let plugin = self.plugins.get(failed.plugin).map_or("PLUGIN", String::as_str);
+                format!(
+                    "captured the failing batch as {path}: replay it with `relocate plugin test {plugin} {path}{}`",
+                    self.limits,
+                    path = path.display()
+                )
+            }
+            Err(e) => format!("warning: --capture-failures: cannot write the failing batch: {e}"),
+        };
+        *self.said.lock().unwrap_or_else(|e| e.into_inner()) = Some(said);
     }
 
     fn write(&self, failed: &FailedBatch<'_>) -> Result<PathBuf, String> {
@@ -422,8 +450,10 @@ impl Capture {
         let case = json!({
             "description": format!(
                 "captured by relocate import --capture-failures: {} stopped on this batch of {} \
-                 (existing rows of the database are not captured)",
-                failed.plugin, desc.name
+                 (existing rows of the database are not captured){}",
+                failed.plugin,
+                desc.name,
+                if self.limits.is_empty() { String::new() } else { format!("; replay with{}", self.limits) }
             ),
             "model": desc.name.as_str(),
             "scope": scope,
