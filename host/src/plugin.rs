@@ -77,8 +77,9 @@ pub struct RuntimeConfig {
     pub memory_limit: usize,
     /// Wall-clock budget of one call into a plugin.
     pub call_timeout: Duration,
-    /// Count the instructions plugins run (wasmtime fuel), for
-    /// `relocate plugin test`; an import leaves it off, as metering costs time.
+    /// Count the instructions plugins run (wasmtime fuel) and record the
+    /// `host` imports they call, for `relocate plugin test`; an import leaves
+    /// it off, as metering costs time.
     pub meter: bool,
 }
 

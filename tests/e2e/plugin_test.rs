@@ -39,6 +39,8 @@ fn a_changed_expectation_fails_with_a_diff_and_passes_again_after_bless() {
     let original = std::fs::read_to_string(repo("plugins/sentry-orgs/cases/slug-collision.json")).unwrap();
     // One expectation changed: the second organization's final slug.
     let mut doc: serde_json::Value = serde_json::from_str(&original).unwrap();
+    // The case pins the host calls too: the suffix's random draw.
+    assert!(doc["expect"]["host_calls"].as_array().unwrap().contains(&"random-bytes 4".into()), "{doc}");
     let row = &mut doc["expect"]["decisions"][1]["row"];
     assert_eq!(row["slug"], "fresh-org", "the shipped case changed: {row}");
     row["slug"] = "fresh-orgs".into();

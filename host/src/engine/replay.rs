@@ -79,25 +79,29 @@ pub struct Run {
     pub usage: Usage,
     /// Records handed to the plugin's `prepare`.
     pub to_plugin: usize,
+    /// The `host` imports the plugin called (when the host records them).
+    pub host_calls: Vec<String>,
     pub elapsed: Duration,
 }
 
 /// Replays `batch` through the plugin `registry` picks for its model.
 pub async fn replay(plugins: &PluginHost, registry: &Registry, batch: Batch) -> Run {
     let clock = Instant::now();
-    let mut usage = Usage::default();
-    let mut to_plugin = 0;
-    let result = run(plugins, registry, batch, &mut usage, &mut to_plugin).await;
-    Run { result, usage, to_plugin, elapsed: clock.elapsed() }
+    let mut spent = Spent::default();
+    let result = run(plugins, registry, batch, &mut spent).await;
+    let Spent { usage, to_plugin, host_calls } = spent;
+    Run { result, usage, to_plugin, host_calls, elapsed: clock.elapsed() }
 }
 
-async fn run(
-    plugins: &PluginHost,
-    registry: &Registry,
-    batch: Batch,
-    usage: &mut Usage,
-    to_plugin: &mut usize,
-) -> Result<Replayed> {
+/// What a replay measured, whether or not it succeeded.
+#[derive(Default)]
+struct Spent {
+    usage: Usage,
+    to_plugin: usize,
+    host_calls: Vec<String>,
+}
+
+async fn run(plugins: &PluginHost, registry: &Registry, batch: Batch, spent: &mut Spent) -> Result<Replayed> {
     let model = batch.model.clone();
     let Some((plugin_id, desc)) = registry.get(&model) else {
         return Err(Error::Internal(format!("no loaded plugin describes {model}")));
@@ -165,8 +169,9 @@ async fn run(
         fates: Vec::new(),
     };
     let mut tables = Tables::new(batch.existing);
-    let result = decide(&mut run, &decoder, &ordinals, &mut tables, to_plugin).await;
-    *usage = session.usage().await.unwrap_or_default();
+    let result = decide(&mut run, &decoder, &ordinals, &mut tables, &mut spent.to_plugin).await;
+    spent.usage = session.usage().await.unwrap_or_default();
+    spent.host_calls = session.host_calls().await.unwrap_or_default();
     let (rows, derived) = result?;
     let mut records: Vec<Record> = std::mem::take(&mut run.fates)
         .into_iter()

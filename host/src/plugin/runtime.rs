@@ -206,6 +206,7 @@ impl PluginHost {
             wall_clock: Duration::ZERO,
             facts: None,
             log: self.log.clone(),
+            record_calls: false,
         };
         let mut store = new_store(&rt.engine, setup, &self.config);
         let described = off_async_context(|| {
@@ -289,6 +290,7 @@ impl PluginHost {
             wall_clock,
             facts: Some(config.facts.clone()),
             log: self.log.clone(),
+            record_calls: self.config.meter,
         };
         Ok(Opener {
             label: loaded.label.clone(),
@@ -404,6 +406,11 @@ impl SessionThread {
     /// [`Session::resolve`], on the session's thread.
     pub async fn resolve(&self, answers: Vec<Answered>) -> Result<Vec<Decided>> {
         self.run(move |session| session.resolve(&answers)).await
+    }
+
+    /// [`Session::host_calls`], on the session's thread.
+    pub async fn host_calls(&self) -> Result<Vec<String>> {
+        self.run(|session| Ok(session.host_calls())).await
     }
 
     /// [`Session::usage`], on the session's thread.
@@ -586,6 +593,13 @@ impl Session {
     /// The model this session imports.
     pub fn model(&self) -> &ModelDesc {
         &self.model
+    }
+
+    /// The `host` imports the guest called so far, oldest first, as
+    /// `at-record 0`, `random-bytes 32`, `mapping-of sentry.user 1: 10`,
+    /// `log warn: ...`; empty unless [`RuntimeConfig::meter`].
+    pub fn host_calls(&self) -> Vec<String> {
+        self.store.data().host.calls.clone().unwrap_or_default()
     }
 
     /// What the instance has used so far.

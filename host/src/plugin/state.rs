@@ -62,6 +62,8 @@ pub(super) struct StoreSetup {
     pub wall_clock: Duration,
     pub facts: Option<Arc<dyn Facts>>,
     pub log: LogSink,
+    /// Keep a list of the `host` imports the guest calls.
+    pub record_calls: bool,
 }
 
 impl StoreState {
@@ -107,6 +109,7 @@ impl StoreState {
                 at_record: None,
                 log_lines: 0,
                 log_dropped: 0,
+                calls: setup.record_calls.then(Vec::new),
             },
             stdout,
             stderr,
@@ -143,6 +146,18 @@ pub(super) struct HostCtx {
     pub at_record: Option<u32>,
     pub log_lines: u32,
     pub log_dropped: u32,
+    /// Every `host` import the guest called, in order, when the session
+    /// records them (`relocate plugin test`).
+    pub calls: Option<Vec<String>>,
+}
+
+impl HostCtx {
+    /// Notes a `host` import call, if this session records them.
+    pub fn record(&mut self, call: impl FnOnce() -> String) {
+        if let Some(calls) = &mut self.calls {
+            calls.push(call());
+        }
+    }
 }
 
 impl HostCtx {
