@@ -83,6 +83,17 @@ fn a_case_over_its_budget_fails() {
     for needle in ["over budget", "the budget is 10 (fuel_per_record)", "the budget is 4096 (memory_bytes)"] {
         assert!(run.stdout.contains(needle), "`{needle}` missing from: {}", run.stdout);
     }
+    // The same as one JSON document.
+    let run = relocate(&["plugin", "test", "builtin:sentry-users", path(&case), "--json"]);
+    run.failure(CASES_FAILED);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("--json prints one JSON document");
+    assert_eq!(doc["failed"], 1, "{doc}");
+    let case = &doc["cases"][0];
+    assert_eq!(case["ok"], false, "{doc}");
+    assert_eq!(case["problems"].as_array().unwrap().len(), 2, "{doc}");
+    assert!(case["instructions_per_record"].as_u64().unwrap() > 10, "{doc}");
+    assert!(case["peak_memory_bytes"].as_u64().unwrap() > 4096, "{doc}");
+    assert_eq!(case["expected"], case["actual"], "only the budgets fail: {doc}");
 }
 
 /// Imports an export of `model` whose second record triggers the misbehave

@@ -35,6 +35,10 @@ pub(super) struct TestArgs {
     /// Rewrite each case's `expect` with what the plugin does now (the rest of the file is kept).
     #[arg(long)]
     bless: bool,
+    /// Print one JSON document (every case: file, ok, problems, measures, expected and actual)
+    /// instead of text.
+    #[arg(long)]
+    json: bool,
     /// Other plugins, when the tested one refers to their models.
     #[command(flatten)]
     plugins: PluginArgs,
@@ -59,6 +63,7 @@ pub(super) async fn run(args: &TestArgs) -> anyhow::Result<()> {
     let registry = Registry::new(host.plugins()).map_err(engine::Error::from)?;
     let label = host.info(id).map(|i| format!("{}@{}", i.name, i.version)).unwrap_or_default();
     let mut failed = 0;
+    let mut reports = Vec::new();
     for path in &files {
         let mut doc = read_case(path)?;
         let batch = batch_of(&doc, &registry).map_err(|e| UsageError(format!("{}: {e}", path.display())))?;
@@ -85,9 +90,24 @@ pub(super) async fn run(args: &TestArgs) -> anyhow::Result<()> {
         }
         problems.extend(over_budget(doc.get("budget"), &run.usage, run.to_plugin));
         let status = if problems.is_empty() { "ok" } else { "FAILED" };
-        println!("{status:<7} {}  ({})", path.display(), measures(&run));
-        for line in &problems {
-            println!("        {line}");
+        if args.json {
+            reports.push(json!({
+                "file": path.display().to_string(),
+                "ok": problems.is_empty(),
+                "problems": problems,
+                "blessed": args.bless && diff.is_some(),
+                "records_to_plugin": run.to_plugin,
+                "instructions_per_record": per_record(&run.usage, run.to_plugin),
+                "peak_memory_bytes": run.usage.peak_memory,
+                "millis": run.elapsed.as_millis() as u64,
+                "expected": expected,
+                "actual": actual,
+            }));
+        } else {
+            println!("{status:<7} {}  ({})", path.display(), measures(&run));
+            for line in &problems {
+                println!("        {line}");
+            }
         }
         if let Some(diff) = diff {
             if args.bless {
@@ -95,8 +115,10 @@ pub(super) async fn run(args: &TestArgs) -> anyhow::Result<()> {
                     obj.insert("expect".into(), actual);
                 }
                 write_case(path, &doc)?;
-                println!("        blessed: `expect` rewritten");
-            } else {
+                if !args.json {
+                    println!("        blessed: `expect` rewritten");
+                }
+            } else if !args.json {
                 print!("{diff}");
             }
         }
@@ -104,10 +126,16 @@ pub(super) async fn run(args: &TestArgs) -> anyhow::Result<()> {
             failed += 1;
         }
     }
+    if args.json {
+        let doc = json!({"cases": reports, "passed": files.len() - failed, "failed": failed});
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    }
     if failed > 0 {
         bail!(CasesFailed { failed, total: files.len() });
     }
-    println!("{} case{} passed", files.len(), if files.len() == 1 { "" } else { "s" });
+    if !args.json {
+        println!("{} case{} passed", files.len(), if files.len() == 1 { "" } else { "s" });
+    }
     Ok(())
 }
 
