@@ -45,8 +45,12 @@ fn users() -> Vec<(i64, serde_json::Map<String, serde_json::Value>)> {
 }
 
 fn wasm_host() -> (PluginHost, plugin::PluginId, relocate::model::ModelDesc) {
-    let config =
-        plugin::RuntimeConfig { cache_dir: None, memory_limit: 256 << 20, call_timeout: Duration::from_secs(60) };
+    let config = plugin::RuntimeConfig {
+        cache_dir: None,
+        memory_limit: 256 << 20,
+        call_timeout: Duration::from_secs(60),
+        meter: false,
+    };
     let mut host = PluginHost::new(config).expect("a plugin host");
     relocate::builtin::load(&mut host).expect("the built-in plugins");
     let model = ModelName::new("sentry.user").expect("a model name");

@@ -20,6 +20,7 @@ use crate::{crypto, db, jobs, reader};
 
 mod inspect;
 mod observe;
+mod plugin_test;
 mod queue;
 mod scaffold;
 mod status;
@@ -207,6 +208,10 @@ struct ImportArgs {
     /// With --report: list inserted records too (their old and new pks: the pk map).
     #[arg(long, requires = "report")]
     report_inserted: bool,
+    /// When a plugin makes a batch fail (trap, time or memory limit, contract, invalid record), write
+    /// the batch to DIR as a case that `relocate plugin test` replays.
+    #[arg(long, value_name = "DIR")]
+    capture_failures: Option<PathBuf>,
     #[command(flatten)]
     plugins: PluginArgs,
 }
@@ -265,6 +270,8 @@ enum PluginCommand {
     Inspect(inspect::InspectArgs),
     /// Create a plugin crate: one model, a native test, the tuned release profile.
     New(scaffold::NewArgs),
+    /// Run fixture cases through a plugin with no database and compare them with what they expect.
+    Test(plugin_test::TestArgs),
 }
 
 #[derive(Subcommand)]
@@ -494,6 +501,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Plugin(PluginCommand::Inspect(args)) => inspect::run(&args),
         Command::Plugin(PluginCommand::New(args)) => scaffold::run(&args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::run(&args).await,
         Command::Verify(args) => verify::run(&args).await,
         Command::Status(args) => status::run(&args).await,
         Command::Completions { shell } => {
@@ -553,6 +561,11 @@ fn load_plugins(args: &PluginArgs) -> anyhow::Result<(PluginHost, Registry)> {
 /// The built-in plugins and the `--plugin` files, loaded but not yet checked
 /// against each other.
 fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
+    plugin_host_with(args, false)
+}
+
+/// [`plugin_host`], counting the instructions plugins run if `meter`.
+fn plugin_host_with(args: &PluginArgs, meter: bool) -> anyhow::Result<PluginHost> {
     if !(args.plugin_timeout > 0.0 && args.plugin_timeout <= 3600.0) {
         bail!(UsageError("--plugin-timeout must be between 0 and 3600 seconds".into()));
     }
@@ -565,6 +578,7 @@ fn plugin_host(args: &PluginArgs) -> anyhow::Result<PluginHost> {
         cache_dir: args.cache_dir.clone().or_else(plugin::default_cache_dir),
         memory_limit: args.plugin_memory << 20,
         call_timeout: Duration::from_secs_f64(args.plugin_timeout),
+        meter,
     };
     let mut host = PluginHost::new(config)?;
     crate::builtin::load(&mut host)?;
@@ -778,9 +792,17 @@ async fn run_import(
             common.db.db
         );
     }
-    let observer = observe::Observer::new(observe::Progress::new(common.silent), report);
+    let capture = common
+        .capture_failures
+        .as_ref()
+        .map(|dir| plugin_test::Capture::new(dir.clone(), &opts, export.clone(), &host, &common.plugins));
+    let observer = observe::Observer::new(observe::Progress::new(common.silent), report).with_capture(capture);
     let result = engine::import(&export, &host, &registry, &mut conn, &opts, &observer).await;
-    let finished = observer.finish();
+    let (finished, captured) = observer.finish();
+    if let Some(line) = captured {
+        // Before the error line, which says what failed.
+        eprintln!("{line}");
+    }
     // An atomic import that fails into a SQLite file it created removes it.
     if let (Err(_), Commit::AtEnd, Some(path)) = (&result, commit, &new_file) {
         drop(conn);

@@ -713,9 +713,19 @@ pub(crate) struct TakenRange {
 }
 
 impl TakenRange {
-    fn new(base: &str) -> TakenRange {
+    pub(crate) fn new(base: &str) -> TakenRange {
         let base = fold(base).into_owned();
         TakenRange { upper: format!("{base}."), suffixed: format!("{base}-"), base }
+    }
+
+    /// Whether `value` is taken for this base: what the databases' `taken`
+    /// statement selects, for a value held in memory (`relocate plugin test`).
+    pub(crate) fn holds(&self, value: &str) -> bool {
+        let value = fold(value);
+        let value = value.as_ref();
+        value >= self.base.as_str()
+            && value < self.upper.as_str()
+            && (value == self.base || value >= self.suffixed.as_str())
     }
 }
 

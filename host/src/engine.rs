@@ -23,6 +23,7 @@ use crate::reader::{self, Export};
 pub mod graph;
 pub mod pkmap;
 pub mod record;
+pub mod replay;
 pub mod verify;
 
 use graph::Registry;
@@ -281,11 +282,29 @@ pub trait Reporter: Send + Sync {
     }
     /// Fates as [`Reporter::detail`] asked, after the batch that decided them committed.
     fn on_records(&self, _fates: Vec<RecordFate>) {}
+    /// The import stops on `failed`, before anything of it is written.
+    fn on_batch_failed(&self, _failed: &FailedBatch<'_>) {}
     /// Asked before each batch: `true` ends the import there with
     /// [`Error::Cancelled`] (with [`Commit::EachBatch`], everything before is kept).
     fn stop_requested(&self) -> bool {
         false
     }
+}
+
+/// A batch the import stopped on, with what a replay of it needs
+/// (`relocate import --capture-failures`, replayed by `relocate plugin test`).
+pub struct FailedBatch<'a> {
+    pub desc: &'a ModelDesc,
+    /// `name@version` of the plugin that imports the model.
+    pub plugin: &'a str,
+    /// Ordinal and old pk of each record of the batch that was not resumed
+    /// or left out by a filter, in order.
+    pub records: &'a [(u64, Pk)],
+    /// What the import had mapped before the batch.
+    pub pkmap: &'a PkMap,
+    /// The plugins' clock.
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    pub error: &'a Error,
 }
 
 pub struct NoopReporter;
@@ -556,8 +575,29 @@ async fn import_models(
                 reading.push_back(spawn(spawned, &run.done));
                 spawned += 1;
             }
-            let (next, prepped) = run.batch(db, decoded, ahead.take(), next).await?;
-            (carried, ahead) = (next, prepped);
+            // What a capture of the failing batch needs: with the next batch
+            // prepared ahead, the failure may be the next batch's.
+            let (this_records, next_records) = (decoded.replayable(), next.as_ref().map(Decoded::replayable));
+            match run.batch(db, decoded, ahead.take(), next).await {
+                Ok((next, prepped)) => (carried, ahead) = (next, prepped),
+                Err(error) => {
+                    let ordinal = error.instance().and_then(|(_, ordinal, _)| ordinal);
+                    let records = match next_records {
+                        Some(n) if ordinal.is_some_and(|o| n.iter().any(|(r, _)| *r == o)) => n,
+                        _ => this_records,
+                    };
+                    let (pkmap, plugin) = (&*pkmap, &*plugin_name);
+                    reporter.on_batch_failed(&FailedBatch {
+                        desc,
+                        plugin,
+                        records: &records,
+                        pkmap,
+                        started_at,
+                        error: &error,
+                    });
+                    return Err(error);
+                }
+            }
             if !run.fates.is_empty() {
                 reporter.on_records(std::mem::take(&mut run.fates));
             }
@@ -630,6 +670,18 @@ struct Decoded {
     /// Which of the model's records (indexes into the export's list).
     range: std::ops::Range<usize>,
     records: Vec<(u64, Pk, Read)>,
+}
+
+impl Decoded {
+    /// Ordinal and old pk of each record a replay of the batch needs: those
+    /// neither resumed nor left out by a filter.
+    fn replayable(&self) -> Vec<(u64, Pk)> {
+        self.records
+            .iter()
+            .filter(|(_, _, read)| matches!(read, Read::Ready { .. } | Read::Dropped { .. }))
+            .map(|(ordinal, pk, _)| (*ordinal, *pk))
+            .collect()
+    }
 }
 
 enum Read {
@@ -1167,7 +1219,7 @@ impl ModelRun<'_, '_> {
     async fn answer(
         &self,
         tx: &mut db::Tx<'_>,
-        mut pending: BTreeMap<usize, Pending>,
+        pending: BTreeMap<usize, Pending>,
         queries: Vec<(usize, Query)>,
     ) -> db::Result<(Vec<Answered>, HashMap<usize, Vec<Pk>>)> {
         let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
@@ -1219,25 +1271,7 @@ impl ModelRun<'_, '_> {
                 answers[*n] = Some(Answer::Taken(found));
             }
         }
-        for ((index, _), answer) in queries.iter().zip(answers) {
-            if let (Some(p), Some(a)) = (pending.get_mut(index), answer) {
-                p.answers.push(a);
-            }
-        }
-        let mut found = HashMap::new();
-        let answered = pending
-            .into_iter()
-            .map(|(index, p)| {
-                let pks: Vec<Pk> = p
-                    .answers
-                    .iter()
-                    .filter_map(|a| if let Answer::Found(Some(pk)) = a { Some(*pk) } else { None })
-                    .collect();
-                found.insert(index, pks);
-                Answered { index, answers: p.answers }
-            })
-            .collect();
-        Ok((answered, found))
+        Ok(answered(pending, &queries, answers))
     }
 
     /// Checks every decision of `resolve`; counts skips.
@@ -1613,6 +1647,35 @@ impl ModelRun<'_, '_> {
             message,
         }
     }
+}
+
+/// Gives each ready record its answers, in the order it asked; returns the
+/// answers for `resolve` and, per record, the pks they named (the only rows
+/// it may reuse or overwrite).
+fn answered(
+    mut pending: BTreeMap<usize, Pending>,
+    queries: &[(usize, Query)],
+    answers: Vec<Option<Answer>>,
+) -> (Vec<Answered>, HashMap<usize, Vec<Pk>>) {
+    for ((index, _), answer) in queries.iter().zip(answers) {
+        if let (Some(p), Some(a)) = (pending.get_mut(index), answer) {
+            p.answers.push(a);
+        }
+    }
+    let mut found = HashMap::new();
+    let answered = pending
+        .into_iter()
+        .map(|(index, p)| {
+            let pks: Vec<Pk> = p
+                .answers
+                .iter()
+                .filter_map(|a| if let Answer::Found(Some(pk)) = a { Some(*pk) } else { None })
+                .collect();
+            found.insert(index, pks);
+            Answered { index, answers: p.answers }
+        })
+        .collect();
+    (answered, found)
 }
 
 fn value_fits(kind: ColumnKind, value: &Value) -> bool {

@@ -18,7 +18,7 @@ mod state;
 mod v1;
 
 pub use imports::{Access, classify as classify_import};
-pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread};
+pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread, Usage};
 pub use v1::CONTRACT;
 
 /// A plugin failure. Every variant names the plugin; those raised during a
@@ -79,11 +79,20 @@ pub struct RuntimeConfig {
     pub memory_limit: usize,
     /// Wall-clock budget of one call into a plugin.
     pub call_timeout: Duration,
+    /// Count the instructions plugins run (wasmtime fuel) and record the
+    /// `host` imports they call, for `relocate plugin test`; an import leaves
+    /// it off, as metering costs time.
+    pub meter: bool,
 }
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        Self { cache_dir: default_cache_dir(), memory_limit: 64 << 20, call_timeout: Duration::from_secs(10) }
+        Self {
+            cache_dir: default_cache_dir(),
+            memory_limit: 64 << 20,
+            call_timeout: Duration::from_secs(10),
+            meter: false,
+        }
     }
 }
 

@@ -112,6 +112,11 @@ async fn the_acme_invoice_example_builds_outside_the_repository_and_imports_with
     let absolute = format!("relocate-plugin-sdk = {{ path = {:?} }}", sdk_dir().to_string_lossy());
     std::fs::write(krate.join("Cargo.toml"), manifest.replace(relative, &absolute)).unwrap();
     let plugins = test_and_build(&krate, "acme_invoice.wasm", work.path());
+    // The example's shipped cases hold for the component built from it.
+    let component = plugins.join("acme_invoice.wasm");
+    let run = relocate(&["plugin", "test", component.to_str().unwrap(), krate.join("cases").to_str().unwrap()]);
+    run.success();
+    assert!(run.stdout.contains("ok ") && run.stdout.contains("instructions/record"), "{}", run.stdout);
 
     let t = Target::new(Kind::Sqlite).await;
     let export = krate.join("export.json");
@@ -173,7 +178,15 @@ async fn plugin_new_scaffolds_a_crate_whose_tests_pass_and_whose_component_impor
     let run = relocate(&["plugin", "new", "demo", "--path", krate.to_str().unwrap()]);
     run.success();
     assert!(run.stdout.contains("created plugin demo (model demo.item)"), "{}", run.stdout);
-    for file in ["Cargo.toml", "src/lib.rs", ".cargo/config.toml", "README.md", "cases/README.md", ".gitignore"] {
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        ".cargo/config.toml",
+        "README.md",
+        "cases/README.md",
+        "cases/item.json",
+        ".gitignore",
+    ] {
         assert!(krate.join(file).is_file(), "{file} is missing");
     }
     let manifest = std::fs::read_to_string(krate.join("Cargo.toml")).unwrap();
@@ -188,6 +201,11 @@ async fn plugin_new_scaffolds_a_crate_whose_tests_pass_and_whose_component_impor
     assert!(run.stderr.contains("already exists"), "{}", run.stderr);
 
     let plugins = test_and_build(&krate, "demo.wasm", work.path());
+    // Its one case holds as written.
+    let component = plugins.join("demo.wasm");
+    let run = relocate(&["plugin", "test", component.to_str().unwrap(), krate.join("cases").to_str().unwrap()]);
+    run.success();
+    assert!(run.stdout.contains("1 case passed"), "{}", run.stdout);
     let export = work.path().join("export.json");
     let records = serde_json::json!([
         {"model": "demo.item", "pk": 1, "fields": {"organization": 3, "name": "first", "description": null, "date_added": "2024-01-01T00:00:00.000Z"}},

@@ -23,6 +23,7 @@ mod hostile;
 mod import;
 mod nats;
 mod operators;
+mod plugin_test;
 mod plugins;
 mod releases;
 mod sandbox;

@@ -29,22 +29,7 @@ pub(super) struct InspectArgs {
 /// it is, then fails as an import would if its description does not fit.
 pub(super) fn run(args: &InspectArgs) -> anyhow::Result<()> {
     let mut host = plugin_host(&args.plugins)?;
-    let (id, size) = match args.plugin.strip_prefix("builtin:") {
-        Some(name) => {
-            let found = host.plugins().find(|(_, info)| matches!(info.origin, Origin::Builtin(n) if n == name));
-            let Some((id, _)) = found else {
-                let names: Vec<&str> = crate::builtin::BUILTIN.iter().map(|(n, _)| *n).collect();
-                bail!(UsageError(format!("no built-in plugin is called {name}; there are {}", names.join(", "))));
-            };
-            let size = crate::builtin::BUILTIN.iter().find(|(n, _)| *n == name).map_or(0, |(_, b)| b.len());
-            (id, size)
-        }
-        None => {
-            let path = PathBuf::from(&args.plugin);
-            let bytes = read_plugin_file(&path)?;
-            (host.load(Origin::File(path), &bytes)?, bytes.len())
-        }
-    };
+    let (id, size) = target(&mut host, &args.plugin)?;
     let check = Registry::new(host.plugins());
     let problem = check.as_ref().err().map(|e| e.to_string());
     let report = report(&host, id, size, check.as_ref().ok(), problem.as_deref());
@@ -56,6 +41,27 @@ pub(super) fn run(args: &InspectArgs) -> anyhow::Result<()> {
     }
     check.map_err(engine::Error::from)?;
     Ok(())
+}
+
+/// Loads the plugin at `text` beside the built-ins in `host`, or finds the built-in
+/// `builtin:NAME`; returns its id and its size in bytes.
+pub(super) fn target(host: &mut PluginHost, text: &str) -> anyhow::Result<(PluginId, usize)> {
+    Ok(match text.strip_prefix("builtin:") {
+        Some(name) => {
+            let found = host.plugins().find(|(_, info)| matches!(info.origin, Origin::Builtin(n) if n == name));
+            let Some((id, _)) = found else {
+                let names: Vec<&str> = crate::builtin::BUILTIN.iter().map(|(n, _)| *n).collect();
+                bail!(UsageError(format!("no built-in plugin is called {name}; there are {}", names.join(", "))));
+            };
+            let size = crate::builtin::BUILTIN.iter().find(|(n, _)| *n == name).map_or(0, |(_, b)| b.len());
+            (id, size)
+        }
+        None => {
+            let path = PathBuf::from(&text);
+            let bytes = read_plugin_file(&path)?;
+            (host.load(Origin::File(path), &bytes)?, bytes.len())
+        }
+    })
 }
 
 /// Everything `inspect` says, as the JSON document; the text form is
@@ -157,7 +163,7 @@ fn fk_kind_name(kind: FkKind) -> &'static str {
     }
 }
 
-fn value_json(value: &Value) -> Json {
+pub(super) fn value_json(value: &Value) -> Json {
     match value {
         Value::Null => Json::Null,
         Value::Integer(i) => json!(i),

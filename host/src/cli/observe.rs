@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::engine::{Commit, Detail, ModelSummary, RecordFate, Reporter, Summary};
+use crate::engine::{Commit, Detail, FailedBatch, ModelSummary, RecordFate, Reporter, Summary};
 use crate::model::ModelName;
 
 /// Seconds between plain progress lines when stderr is not a terminal;
@@ -21,20 +21,31 @@ const PLAIN_INTERVAL: Duration = Duration::from_secs(10);
 pub struct Observer {
     progress: Progress,
     report: Option<ReportFile>,
+    capture: Option<super::plugin_test::Capture>,
 }
 
 impl Observer {
     pub fn new(progress: Progress, report: Option<ReportFile>) -> Observer {
-        Observer { progress, report }
+        Observer { progress, report, capture: None }
     }
 
-    /// Clears the bars and flushes the report; an error names the report file.
-    pub fn finish(self) -> std::io::Result<()> {
+    /// Writes a batch a plugin fails on as a case (`--capture-failures`).
+    #[must_use]
+    pub(super) fn with_capture(mut self, capture: Option<super::plugin_test::Capture>) -> Observer {
+        self.capture = capture;
+        self
+    }
+
+    /// Clears the bars and flushes the report; an error names the report
+    /// file. Also says where a failing batch was captured, if it was.
+    pub fn finish(self) -> (std::io::Result<()>, Option<String>) {
         self.progress.finish();
-        match self.report {
+        let captured = self.capture.and_then(|c| c.said.into_inner().unwrap_or_else(|e| e.into_inner()));
+        let finished = match self.report {
             Some(report) => report.finish(),
             None => Ok(()),
-        }
+        };
+        (finished, captured)
     }
 }
 
@@ -57,6 +68,11 @@ impl Reporter for Observer {
     fn on_records(&self, fates: Vec<RecordFate>) {
         if let Some(report) = &self.report {
             report.write(&fates);
+        }
+    }
+    fn on_batch_failed(&self, failed: &FailedBatch<'_>) {
+        if let Some(capture) = &self.capture {
+            capture.batch_failed(failed);
         }
     }
 }

@@ -33,6 +33,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     (".gitignore", include_str!("scaffold/gitignore.in")),
     ("README.md", include_str!("scaffold/README.md.in")),
     ("cases/README.md", include_str!("scaffold/cases-README.md.in")),
+    ("cases/item.json", include_str!("scaffold/case.json.in")),
 ];
 
 /// Writes the crate, all of it or nothing, and says what to do next.
@@ -78,6 +79,7 @@ pub(super) fn run(args: &NewArgs) -> anyhow::Result<()> {
            cd {dir}\n  \
            cargo test\n  \
            cargo build --release --target wasm32-wasip2\n  \
+           relocate plugin test target/wasm32-wasip2/release/{crate_name}.wasm cases\n  \
            relocate import organizations EXPORT --plugin-dir target/wasm32-wasip2/release",
         name = args.name,
         dir = dir.display(),

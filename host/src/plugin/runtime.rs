@@ -47,22 +47,25 @@ struct Runtime {
 }
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
+/// The same with fuel metering on ([`RuntimeConfig::meter`]): its compiled
+/// code counts instructions, so it is an engine of its own.
+static METERED: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
 /// The engine and linker, made on first use; wasmtime advises one engine per
-/// process.
-fn runtime() -> Result<&'static Runtime> {
-    RUNTIME.get_or_init(Runtime::new).as_ref().map_err(|e| Error::Runtime(e.clone()))
+/// process (a process that meters, `relocate plugin test`, uses only that one).
+fn runtime(meter: bool) -> Result<&'static Runtime> {
+    let cell = if meter { &METERED } else { &RUNTIME };
+    cell.get_or_init(|| Runtime::new(meter)).as_ref().map_err(|e| Error::Runtime(e.clone()))
 }
 
 impl Runtime {
-    fn new() -> Result<Runtime, String> {
-        let engine = match Engine::new(&engine_config(true)) {
+    fn new(meter: bool) -> Result<Runtime, String> {
+        let engine = match Engine::new(&engine_config(true, meter)) {
             Ok(engine) => engine,
             // The pool reserves address space up front, which a sandbox with a
             // small `ulimit -v` refuses; on-demand allocation still works.
-            Err(_) => {
-                Engine::new(&engine_config(false)).map_err(|e| format!("cannot create the wasm engine: {e:#}"))?
-            }
+            Err(_) => Engine::new(&engine_config(false, meter))
+                .map_err(|e| format!("cannot create the wasm engine: {e:#}"))?,
         };
         let weak = engine.weak();
         std::thread::Builder::new()
@@ -80,10 +83,11 @@ impl Runtime {
     }
 }
 
-fn engine_config(pooling: bool) -> Config {
+fn engine_config(pooling: bool, meter: bool) -> Config {
     let mut config = Config::new();
     config.wasm_component_model(true);
     config.epoch_interruption(true);
+    config.consume_fuel(meter);
     config.max_wasm_stack(512 << 10);
     config.parallel_compilation(true);
     if pooling {
@@ -152,7 +156,7 @@ impl PluginHost {
         if config.call_timeout.is_zero() {
             return Err(Error::Runtime("the plugin call timeout must be more than zero".into()));
         }
-        runtime()?;
+        runtime(config.meter)?;
         Ok(PluginHost { config, log: stderr_log_sink(), plugins: Vec::new() })
     }
 
@@ -169,7 +173,7 @@ impl PluginHost {
     /// fits the plugin world (or want imports relocate does not give), and
     /// with [`Error::Describe`] when its description is malformed.
     pub fn load(&mut self, origin: Origin, bytes: &[u8]) -> Result<PluginId> {
-        let rt = runtime()?;
+        let rt = runtime(self.config.meter)?;
         let load_error = |message: String| Error::Load { origin: origin.to_string(), message };
         check_header(bytes).map_err(load_error)?;
         let (component, from_cache) =
@@ -201,8 +205,9 @@ impl PluginHost {
             wall_clock: Duration::ZERO,
             facts: None,
             log: self.log.clone(),
+            record_calls: false,
         };
-        let mut store = new_store(&rt.engine, setup, self.config.call_timeout);
+        let mut store = new_store(&rt.engine, setup, &self.config);
         let described = off_async_context(|| {
             let bindings = pre.instantiate(&mut store)?;
             bindings.relocate_plugin_importer().call_describe(&mut store)
@@ -284,6 +289,7 @@ impl PluginHost {
             wall_clock,
             facts: Some(config.facts.clone()),
             log: self.log.clone(),
+            record_calls: self.config.meter,
         };
         Ok(Opener {
             label: loaded.label.clone(),
@@ -310,8 +316,8 @@ struct Opener {
 
 impl Opener {
     fn open(self) -> Result<Session> {
-        let rt = runtime()?;
-        let store = new_store(&rt.engine, self.setup, self.config.call_timeout);
+        let rt = runtime(self.config.meter)?;
+        let store = new_store(&rt.engine, self.setup, &self.config);
         let mut session = Session {
             plugin: self.label,
             model: self.model,
@@ -322,6 +328,7 @@ impl Opener {
             resource: None,
             ordinals: Arc::from([]),
             fuel: HOSTCALL_FUEL,
+            instructions: 0,
             poisoned: None,
             lookups: Default::default(),
             own_finds: Vec::new(),
@@ -336,6 +343,15 @@ impl Opener {
         session.resource = Some(resource);
         Ok(session)
     }
+}
+
+/// What a session's instance used: the instructions it ran in `prepare` and
+/// `resolve` (wasmtime fuel; `None` unless [`RuntimeConfig::meter`]) and its
+/// largest linear memory, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub instructions: Option<u64>,
+    pub peak_memory: usize,
 }
 
 /// A [`Session`] that lives on a thread of its own and is called from async
@@ -396,6 +412,16 @@ impl SessionThread {
         self.run(move |session| session.resolve(&answers)).await
     }
 
+    /// [`Session::host_calls`], on the session's thread.
+    pub async fn host_calls(&self) -> Result<Vec<String>> {
+        self.run(|session| Ok(session.host_calls())).await
+    }
+
+    /// [`Session::usage`], on the session's thread.
+    pub async fn usage(&self) -> Result<Usage> {
+        self.run(|session| Ok(session.usage())).await
+    }
+
     async fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut Session) -> Result<R> + Send + 'static) -> Result<R> {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |session| {
@@ -424,13 +450,17 @@ impl Drop for SessionThread {
     }
 }
 
-fn new_store(engine: &Engine, setup: StoreSetup, call_timeout: Duration) -> Store<StoreState> {
+fn new_store(engine: &Engine, setup: StoreSetup, config: &RuntimeConfig) -> Store<StoreState> {
     let mut store = Store::new(engine, StoreState::new(setup));
     store.limiter(|state| &mut state.limiter);
     store.set_hostcall_fuel(HOSTCALL_FUEL);
     store.set_max_component_handles(MAX_COMPONENT_HANDLES);
     store.epoch_deadline_trap();
-    arm(&mut store, call_timeout);
+    if config.meter {
+        // Fuel only counts here: the deadline is still the epoch's.
+        let _ = store.set_fuel(u64::MAX);
+    }
+    arm(&mut store, config.call_timeout);
     store
 }
 
@@ -558,6 +588,9 @@ pub struct Session {
     ordinals: Arc<[u64]>,
     /// The hostcall fuel of each call on the last batch.
     fuel: usize,
+    /// Instructions the guest ran in `prepare` and `resolve` so far, when
+    /// [`RuntimeConfig::meter`] is on.
+    instructions: u64,
     /// Why the session may not be used any more.
     poisoned: Option<String>,
     /// The lookups its queries asked for so far.
@@ -571,6 +604,21 @@ impl Session {
     /// The model this session imports.
     pub fn model(&self) -> &ModelDesc {
         &self.model
+    }
+
+    /// The `host` imports the guest called so far, oldest first, as
+    /// `at-record 0`, `random-bytes 32`, `mapping-of sentry.user 1: 10`,
+    /// `log warn: ...`; empty unless [`RuntimeConfig::meter`].
+    pub fn host_calls(&self) -> Vec<String> {
+        self.store.data().host.calls.clone().unwrap_or_default()
+    }
+
+    /// What the instance has used so far.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            instructions: self.config.meter.then_some(self.instructions),
+            peak_memory: self.store.data().limiter.peak,
+        }
     }
 
     /// Normalizes a batch: exactly one [`Prepared`] per record, in order.
@@ -667,8 +715,14 @@ impl Session {
         arm(&mut self.store, self.config.call_timeout);
         self.store.data().host.random.enter(phase, self.ordinals.clone());
         self.store.set_hostcall_fuel(self.fuel);
+        let fuel_before = self.store.get_fuel().ok();
         let store = &mut self.store;
-        let result = match off_async_context(move || f(store)) {
+        let result = off_async_context(move || f(store));
+        if let (Some(before), Ok(after), Phase::Prepare | Phase::Resolve) = (fuel_before, self.store.get_fuel(), phase)
+        {
+            self.instructions = self.instructions.saturating_add(before.saturating_sub(after));
+        }
+        let result = match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
                 let ordinal = self.blamed_ordinal();

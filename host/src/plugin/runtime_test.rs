@@ -20,7 +20,7 @@ fn artifact(name: &str) -> Vec<u8> {
 type LogLines = Arc<Mutex<Vec<(String, Option<String>, Level, String)>>>;
 
 fn config() -> RuntimeConfig {
-    RuntimeConfig { cache_dir: None, memory_limit: 64 << 20, call_timeout: Duration::from_secs(10) }
+    RuntimeConfig { cache_dir: None, memory_limit: 64 << 20, call_timeout: Duration::from_secs(10), meter: false }
 }
 
 /// A host with `config` whose log lines are kept for the test.
@@ -85,7 +85,7 @@ fn answered(index: usize, answers: Vec<Answer>) -> Answered {
 
 #[test]
 fn guests_import_only_the_interfaces_relocate_links() {
-    let engine = &runtime().unwrap().engine;
+    let engine = &runtime(false).unwrap().engine;
     for name in ["passthrough", "std-user"] {
         let component = Component::new(engine, artifact(name)).unwrap();
         let imports: Vec<String> =

@@ -62,6 +62,8 @@ pub(super) struct StoreSetup {
     pub wall_clock: Duration,
     pub facts: Option<Arc<dyn Facts>>,
     pub log: LogSink,
+    /// Keep a list of the `host` imports the guest calls.
+    pub record_calls: bool,
 }
 
 impl StoreState {
@@ -107,6 +109,7 @@ impl StoreState {
                 at_record: None,
                 log_lines: 0,
                 log_dropped: 0,
+                calls: setup.record_calls.then(Vec::new),
             },
             stdout,
             stderr,
@@ -143,6 +146,18 @@ pub(super) struct HostCtx {
     pub at_record: Option<u32>,
     pub log_lines: u32,
     pub log_dropped: u32,
+    /// Every `host` import the guest called, in order, when the session
+    /// records them (`relocate plugin test`).
+    pub calls: Option<Vec<String>>,
+}
+
+impl HostCtx {
+    /// Notes a `host` import call, if this session records them.
+    pub fn record(&mut self, call: impl FnOnce() -> String) {
+        if let Some(calls) = &mut self.calls {
+            calls.push(call());
+        }
+    }
 }
 
 impl HostCtx {
@@ -539,6 +554,8 @@ impl tokio::io::AsyncWrite for Capture {
 pub(super) struct Limiter {
     limits: StoreLimits,
     pub memory_refused: bool,
+    /// The largest size a linear memory was given, in bytes.
+    pub peak: usize,
 }
 
 /// Core instances, tables and memories one plugin may create; a Rust
@@ -558,14 +575,16 @@ impl Limiter {
             .memories(MAX_MEMORIES)
             .trap_on_grow_failure(true)
             .build();
-        Limiter { limits, memory_refused: false }
+        Limiter { limits, memory_refused: false, peak: 0 }
     }
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         let verdict = self.limits.memory_growing(current, desired, maximum);
-        if !matches!(verdict, Ok(true)) {
+        if matches!(verdict, Ok(true)) {
+            self.peak = self.peak.max(desired);
+        } else {
             self.memory_refused = true;
         }
         verdict

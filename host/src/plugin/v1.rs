@@ -62,20 +62,23 @@ impl wit::Host for HostCtx {}
 impl wit_host::Host for HostCtx {
     fn mapping_of(&mut self, model: String, old_pk: i64) -> wasmtime::Result<Option<wit_host::Mapping>> {
         // A malformed name cannot have been imported; the guest just learns so.
-        let (Some(facts), Ok(model)) = (&self.facts, ModelName::new(&model)) else {
+        let (Some(facts), Ok(name)) = (&self.facts, ModelName::new(&model)) else {
+            self.record(|| format!("mapping-of {model} {old_pk}: none"));
             return Ok(None);
         };
-        Ok(facts.mapping_of(&model, old_pk).map(|m| wit_host::Mapping {
-            new_pk: m.new_pk,
-            kind: import_kind_to_wit(m.kind),
-            slug: m.slug,
-        }))
+        let found = facts.mapping_of(&name, old_pk);
+        self.record(|| match &found {
+            Some(m) => format!("mapping-of {model} {old_pk}: {}", m.new_pk),
+            None => format!("mapping-of {model} {old_pk}: none"),
+        });
+        Ok(found.map(|m| wit_host::Mapping { new_pk: m.new_pk, kind: import_kind_to_wit(m.kind), slug: m.slug }))
     }
 
     fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
         if len > MAX_RANDOM_BYTES {
             wasmtime::bail!("random-bytes asked for {len} bytes; at most {MAX_RANDOM_BYTES} are given per call");
         }
+        self.record(|| format!("random-bytes {len}"));
         let mut bytes = vec![0; len as usize];
         self.random.fill(Purpose::RandomBytes, &mut bytes);
         Ok(bytes)
@@ -88,11 +91,13 @@ impl wit_host::Host for HostCtx {
             wit::Level::Warn => Level::Warn,
             wit::Level::Error => Level::Error,
         };
+        self.record(|| format!("log {}: {message}", format!("{level:?}").to_lowercase()));
         HostCtx::log(self, level, &message);
         Ok(())
     }
 
     fn at_record(&mut self, index: u32) -> wasmtime::Result<()> {
+        self.record(|| format!("at-record {index}"));
         self.at_record = Some(index);
         self.random.at_record(index);
         Ok(())
