@@ -10,14 +10,16 @@ use std::time::Duration;
 
 use crate::model::{ImportKind, ModelDesc, ModelName, Pk, Scope, Value};
 
+mod contract;
 mod imports;
 mod runtime;
 mod state;
 mod v1;
+mod v2;
 
+pub use contract::{Contract, LATEST, SUPPORTED, supported_versions};
 pub use imports::{Access, classify as classify_import};
 pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread};
-pub use v1::CONTRACT;
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.
