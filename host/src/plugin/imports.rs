@@ -63,7 +63,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_do_not_matter_and_unknown_interfaces_are_missing() {
+    fn wasi_versions_do_not_matter_but_contract_versions_do() {
         assert_eq!(classify("wasi:filesystem/preopens@0.2.6").0, Access::Denied);
         assert_eq!(classify("wasi:sockets/tcp@0.2.0").0, Access::Denied);
         assert_eq!(classify("wasi:clocks/wall-clock@0.2.6").0, Access::Stubbed);

@@ -710,6 +710,16 @@ mod tests {
         assert_eq!(book.relocation_dependencies[0].as_str(), "test.other");
     }
 
+    /// `plain`, new in 0.2.0, is a constrained key like Sentry's ordinary one.
+    #[test]
+    fn a_plain_foreign_key_is_constrained() {
+        let mut m = book();
+        m.foreign_keys[0].kind = wit::FkKind::Plain;
+        let (_, _, models) = plugin_info_from_wit(info(vec![m])).unwrap();
+        assert_eq!(models[0].foreign_keys[0].kind, FkKind::Plain);
+        assert!(FkKind::Plain.has_constraint());
+    }
+
     #[test]
     fn bad_descriptions_are_rejected() {
         rejects(vec![], "no models");
