@@ -210,9 +210,13 @@ pub enum OnMissing {
     SetNull,
 }
 
-/// How Sentry declares a relation.
+/// How a relation is declared: Sentry's kinds, and `Plain` for a model that
+/// is not Sentry's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FkKind {
+    /// A team's own model's foreign key: ordered, remapped and constrained
+    /// like Sentry's `FlexibleForeignKey` (contract 0.2.0 on).
+    Plain,
     FlexibleForeignKey,
     DefaultForeignKey,
     DefaultOneToOneField,

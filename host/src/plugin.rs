@@ -10,16 +10,18 @@ use std::time::Duration;
 
 use crate::model::{ImportKind, ModelDesc, ModelName, Pk, Scope, Value};
 
+mod contract;
 #[doc(hidden)]
 pub mod fuzzing;
 mod imports;
 mod runtime;
 mod state;
 mod v1;
+mod v2;
 
+pub use contract::{Contract, LATEST, SUPPORTED, supported_versions};
 pub use imports::{Access, classify as classify_import};
 pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread, Usage};
-pub use v1::CONTRACT;
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.

@@ -14,6 +14,7 @@ mod authoring;
 mod catalogue;
 mod cli;
 mod concurrency;
+mod contract;
 mod crash;
 mod crypto;
 mod errors;

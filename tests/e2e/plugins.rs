@@ -79,7 +79,11 @@ fn files_that_are_no_plugin_get_one_line_each() {
         // The smallest valid core module: the header alone.
         ("core.wasm", b"\0asm\x01\0\0\0", "is a core WebAssembly module, not a component"),
         // The smallest valid component: it exports nothing, so no importer.
-        ("other.wasm", b"\0asm\x0d\0\x01\0", "does not export `relocate:plugin/importer@0.1.0`"),
+        (
+            "other.wasm",
+            b"\0asm\x0d\0\x01\0",
+            "exports no `relocate:plugin/importer`, nor anything else; relocate supports contract versions 0.2.0 and 0.1.0",
+        ),
     ];
     for (name, bytes, needle) in cases {
         let path = write(dir.path(), name, bytes);
@@ -114,7 +118,7 @@ fn inspect_shows_a_builtin_plugins_models_and_foreign_keys() {
     run.success();
     for needle in [
         "plugin    sentry-users",
-        "contract  relocate:plugin@0.1.0",
+        "contract  relocate:plugin@0.2.0",
         "model sentry.useremail",
         "foreign key user_id -> sentry.user",
         "on missing target: drop",
@@ -128,7 +132,7 @@ fn inspect_shows_a_builtin_plugins_models_and_foreign_keys() {
     let run = relocate(&["plugin", "inspect", file.to_str().unwrap(), "--json"]);
     run.success();
     let doc: serde_json::Value = serde_json::from_str(&run.stdout).expect("inspect --json prints one JSON document");
-    assert_eq!(doc["contract"], "relocate:plugin@0.1.0");
+    assert_eq!(doc["contract"], "relocate:plugin@0.2.0");
     assert_eq!(doc["name"], "sentry-users");
     assert_eq!(doc["size"], std::fs::metadata(&file).unwrap().len());
     assert_eq!(doc["check"]["ok"], true);

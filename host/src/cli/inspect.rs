@@ -84,7 +84,7 @@ fn report(host: &PluginHost, id: PluginId, size: usize, registry: Option<&Regist
         })
         .collect();
     json!({
-        "contract": plugin::CONTRACT,
+        "contract": host.contract(id).map(|c| c.package),
         "name": info.name,
         "version": info.version,
         "origin": info.origin.to_string(),
@@ -139,7 +139,7 @@ fn model_json(desc: &ModelDesc, replaces: Option<String>) -> Json {
     })
 }
 
-/// The contract's names for column kinds (`wit/v1`).
+/// The contract's names for column kinds (`wit/`).
 fn kind_name(kind: ColumnKind) -> &'static str {
     match kind {
         ColumnKind::Integer => "integer",
@@ -151,9 +151,11 @@ fn kind_name(kind: ColumnKind) -> &'static str {
     }
 }
 
-/// Sentry's names for relation kinds, as in its `detailed.json`.
+/// Sentry's names for relation kinds, as in its `detailed.json`, and
+/// `Plain` for a team's own model's.
 fn fk_kind_name(kind: FkKind) -> &'static str {
     match kind {
+        FkKind::Plain => "Plain",
         FkKind::FlexibleForeignKey => "FlexibleForeignKey",
         FkKind::DefaultForeignKey => "DefaultForeignKey",
         FkKind::DefaultOneToOneField => "DefaultOneToOneField",

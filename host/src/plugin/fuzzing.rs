@@ -3,19 +3,19 @@
 //! without a wasm component. They are the very functions a plugin call goes
 //! through; nothing here changes what is checked.
 
-pub use super::v1::exports::relocate::plugin::importer::PluginInfo;
-pub use super::v1::relocate::plugin::types as wit;
+pub use super::v2::exports::relocate::plugin::importer::PluginInfo;
+pub use super::v2::relocate::plugin::types as wit;
 use super::{Answered, Decided, Prepared};
 use crate::model::ModelDesc;
 
 /// What loading a plugin makes of its `describe`: name, version and models.
 pub fn describe(raw: PluginInfo) -> Result<(String, String, Vec<ModelDesc>), String> {
-    super::v1::plugin_info_from_wit(raw)
+    super::v2::plugin_info_from_wit(raw)
 }
 
 /// What a session makes of `prepare`'s answer for a batch of `batch_len` records of `model`.
 pub fn prepared(raw: Vec<wit::Prepared>, batch_len: usize, model: &ModelDesc) -> Result<Vec<Prepared>, String> {
-    super::v1::prepared_from_wit(raw, batch_len, model).map_err(|v| v.message)
+    super::v2::prepared_from_wit(raw, batch_len, model).map_err(|v| v.message)
 }
 
 /// What a session makes of `resolve`'s answer to `answers`, for records of
@@ -29,5 +29,5 @@ pub fn decided(raw: Vec<wit::Decided>, answers: &[Answered], model: &ModelDesc) 
     for a in answers {
         own_finds[a.index] = vec![true; a.answers.len()];
     }
-    super::v1::decided_from_wit(raw, answers, model, &own, &own_finds).map_err(|v| v.message)
+    super::v2::decided_from_wit(raw, answers, model, &own, &own_finds).map_err(|v| v.message)
 }

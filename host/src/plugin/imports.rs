@@ -29,8 +29,13 @@ impl Access {
 /// How the sandbox treats interface `import` (`wasi:cli/environment@0.2.6`),
 /// and why, in a few words.
 pub fn classify(import: &str) -> (Access, &'static str) {
-    let interface = import.split_once('@').map_or(import, |(name, _)| name);
+    let (interface, version) = import.split_once('@').unwrap_or((import, ""));
     match interface {
+        "relocate:plugin/host" | "relocate:plugin/types"
+            if !super::SUPPORTED.iter().any(|contract| contract.version == version) =>
+        {
+            (Access::Missing, "a contract version relocate does not link")
+        }
         "relocate:plugin/host" => (Access::Granted, "the relocate host: mappings, seeded random bytes, log"),
         "relocate:plugin/types" => (Access::Granted, "the contract's types"),
         "wasi:cli/stdout" | "wasi:cli/stderr" => (Access::Stubbed, "captured per call and logged at debug level"),
@@ -58,11 +63,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn versions_do_not_matter_and_unknown_interfaces_are_missing() {
+    fn wasi_versions_do_not_matter_but_contract_versions_do() {
         assert_eq!(classify("wasi:filesystem/preopens@0.2.6").0, Access::Denied);
         assert_eq!(classify("wasi:sockets/tcp@0.2.0").0, Access::Denied);
         assert_eq!(classify("wasi:clocks/wall-clock@0.2.6").0, Access::Stubbed);
         assert_eq!(classify("relocate:plugin/host@0.1.0").0, Access::Granted);
+        assert_eq!(classify("relocate:plugin/types@0.2.0").0, Access::Granted);
+        assert_eq!(classify("relocate:plugin/host@9.0.0").0, Access::Missing);
         assert_eq!(classify("wasi:http/outgoing-handler@0.2.0").0, Access::Missing);
     }
 }

@@ -11,8 +11,9 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker, ResourceAny};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
+use super::contract::{self, Contract};
 use super::state::{Phase, StoreSetup, StoreState, VirtualClockView, truncate};
-use super::v1;
+use super::v2;
 use super::{
     Answered, Decided, Error, InputRecord, LogSink, Origin, PluginId, PluginInfo, Prepared, Query, Result,
     RuntimeConfig, SessionConfig, stderr_log_sink,
@@ -116,7 +117,7 @@ fn linker(engine: &Engine) -> wasmtime::Result<Linker<StoreState>> {
         StoreState::virtual_clock,
     )?;
     linker.allow_shadowing(false);
-    v1::add_to_linker(&mut linker)?;
+    contract::add_to_linker(&mut linker)?;
     Ok(linker)
 }
 
@@ -137,7 +138,8 @@ struct Loaded {
     label: Arc<str>,
     /// What the component imports (`wasi:cli/environment@0.2.6`, ...).
     imports: Vec<String>,
-    pre: v1::BindingsPre,
+    /// Linked, and by the contract version it speaks.
+    pre: contract::Pre,
     /// Whether its compiled code came from the cache (for tests).
     #[cfg_attr(not(test), allow(dead_code))]
     from_cache: bool,
@@ -180,18 +182,16 @@ impl PluginHost {
             compile_cached(&rt.engine, self.config.cache_dir.as_deref(), bytes, &origin, &self.log)
                 .map_err(load_error)?;
         let ty = component.component_type();
-        if !ty.exports(&rt.engine).any(|(name, _)| name == v1::IMPORTER) {
-            return Err(load_error(format!(
-                "it is a component, but not a relocate plugin: it does not export `{}` (build it against wit/v1, world `plugin`)",
-                v1::IMPORTER
-            )));
-        }
+        // The version is picked before linking, so that a plugin of another
+        // version is told so rather than which of its imports are missing.
+        let contract = contract::spoken(ty.exports(&rt.engine).map(|(name, _)| name)).map_err(load_error)?;
         let imports: Vec<String> = ty.imports(&rt.engine).map(|(name, _)| name.to_string()).collect();
         let pre = rt.linker.instantiate_pre(&component).map_err(|e| load_error(link_error(&imports, &e)))?;
-        let pre = v1::BindingsPre::new(pre).map_err(|e| {
+        let pre = contract::Pre::new(contract, pre).map_err(|e| {
             load_error(format!(
-                "it exports `{}`, but with other types than this relocate's contract: {}",
-                v1::IMPORTER,
+                "it exports `{}`, but with other types than contract {}: {}",
+                contract.importer,
+                contract.package,
                 one_line(&e)
             ))
         })?;
@@ -208,10 +208,7 @@ impl PluginHost {
             record_calls: false,
         };
         let mut store = new_store(&rt.engine, setup, &self.config);
-        let described = off_async_context(|| {
-            let bindings = pre.instantiate(&mut store)?;
-            bindings.relocate_plugin_importer().call_describe(&mut store)
-        });
+        let described = off_async_context(|| pre.instantiate(&mut store)?.describe(&mut store));
         store.data_mut().host.end_call();
         let raw = match described {
             Ok(Ok(raw)) => raw,
@@ -220,7 +217,7 @@ impl PluginHost {
                 return Err(describe_error(format!("the host panicked while it ran: {panic}")));
             }
         };
-        let (name, version, models) = v1::plugin_info_from_wit(raw).map_err(describe_error)?;
+        let (name, version, models) = v2::plugin_info_from_wit(raw).map_err(describe_error)?;
 
         let label: Arc<str> = format!("{name}@{version}").into();
         let id = PluginId(self.plugins.len());
@@ -242,6 +239,11 @@ impl PluginHost {
     /// What plugin `id` said about itself.
     pub fn info(&self, id: PluginId) -> Option<&PluginInfo> {
         self.plugins.get(id.0).map(|p| &p.info)
+    }
+
+    /// The contract version plugin `id` speaks.
+    pub fn contract(&self, id: PluginId) -> Option<Contract> {
+        self.plugins.get(id.0).map(|p| p.pre.contract())
     }
 
     /// The interfaces plugin `id` imports, by name, as its component says.
@@ -298,7 +300,7 @@ impl PluginHost {
             config: self.config.clone(),
             pre: loaded.pre.clone(),
             setup,
-            wit_config: v1::session_config_to_wit(&config),
+            wit_config: v2::session_config_to_wit(&config),
         })
     }
 }
@@ -309,9 +311,9 @@ struct Opener {
     model: ModelDesc,
     own_models: Arc<[ModelName]>,
     config: RuntimeConfig,
-    pre: v1::BindingsPre,
+    pre: contract::Pre,
     setup: StoreSetup,
-    wit_config: v1::WitSessionConfig,
+    wit_config: v2::WitSessionConfig,
 }
 
 impl Opener {
@@ -335,9 +337,9 @@ impl Opener {
         };
         let (pre, wit_config) = (&self.pre, &self.wit_config);
         let (bindings, resource) = session.call(Phase::Session, |store| {
-            let bindings = pre.instantiate(&mut *store)?;
-            let resource = bindings.relocate_plugin_importer().session().call_constructor(&mut *store, wit_config)?;
-            Ok((bindings, resource))
+            let instance = pre.instantiate(&mut *store)?;
+            let resource = instance.open(&mut *store, wit_config)?;
+            Ok((instance, resource))
         })?;
         session.bindings = Some(Arc::new(bindings));
         session.resource = Some(resource);
@@ -581,7 +583,7 @@ pub struct Session {
     config: RuntimeConfig,
     store: Store<StoreState>,
     /// Set once the instance and its guest session exist.
-    bindings: Option<Arc<v1::Bindings>>,
+    bindings: Option<Arc<contract::Instance>>,
     resource: Option<ResourceAny>,
     /// The ordinals of the last batch given to `prepare`, to name records
     /// and to seed what the guest draws for each.
@@ -594,7 +596,7 @@ pub struct Session {
     /// Why the session may not be used any more.
     poisoned: Option<String>,
     /// The lookups its queries asked for so far.
-    lookups: std::collections::HashSet<v1::Lookup>,
+    lookups: std::collections::HashSet<v2::Lookup>,
     /// Per record of the last batch, per query: whether it was a find on
     /// this session's model, whose answers name rows `resolve` may reuse.
     own_finds: Vec<Vec<bool>>,
@@ -634,16 +636,14 @@ impl Session {
         let len = batch.len();
         let wit_batch = batch
             .into_iter()
-            .map(v1::input_record_to_wit)
+            .map(v2::input_record_to_wit)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Runtime(format!("cannot hand the batch to {}: {e}", self.plugin)))?;
         let (bindings, resource) = self.instance()?;
-        let raw = self.call(Phase::Prepare, |store| {
-            bindings.relocate_plugin_importer().session().call_prepare(store, resource, &wit_batch)
-        })?;
+        let raw = self.call(Phase::Prepare, |store| bindings.prepare(store, resource, wit_batch))?;
         let raw = self.settle(raw)?;
-        let prepared = self.protocol(v1::prepared_from_wit(raw, len, &self.model))?;
-        let lookups = v1::check_lookups(&prepared, &mut self.lookups);
+        let prepared = self.protocol(v2::prepared_from_wit(raw, len, &self.model))?;
+        let lookups = v2::check_lookups(&prepared, &mut self.lookups);
         self.protocol(lookups)?;
         let own = &self.model.name;
         self.own_finds = prepared
@@ -675,15 +675,13 @@ impl Session {
         }
         let wit_answers = answers
             .iter()
-            .map(v1::answered_to_wit)
+            .map(v2::answered_to_wit)
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| Error::Runtime(format!("cannot hand the answers to {}: {e}", self.plugin)))?;
         let (bindings, resource) = self.instance()?;
-        let raw = self.call(Phase::Resolve, |store| {
-            bindings.relocate_plugin_importer().session().call_resolve(store, resource, &wit_answers)
-        })?;
+        let raw = self.call(Phase::Resolve, |store| bindings.resolve(store, resource, wit_answers))?;
         let raw = self.settle(raw)?;
-        let decided = v1::decided_from_wit(raw, answers, &self.model, &self.own_models, &self.own_finds);
+        let decided = v2::decided_from_wit(raw, answers, &self.model, &self.own_models, &self.own_finds);
         self.protocol(decided)
     }
 
@@ -698,7 +696,7 @@ impl Session {
         }
     }
 
-    fn instance(&self) -> Result<(Arc<v1::Bindings>, ResourceAny)> {
+    fn instance(&self) -> Result<(Arc<contract::Instance>, ResourceAny)> {
         match (&self.bindings, self.resource) {
             (Some(bindings), Some(resource)) => Ok((bindings.clone(), resource)),
             _ => Err(Error::Runtime(format!("session of {} on {} has no instance", self.plugin, self.model.name))),
@@ -740,12 +738,12 @@ impl Session {
     }
 
     /// Turns a guest `fatal` into [`Error::Fatal`].
-    fn settle<T>(&mut self, raw: std::result::Result<T, v1::WitFatal>) -> Result<T> {
+    fn settle<T>(&mut self, raw: std::result::Result<T, v2::WitFatal>) -> Result<T> {
         raw.map_err(|fatal| {
             let error = Error::Fatal {
                 plugin: self.plugin.to_string(),
                 model: self.model.name.clone(),
-                message: truncate(&v1::fatal_message(fatal), 4 << 10).into_owned(),
+                message: truncate(&v2::fatal_message(fatal), 4 << 10).into_owned(),
             };
             self.poisoned = Some("it gave up (fatal)".into());
             error
@@ -754,7 +752,7 @@ impl Session {
 
     /// Turns a contract violation into [`Error::Protocol`], naming the
     /// record it is about.
-    fn protocol<T>(&mut self, checked: std::result::Result<T, v1::Violation>) -> Result<T> {
+    fn protocol<T>(&mut self, checked: std::result::Result<T, v2::Violation>) -> Result<T> {
         checked.map_err(|violation| {
             self.poisoned = Some("it broke the contract".into());
             Error::Protocol {

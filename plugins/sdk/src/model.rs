@@ -58,11 +58,8 @@ pub enum Silo {
 pub enum FkKind {
     /// A plain foreign key to a model, for a model that is not Sentry's (the
     /// default of [`ForeignKey::to`]): the target is imported first, its new
-    /// pk replaces the old one, and the schema gets a constraint.
-    ///
-    /// Contract v1 names only Sentry's kinds, so it travels as
-    /// `flexible-foreign-key`, Sentry's ordinary foreign key, which the host
-    /// treats exactly so; `relocate plugin inspect` shows that name.
+    /// pk replaces the old one, and the schema gets a constraint. It travels
+    /// as contract 0.2.0's `plain` (0.1.0 had only Sentry's kinds).
     Plain,
     FlexibleForeignKey,
     DefaultForeignKey,

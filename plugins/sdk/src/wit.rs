@@ -1,4 +1,5 @@
-//! The generated bindings of `wit/v1` and the glue that exports a plugin
+//! The generated bindings of `wit/v2` (contract `relocate:plugin@0.2.0`, the
+//! latest) and the glue that exports a plugin
 //! through them: conversions between the contract's types and the SDK's, and
 //! the `session` resource wrapping a [`Runner`].
 //!
@@ -16,7 +17,7 @@ use crate::{
 
 wit_bindgen::generate!({
     // The crate's own copy of the contract, so that it builds from anywhere.
-    path: "wit/v1",
+    path: "wit/v2",
     world: "plugin",
     pub_export_macro: true,
     export_macro_name: "__export_relocate_plugin",
@@ -159,8 +160,8 @@ fn model_desc(d: ModelDesc) -> t::ModelDesc {
                 column: fk.column,
                 model: fk.model,
                 kind: match fk.kind {
-                    // Contract v1 has no name of its own for a plain foreign key.
-                    FkKind::Plain | FkKind::FlexibleForeignKey => t::FkKind::FlexibleForeignKey,
+                    FkKind::Plain => t::FkKind::Plain,
+                    FkKind::FlexibleForeignKey => t::FkKind::FlexibleForeignKey,
                     FkKind::DefaultForeignKey => t::FkKind::DefaultForeignKey,
                     FkKind::DefaultOneToOneField => t::FkKind::DefaultOneToOneField,
                     FkKind::OneToOneCascadeDeletes => t::FkKind::OneToOneCascadeDeletes,
