@@ -89,14 +89,15 @@ fn kind_name(kind: ColumnKind) -> &'static str {
 
 /// Sentry's export format, `2023-06-22T22:59:55.531Z`: UTC with
 /// milliseconds. Older exports without milliseconds, offsets or no zone at
-/// all (taken as UTC) are accepted.
+/// all (taken as UTC) are accepted. A time whose UTC year falls outside
+/// 0–9999 (`9999-12-31T23:00:00-05:00`) is refused: RFC 3339 cannot write it.
 pub fn normalize_datetime(s: &str) -> Option<String> {
     let utc = DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .ok()
         .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))
         .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|n| n.and_utc()))?;
-    Some(utc.to_rfc3339_opts(SecondsFormat::Millis, true))
+    (0..=9999).contains(&chrono::Datelike::year(&utc)).then(|| utc.to_rfc3339_opts(SecondsFormat::Millis, true))
 }
 
 /// What is wrong with the values a plugin returned for `desc`.
@@ -166,6 +167,9 @@ mod tests {
         assert_eq!(normalize_datetime("2023-06-22T02:00:00+02:00").unwrap(), "2023-06-22T00:00:00.000Z");
         assert_eq!(normalize_datetime("2023-06-22T00:00:00.123456").unwrap(), "2023-06-22T00:00:00.123Z");
         assert!(normalize_datetime("yesterday").is_none());
+        // Found by the plugin_output fuzz target: RFC 3339 has no year 10000.
+        assert!(normalize_datetime("9999-12-31T23:00:00-05:00").is_none());
+        assert_eq!(normalize_datetime("9999-12-31T23:00:00Z").unwrap(), "9999-12-31T23:00:00.000Z");
     }
 
     #[test]
