@@ -143,6 +143,11 @@ impl Session {
     }
 
     /// How this import mapped `old_pk` of `model`, if it has been imported.
+    ///
+    /// Models before this one are complete. Of this session's own model,
+    /// `resolve` sees every batch before the current one, but `prepare` not
+    /// the one just before it: the host prepares a batch while it writes the
+    /// previous one.
     pub fn mapping_of(&self, model: &str, old_pk: i64) -> Option<Mapping> {
         host::mapping_of(model, old_pk)
     }
