@@ -583,7 +583,11 @@ async fn import_models(
                 Err(error) => {
                     let ordinal = error.instance().and_then(|(_, ordinal, _)| ordinal);
                     let records = match next_records {
-                        Some(n) if ordinal.is_some_and(|o| n.iter().any(|(r, _)| *r == o)) => n,
+                        Some(n) if ordinal.is_some_and(|o| n.iter().any(|(r, _)| *r == o)) => {
+                            // This batch committed before the next one failed.
+                            reporter.on_records(std::mem::take(&mut run.fates));
+                            n
+                        }
                         _ => this_records,
                     };
                     let (pkmap, plugin) = (&*pkmap, &*plugin_name);

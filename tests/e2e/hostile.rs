@@ -253,3 +253,43 @@ fn inspect_marks_what_the_sandbox_denies_or_lacks() {
     run.failure(PLUGIN_FAILED);
     assert!(error_line(&run).contains("hostile:net/raw-socket"), "{}", run.stderr);
 }
+
+// The plugin prepares batch 2 while batch 1 is written: a trap there stops
+// the import after batch 1 committed, and what the user is told matches the
+// database: batch 1's rows and chunk, its records in the report, and the
+// failing batch (record #21 alone) captured for a replay.
+db_test!(a_trap_while_the_previous_batch_commits_keeps_that_batch, |t| {
+    let mut records = vec![serde_json::json!({"model": "hostile.target", "pk": 1, "fields": {"text": "one"}})];
+    for pk in 1..=21 {
+        let text = if pk == 21 { "go" } else { "fine" };
+        records.push(serde_json::json!({"model": "hostile.recurse", "pk": pk, "fields": {"text": text, "parent": 1}}));
+    }
+    let src = t.dir.path().join("late-trap.json");
+    std::fs::write(&src, serde_json::Value::Array(records).to_string()).expect("write the export");
+    let report = t.dir.path().join("report.jsonl");
+    let captures = t.dir.path().join("captured");
+    let args = [
+        "--batch-size",
+        "20",
+        "--report",
+        report.to_str().unwrap(),
+        "--report-inserted",
+        "--capture-failures",
+        captures.to_str().unwrap(),
+    ];
+    let run = import(&t, &src, "hostile", &args);
+    run.failure(PLUGIN_FAILED);
+    assert!(error_line(&run).contains("record #21"), "{}", run.stderr);
+    assert_eq!(rows_and_chunks(&t, "hostile_recurse", "hostile.recurse").await, (20, 1));
+    let reported = std::fs::read_to_string(&report).expect("the report");
+    let inserted: Vec<&str> =
+        reported.lines().filter(|l| l.contains("\"hostile.recurse\"") && l.contains("\"inserted\"")).collect();
+    assert_eq!(inserted.len(), 20, "batch 1's records are reported:\n{reported}");
+    let captured: Vec<_> = std::fs::read_dir(&captures).expect("the capture folder").collect();
+    assert_eq!(captured.len(), 1, "one captured batch");
+    let case: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(captured[0].as_ref().unwrap().path()).unwrap()).unwrap();
+    let ordinals: Vec<u64> =
+        case["records"].as_array().unwrap().iter().map(|r| r["ordinal"].as_u64().unwrap_or(0)).collect();
+    assert_eq!(ordinals, [21], "the failing batch is captured: {case}");
+});
