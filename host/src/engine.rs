@@ -580,10 +580,9 @@ async fn import_models(
             let (this_records, next_records) = (decoded.replayable(), next.as_ref().map(Decoded::replayable));
             match run.batch(db, decoded, ahead.take(), next).await {
                 Ok((next, prepped)) => (carried, ahead) = (next, prepped),
-                Err(error) => {
-                    let ordinal = error.instance().and_then(|(_, ordinal, _)| ordinal);
+                Err(Failed { error, committed, .. }) => {
                     let records = match next_records {
-                        Some(n) if ordinal.is_some_and(|o| n.iter().any(|(r, _)| *r == o)) => {
+                        Some(n) if committed => {
                             // This batch committed before the next one failed.
                             reporter.on_records(std::mem::take(&mut run.fates));
                             n
@@ -924,15 +923,17 @@ struct Prepped {
 }
 
 /// A batch that failed; `flush` when the plugin prepared the next batch
-/// meanwhile and waits for its `resolve`.
+/// meanwhile and waits for its `resolve`; `committed` when the batch itself
+/// committed and the next one's `prepare` failed.
 struct Failed {
     error: Error,
     flush: bool,
+    committed: bool,
 }
 
 impl<E: Into<Error>> From<E> for Failed {
     fn from(error: E) -> Self {
-        Failed { error: error.into(), flush: false }
+        Failed { error: error.into(), flush: false, committed: false }
     }
 }
 
@@ -984,7 +985,7 @@ impl ModelRun<'_, '_> {
         mut decoded: Decoded,
         mut prepped: Option<Prepped>,
         mut next: Option<Decoded>,
-    ) -> Result<(Option<Decoded>, Option<Prepped>)> {
+    ) -> std::result::Result<(Option<Decoded>, Option<Prepped>), Failed> {
         loop {
             let before = (self.stats.clone(), self.fates.len());
             self.note_unready(&decoded);
@@ -994,8 +995,8 @@ impl ModelRun<'_, '_> {
             };
             let failed = match self.try_batch(db, this, next.as_mut()).await {
                 Ok(ahead) => return Ok((next, ahead)),
-                Err(f) if f.error.is_unique_violation() => f,
-                Err(f) => return Err(f.error),
+                Err(f) if f.error.is_unique_violation() && !f.committed => f,
+                Err(f) => return Err(f),
             };
             let starts: BTreeSet<i64> = decoded.records.iter().map(|(o, _, _)| chunk_start(*o)).collect();
             let won: Vec<Chunk> = db
@@ -1009,7 +1010,7 @@ impl ModelRun<'_, '_> {
                 })
                 .collect();
             if won.is_empty() {
-                return Err(failed.error);
+                return Err(failed);
             }
             if failed.flush {
                 // Closes the next batch's `prepare`; it is prepared again later.
@@ -1080,9 +1081,9 @@ impl ModelRun<'_, '_> {
         };
         let (stored, ahead) = tokio::join!(store, prepare_next);
         let flush = matches!(&ahead, Some(Ok(p)) if !p.recs.is_empty());
-        let written = stored.map_err(|error| Failed { error, flush })?;
+        let written = stored.map_err(|error| Failed { error, flush, committed: false })?;
         self.book(written);
-        Ok(ahead.transpose()?)
+        ahead.transpose().map_err(|error| Failed { error: error.into(), flush: false, committed: true })
     }
 
     /// Runs `prepare` over the batch's records still to import.
