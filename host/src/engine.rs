@@ -557,15 +557,20 @@ async fn import_models(
         };
         let mut reading: VecDeque<_> = (0..batches.min(2)).map(|b| spawn(b, &run.done)).collect();
         let mut spawned = reading.len();
-        let mut carried: Option<Decoded> = None;
+        // The batch read ahead, with what a capture of it would need.
+        let mut carried: Option<(Decoded, Vec<(u64, Pk)>)> = None;
         let mut ahead: Option<Prepped> = None;
         for b in 0..batches {
             if reporter.stop_requested() {
                 return Err(Error::Cancelled);
             }
-            let decoded = match carried.take() {
-                Some(d) => d,
-                None => read(reading.pop_front().ok_or_else(|| Error::Internal("no batch read".into()))?).await?,
+            let (decoded, this_records) = match carried.take() {
+                Some(c) => c,
+                None => {
+                    let d = read(reading.pop_front().ok_or_else(|| Error::Internal("no batch read".into()))?).await?;
+                    let records = d.replayable();
+                    (d, records)
+                }
             };
             let next = match reading.pop_front() {
                 Some(handle) => Some(read(handle).await?),
@@ -577,9 +582,10 @@ async fn import_models(
             }
             // What a capture of the failing batch needs: with the next batch
             // prepared ahead, the failure may be the next batch's.
-            let (this_records, next_records) = (decoded.replayable(), next.as_ref().map(Decoded::replayable));
+            // (A lost race reads a batch again, but the same records.)
+            let next_records = next.as_ref().map(Decoded::replayable);
             match run.batch(db, decoded, ahead.take(), next).await {
-                Ok((next, prepped)) => (carried, ahead) = (next, prepped),
+                Ok((next, prepped)) => (carried, ahead) = (next.zip(next_records), prepped),
                 Err(Failed { error, committed, .. }) => {
                     let records = match next_records {
                         Some(n) if committed => {
