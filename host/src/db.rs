@@ -1,8 +1,10 @@
 //! The target database: SQLite (the embedded default) or PostgreSQL.
 //!
-//! Everything the engine writes goes through a [`Tx`], in bulk: one statement
-//! per batch for inserts, one per kind of question for lookups. The dialect
-//! modules hold the SQL under the same function names.
+//! Everything the engine writes goes through a [`Tx`], a batch at a time:
+//! on PostgreSQL one statement per batch for inserts and overwrites and one
+//! per kind of question for lookups; on SQLite, which runs in this process,
+//! one prepared statement stepped per row, all on the calling thread. The
+//! dialect modules hold the SQL under the same function names.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -29,6 +31,9 @@ pub enum Error {
     NoFile { url: String },
     #[error("database: {context}: {}", message(.error))]
     Query { context: String, error: sqlx::Error },
+    /// A statement run through rusqlite on sqlx's SQLite handle.
+    #[error("database: {context}: {error}")]
+    Sqlite { context: String, error: rusqlite::Error },
     #[error("database: {context}: a unique constraint was violated: {message}")]
     UniqueViolation { context: String, message: String },
     // These two quote their cause rather than chain it: what matters is
@@ -39,7 +44,7 @@ pub enum Error {
         "{context}: another connection holds the SQLite database's write lock and did not release it within \
          {}s ({cause})", sqlite::BUSY_TIMEOUT.as_secs()
     )]
-    Locked { context: String, cause: sqlx::Error },
+    Locked { context: String, cause: String },
     #[error("table {table} (model {model}) does not exist in the target database; run `relocate db init` first")]
     MissingTable { model: ModelName, table: Ident },
     #[error("{0}")]
@@ -65,6 +70,7 @@ impl Error {
             // (a queued job's); a missing database is its own variant.
             Error::Connect { .. } => true,
             Error::Query { error, .. } => is_transient(error),
+            Error::Sqlite { error, .. } => error.sqlite_error_code().is_some_and(sqlite::is_transient_code),
             _ => false,
         }
     }
@@ -90,7 +96,9 @@ fn is_transient(error: &sqlx::Error) -> bool {
                 }
                 // SQLite's primary result code is the low byte of the extended
                 // one: BUSY, LOCKED, NOMEM, IOERR, FULL, PROTOCOL.
-                None => code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 7 | 10 | 13 | 15)),
+                None => {
+                    code.parse::<i32>().is_ok_and(|c| sqlite::is_transient_code(libsqlite3_sys::Error::new(c).code))
+                }
             }
         }
         _ => false,
@@ -162,7 +170,7 @@ pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error
                 if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
                     && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) =>
             {
-                Error::Locked { context, cause: error }
+                Error::Locked { context, cause: message(&error) }
             }
             (sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed, _) => {
                 Error::ConnectionLost { context, cause: error }
@@ -536,6 +544,12 @@ impl Tx<'_> {
         }
     }
 
+    /// Whether [`Tx::lock_questions`] takes locks: whether computing the
+    /// keys is worth it.
+    pub fn locks_questions(&self) -> bool {
+        matches!(self, Tx::Postgres(_))
+    }
+
     /// Makes concurrent imports that ask about the same names take turns,
     /// as Sentry's per-name locks do: on PostgreSQL, a transaction-level
     /// advisory lock per question ([`question_lock`]), so that the second
@@ -544,6 +558,9 @@ impl Tx<'_> {
     /// ascending order in one statement, so two batches never wait on each
     /// other in a cycle. SQLite's `BEGIN IMMEDIATE` serializes writers already.
     pub async fn lock_questions(&mut self, keys: Vec<i64>) -> Result<()> {
+        if !self.locks_questions() {
+            return Ok(());
+        }
         // A bounded number of locks per batch: PostgreSQL's lock table is
         // shared and small (64 per connection by default), and a batch may
         // ask 10,000 questions. Two names in one bucket only take turns.
@@ -596,10 +613,14 @@ impl Tx<'_> {
         }
     }
 
-    pub async fn update(&mut self, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
+    /// Overwrites the rows with these pks, in order.
+    pub async fn update(&mut self, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
         match self {
-            Tx::Sqlite(t) => sqlite::update(t, model, pk, values).await,
-            Tx::Postgres(t) => postgres::update(t, model, pk, values).await,
+            Tx::Sqlite(t) => sqlite::update(t, model, rows).await,
+            Tx::Postgres(t) => postgres::update(t, model, rows).await,
         }
     }
 
@@ -638,11 +659,7 @@ impl Tx<'_> {
                 let Some(first) = part.first() else { continue };
                 let context = format!("record the import chunks of {} from ordinal {}", first.model, first.min_ordinal);
                 match self {
-                    Tx::Sqlite(t) => {
-                        // Numbered parameters, so that every row repeats the one time.
-                        let sql = chunk_insert(table, part.len(), |n, _| format!("?{n}"));
-                        insert_chunk_rows!(&mut **t, sql, &now, part, context)?;
-                    }
+                    Tx::Sqlite(t) => sqlite::insert_chunks(t, table, &now, part, &context).await?,
                     Tx::Postgres(t) => {
                         let sql = chunk_insert(table, part.len(), postgres::chunk_param);
                         insert_chunk_rows!(&mut **t, sql, &now, part, context)?;
@@ -1166,9 +1183,8 @@ mod tests {
         assert_eq!(taken, [vec!["Élodie", "ÉLODIE-x1"], vec!["ÖZİL"], vec![], vec![]]);
 
         let Tx::Sqlite(t) = &mut tx else { unreachable!("a SQLite transaction") };
-        let explain = format!("EXPLAIN QUERY PLAN {}", sqlite::taken_sql(&model, 0, 1));
+        let explain = format!("EXPLAIN QUERY PLAN {}", sqlite::taken_sql(&model, 0));
         let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
-            .bind(0)
             .bind("a")
             .bind("a.")
             .bind("a-")

@@ -1,6 +1,7 @@
 //! PostgreSQL: one `UNNEST` of typed arrays per batch, so a statement's size
 //! does not grow with its rows and no bind-parameter limit applies.
 
+use std::collections::HashMap;
 use std::str::FromStr;
 
 use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
@@ -177,18 +178,6 @@ fn cast(kind: ColumnKind) -> &'static str {
     }
 }
 
-fn bind_scalar(args: &mut PgArguments, kind: ColumnKind, value: &Value) -> Result<()> {
-    let mut a = Array::new(kind, 1);
-    a.push(value);
-    let r = match a {
-        Array::Int(mut v) => args.add(v.pop().flatten()),
-        Array::Float(mut v) => args.add(v.pop().flatten()),
-        Array::Bool(mut v) => args.add(v.pop().flatten()),
-        Array::Text(mut v) => args.add(v.pop().flatten()),
-    };
-    r.map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })
-}
-
 /// One index probe per key: a `LATERAL` subquery per unnested key, so the
 /// planner cannot pick a hash join that scans the whole table.
 pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[&[Value]]) -> Result<Vec<Option<Pk>>> {
@@ -296,32 +285,13 @@ pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
 /// server's delayed ACK then hold every COPY for about 40 ms, which at
 /// batches of at most 10,000 rows costs more than COPY saves.)
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
-    let mut args = PgArguments::default();
-    let pks: Vec<i64> = rows.iter().map(|r| r.pk).collect();
-    args.add(pks).map_err(|e| Error::Query { context: "bind pks".into(), error: sqlx::Error::Encode(e) })?;
-    let mut params = vec!["$1::int8[]".to_string()];
-    let mut select = vec!["u.id".to_string()];
-    let mut names = vec!["id".to_string()];
-    for (n, column) in model.columns.iter().enumerate() {
-        let mut array = Array::new(column.kind, rows.len());
-        for row in rows {
-            array.push(&row.values[n]);
-        }
-        array.bind(&mut args)?;
-        params.push(format!("${}::{}", n + 2, array_type(column.kind)));
-        select.push(format!("u.c{n}{}", cast(column.kind)));
-        names.push(format!("c{n}"));
-    }
+    let (args, unnest) = unnest(model, rows.iter())?;
     let mut columns = vec!["id".to_string()];
     columns.extend(model.columns.iter().map(|c| c.name.quoted()));
-    let sql = format!(
-        "INSERT INTO {} ({}) SELECT {} FROM UNNEST({}) AS u({})",
-        model.table,
-        columns.join(", "),
-        select.join(", "),
-        params.join(", "),
-        names.join(", ")
-    );
+    let mut select = vec!["u.id".to_string()];
+    select.extend(model.columns.iter().enumerate().map(|(n, c)| format!("u.c{n}{}", cast(c.kind))));
+    let sql =
+        format!("INSERT INTO {} ({}) SELECT {} FROM {unnest}", model.table, columns.join(", "), select.join(", "));
     sqlx::query_with(AssertSqlSafe(sql), args)
         .execute(&mut **t)
         .await
@@ -329,21 +299,46 @@ pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> R
     Ok(())
 }
 
-pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
-    let mut args = PgArguments::default();
-    let mut sets = Vec::new();
-    for (n, column) in model.columns.iter().enumerate() {
-        bind_scalar(&mut args, column.kind, &values[n])?;
-        let ty = array_type(column.kind).trim_end_matches("[]");
-        sets.push(format!("{} = ${}::{ty}{}", column.name.quoted(), n + 1, cast(column.kind)));
-    }
-    bind_scalar(&mut args, ColumnKind::Integer, &Value::Integer(pk))?;
-    let sql = format!("UPDATE {} SET {} WHERE id = ${}", model.table, sets.join(", "), model.columns.len() + 1);
+/// Overwrites rows in one statement. `UPDATE … FROM` applies one row per
+/// pk, so a pk given twice takes its last values, as one `UPDATE` per row
+/// in order would leave it.
+pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+    let last: HashMap<Pk, usize> = rows.iter().enumerate().map(|(i, r)| (r.pk, i)).collect();
+    let kept = rows.iter().enumerate().filter(|(i, r)| last[&r.pk] == *i).map(|(_, r)| r);
+    let (args, unnest) = unnest(model, kept)?;
+    let sets: Vec<String> = model
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(n, c)| format!("{} = u.c{n}{}", c.name.quoted(), cast(c.kind)))
+        .collect();
+    let sql = format!("UPDATE {} AS t SET {} FROM {unnest} WHERE t.id = u.id", model.table, sets.join(", "));
     sqlx::query_with(AssertSqlSafe(sql), args)
         .execute(&mut **t)
         .await
-        .map_err(query_error(format!("overwrite {} row {pk}", model.name)))?;
+        .map_err(query_error(format!("overwrite {} rows", model.name)))?;
     Ok(())
+}
+
+/// The rows as one typed array parameter per column, and the
+/// `UNNEST(…) AS u(id, c0, c1, …)` that turns them back into rows.
+fn unnest<'r>(model: &ModelDesc, rows: impl Iterator<Item = &'r NewRow<'r>> + Clone) -> Result<(PgArguments, String)> {
+    let mut args = PgArguments::default();
+    let pks: Vec<i64> = rows.clone().map(|r| r.pk).collect();
+    let len = pks.len();
+    args.add(pks).map_err(|e| Error::Query { context: "bind pks".into(), error: sqlx::Error::Encode(e) })?;
+    let mut params = vec!["$1::int8[]".to_string()];
+    let mut names = vec!["id".to_string()];
+    for (n, column) in model.columns.iter().enumerate() {
+        let mut array = Array::new(column.kind, len);
+        for row in rows.clone() {
+            array.push(&row.values[n]);
+        }
+        array.bind(&mut args)?;
+        params.push(format!("${}::{}", n + 2, array_type(column.kind)));
+        names.push(format!("c{n}"));
+    }
+    Ok((args, format!("UNNEST({}) AS u({})", params.join(", "), names.join(", "))))
 }
 
 /// PostgreSQL's placeholder for a chunk parameter, cast to its column's type.

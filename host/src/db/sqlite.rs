@@ -1,4 +1,6 @@
-//! SQLite: multi-row `VALUES` statements, `BEGIN IMMEDIATE` transactions.
+//! SQLite: `BEGIN IMMEDIATE` transactions through sqlx; a batch's rows and
+//! questions through rusqlite on the same handle ([`with_handle`]), one
+//! prepared statement stepped per row.
 
 use std::ffi::c_int;
 use std::str::FromStr;
@@ -6,20 +8,14 @@ use std::time::Duration;
 
 use libsqlite3_sys as ffi;
 
-use sqlx::sqlite::{
-    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTransactionManager,
-};
-use sqlx::{Arguments, AssertSqlSafe, Connection, Row, SqlSafeStr, SqliteConnection, Transaction};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, SqliteTransactionManager};
+use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr, SqliteConnection, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
 use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
-
-/// SQLite's default cap on bound parameters per statement is 32766.
-const MAX_PARAMS: usize = 32_000;
-const MAX_ROWS_PER_STATEMENT: usize = 500;
 
 /// How long a statement waits for another connection's write lock before
 /// it fails with "database is locked".
@@ -155,17 +151,6 @@ pub async fn existing_tables(c: &mut SqliteConnection, tables: &[&str]) -> Resul
     Ok(names.into_iter().filter(|n| tables.contains(&n.as_str())).collect())
 }
 
-fn bind(args: &mut SqliteArguments, value: &Value) -> Result<()> {
-    let r = match value {
-        Value::Null => args.add(Option::<i64>::None),
-        Value::Integer(i) => args.add(*i),
-        Value::Float(f) => args.add(*f),
-        Value::Boolean(b) => args.add(*b),
-        Value::Text(s) | Value::Json(s) => args.add(s.clone()),
-    };
-    r.map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })
-}
-
 fn placeholders(n: usize) -> String {
     let mut s = String::with_capacity(n * 2 + 2);
     s.push('(');
@@ -193,123 +178,194 @@ pub async fn index_columns(c: &mut SqliteConnection, table: &Ident) -> Result<Ve
     Ok(super::group_index_columns(rows.iter().map(|row| (row.get::<String, _>(0), row.get(1)))))
 }
 
-/// `CROSS JOIN` makes the keys the outer loop, so each is one index probe.
+/// One index probe per key, each a step of one prepared statement.
 pub async fn find(t: &mut Tx<'_>, model: &ModelDesc, columns: &[usize], keys: &[&[Value]]) -> Result<Vec<Option<Pk>>> {
-    let mut out = vec![None; keys.len()];
-    let per = (MAX_PARAMS / (columns.len() + 1)).clamp(1, MAX_ROWS_PER_STATEMENT);
-    let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-    let join: Vec<String> =
-        columns.iter().zip(&names).map(|(&c, n)| format!("t.{} = u.{n}", model.columns[c].name.quoted())).collect();
-    for (base, part) in keys.chunks(per).enumerate() {
-        let rows = vec![placeholders(columns.len() + 1); part.len()].join(",");
-        let sql = format!(
-            "WITH u(i, {}) AS (VALUES {rows}) SELECT u.i, MIN(t.id) FROM u CROSS JOIN {} t ON {} GROUP BY u.i",
-            names.join(", "),
-            model.table,
-            join.join(" AND ")
-        );
-        let mut args = SqliteArguments::default();
-        for (i, key) in part.iter().enumerate() {
-            bind(&mut args, &Value::Integer((base * per + i) as i64))?;
-            for v in *key {
-                bind(&mut args, v)?;
-            }
-        }
-        let found = sqlx::query_with(AssertSqlSafe(sql), args)
-            .fetch_all(&mut **t)
-            .await
-            .map_err(query_error(format!("look up {} rows", model.name)))?;
-        for row in found {
-            let (i, pk): (i64, i64) = (row.get(0), row.get(1));
-            if let Some(slot) = out.get_mut(i as usize) {
-                *slot = Some(pk);
-            }
-        }
-    }
-    Ok(out)
+    let conditions: Vec<String> =
+        columns.iter().enumerate().map(|(i, &c)| format!("{} = ?{}", model.columns[c].name.quoted(), i + 1)).collect();
+    let sql = format!("SELECT MIN(id) FROM {} WHERE {}", model.table, conditions.join(" AND "));
+    with_handle(t, &format!("look up {} rows", model.name), |conn| {
+        let mut find = conn.prepare(&sql)?;
+        keys.iter()
+            .map(|key| {
+                for (i, value) in key.iter().enumerate() {
+                    find.raw_bind_parameter(i + 1, value)?;
+                }
+                let mut rows = find.raw_query();
+                match rows.next()? {
+                    Some(row) => row.get::<_, Option<Pk>>(0),
+                    None => Ok(None),
+                }
+            })
+            .collect()
+    })
+    .await
 }
 
 /// One range scan of the folded-column index per base.
 pub async fn taken(t: &mut Tx<'_>, model: &ModelDesc, column: usize, bases: &[TakenRange]) -> Result<Vec<Vec<String>>> {
-    let mut out = vec![Vec::new(); bases.len()];
-    let per = (MAX_PARAMS / 4).min(MAX_ROWS_PER_STATEMENT);
-    for (base, part) in bases.chunks(per).enumerate() {
-        let mut args = SqliteArguments::default();
-        for (i, range) in part.iter().enumerate() {
-            bind(&mut args, &Value::Integer((base * per + i) as i64))?;
-            for text in [&range.base, &range.upper, &range.suffixed] {
-                args.add(text.as_str())
-                    .map_err(|e| Error::Query { context: "bind a value".into(), error: sqlx::Error::Encode(e) })?;
-            }
-        }
-        let found = sqlx::query_with(AssertSqlSafe(taken_sql(model, column, part.len())), args)
-            .fetch_all(&mut **t)
-            .await
-            .map_err(query_error(format!("look up taken {} values", model.name)))?;
-        for row in found {
-            let (i, value): (i64, String) = (row.get(0), row.get(1));
-            if let Some(slot) = out.get_mut(i as usize) {
-                slot.push(value);
-            }
-        }
-    }
-    Ok(out)
+    let sql = taken_sql(model, column);
+    with_handle(t, &format!("look up taken {} values", model.name), |conn| {
+        let mut taken = conn.prepare(&sql)?;
+        bases
+            .iter()
+            .map(|range| {
+                taken.raw_bind_parameter(1, range.base.as_str())?;
+                taken.raw_bind_parameter(2, range.upper.as_str())?;
+                taken.raw_bind_parameter(3, range.suffixed.as_str())?;
+                let mut rows = taken.raw_query();
+                let mut values = Vec::new();
+                while let Some(row) = rows.next()? {
+                    values.push(row.get(0)?);
+                }
+                Ok(values)
+            })
+            .collect()
+    })
+    .await
 }
 
-/// `taken` for `rows` ranges, each bound as (index, base, upper, suffixed).
-pub(super) fn taken_sql(model: &ModelDesc, column: usize, rows: usize) -> String {
+/// `taken` for one range, bound as (base, upper, suffixed).
+pub(super) fn taken_sql(model: &ModelDesc, column: usize) -> String {
     let col = model.columns[column].name.quoted();
     let folded = super::folded(super::Dialect::Sqlite, &format!("t.{col}"));
     format!(
-        "WITH u(i, b, hi, s) AS (VALUES {}) SELECT u.i, t.{col} FROM u CROSS JOIN {table} t \
-         ON {folded} >= u.b AND {folded} < u.hi WHERE {folded} = u.b OR {folded} >= u.s",
-        vec!["(?,?,?,?)"; rows].join(","),
+        "SELECT t.{col} FROM {table} t WHERE {folded} >= ?1 AND {folded} < ?2 AND ({folded} = ?1 OR {folded} >= ?3)",
         table = model.table
     )
 }
 
-pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
-    let width = model.columns.len() + 1;
-    let per = (MAX_PARAMS / width).clamp(1, MAX_ROWS_PER_STATEMENT);
-    let cols: Vec<String> =
-        std::iter::once("id".to_string()).chain(model.columns.iter().map(|c| c.name.quoted())).collect();
-    let head = format!("INSERT INTO {} ({}) VALUES ", model.table, cols.join(", "));
-    let row_sql = placeholders(width);
-    for part in rows.chunks(per) {
-        let mut sql = String::with_capacity(head.len() + part.len() * (row_sql.len() + 1));
-        sql.push_str(&head);
-        let mut args = SqliteArguments::default();
-        for (i, row) in part.iter().enumerate() {
-            if i > 0 {
-                sql.push(',');
+/// Chunk rows, each a step of one prepared single-row statement; `now` is
+/// every row's `date_updated`.
+pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, chunks: &[&Chunk], context: &str) -> Result<()> {
+    let sql = super::chunk_insert(table, 1, |n, _| format!("?{n}"));
+    with_handle(t, context, |conn| {
+        let mut insert = conn.prepare(&sql)?;
+        insert.raw_bind_parameter(1, now)?;
+        for c in chunks {
+            let maps = [&c.inserted_map, &c.existing_map, &c.overwrite_map].map(super::map_to_json);
+            let params: [&dyn rusqlite::ToSql; super::CHUNK_PARAMS] = [
+                &c.import_uuid.hyphenated().to_string(),
+                &c.model.as_str(),
+                &c.min_ordinal,
+                &c.max_ordinal,
+                &c.min_source_pk,
+                &c.max_source_pk,
+                &c.min_inserted_pk,
+                &c.max_inserted_pk,
+                &maps[0],
+                &maps[1],
+                &maps[2],
+                &super::map_to_json(&c.inserted_identifiers),
+                &super::chunk_time(&c.date_added),
+            ];
+            for (i, param) in params.iter().enumerate() {
+                insert.raw_bind_parameter(i + 2, param)?;
             }
-            sql.push_str(&row_sql);
-            bind(&mut args, &Value::Integer(row.pk))?;
-            for v in row.values {
-                bind(&mut args, v)?;
-            }
+            insert.raw_execute()?;
         }
-        sqlx::query_with(AssertSqlSafe(sql), args)
-            .execute(&mut **t)
-            .await
-            .map_err(query_error(format!("insert {} rows", model.name)))?;
-    }
-    Ok(())
+        Ok(())
+    })
+    .await
 }
 
-pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, pk: Pk, values: &[Value]) -> Result<()> {
+/// One prepared single-row statement stepped per row, as SQLite's own bulk
+/// loads do: no SQL text or parameter list grows with the batch.
+pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+    let cols: Vec<String> =
+        std::iter::once("id".to_string()).chain(model.columns.iter().map(|c| c.name.quoted())).collect();
+    let sql = format!("INSERT INTO {} ({}) VALUES {}", model.table, cols.join(", "), placeholders(cols.len()));
+    with_handle(t, &format!("insert {} rows", model.name), |conn| {
+        let mut insert = conn.prepare(&sql)?;
+        for row in rows {
+            insert.raw_bind_parameter(1, row.pk)?;
+            for (i, value) in row.values.iter().enumerate() {
+                insert.raw_bind_parameter(i + 2, value)?;
+            }
+            insert.raw_execute()?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Overwrites rows in place, in order (a pk given twice ends with its last
+/// values).
+pub async fn update(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
     let sets: Vec<String> = model.columns.iter().map(|c| format!("{} = ?", c.name.quoted())).collect();
     let sql = format!("UPDATE {} SET {} WHERE id = ?", model.table, sets.join(", "));
-    let mut args = SqliteArguments::default();
-    for v in values {
-        bind(&mut args, v)?;
+    with_handle(t, &format!("overwrite {} rows", model.name), |conn| {
+        let mut update = conn.prepare(&sql)?;
+        for row in rows {
+            for (i, value) in row.values.iter().enumerate() {
+                update.raw_bind_parameter(i + 1, value)?;
+            }
+            update.raw_bind_parameter(row.values.len() + 1, row.pk)?;
+            update.raw_execute()?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs `f` through rusqlite on the transaction's connection, on this
+/// thread, while sqlx's worker thread waits: a batch's rows then cost one
+/// hand-off between threads, not one per statement and per row returned,
+/// and bind without sqlx's per-parameter lookups. The transaction stays
+/// sqlx's: `f` only runs statements inside it.
+#[allow(unsafe_code)]
+async fn with_handle<T>(
+    t: &mut Tx<'_>,
+    context: &str,
+    f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<T>,
+) -> Result<T> {
+    let mut handle = t.lock_handle().await.map_err(query_error(context))?;
+    let db = handle.as_raw_handle().as_ptr();
+    // SAFETY: `db` is this connection's open handle, and the lock keeps
+    // every other thread (sqlx's worker) off it until `handle` drops, after
+    // `conn`. A connection made by `from_handle` never closes the handle;
+    // dropping it finalizes the statements it prepared.
+    let conn = unsafe { rusqlite::Connection::from_handle(db) }.map_err(raw_error(context))?;
+    let out = f(&conn).map_err(raw_error(context));
+    drop(conn);
+    drop(handle);
+    out
+}
+
+/// Sorts a rusqlite failure as [`query_error`] sorts sqlx's.
+fn raw_error(context: &str) -> impl FnOnce(rusqlite::Error) -> Error {
+    let context = context.to_string();
+    move |error| match error.sqlite_error() {
+        Some(e)
+            if e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Error::UniqueViolation { context, message: error.to_string() }
+        }
+        Some(e) if matches!(e.code, ffi::ErrorCode::DatabaseBusy | ffi::ErrorCode::DatabaseLocked) => {
+            Error::Locked { context, cause: error.to_string() }
+        }
+        _ => Error::Sqlite { context, error },
     }
-    bind(&mut args, &Value::Integer(pk))?;
-    sqlx::query_with(AssertSqlSafe(sql), args)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error(format!("overwrite {} row {pk}", model.name)))?;
-    Ok(())
+}
+
+/// SQLite's result codes after which the same statement may succeed later:
+/// busy, locked, out of memory, I/O error, disk full, locking protocol.
+pub(super) fn is_transient_code(code: ffi::ErrorCode) -> bool {
+    use ffi::ErrorCode::*;
+    matches!(code, DatabaseBusy | DatabaseLocked | OutOfMemory | SystemIoFailure | DiskFull | FileLockingProtocolFailed)
+}
+
+impl rusqlite::ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Float(f) => ValueRef::Real(*f),
+            Value::Boolean(b) => ValueRef::Integer(i64::from(*b)),
+            Value::Text(s) | Value::Json(s) => ValueRef::Text(s.as_bytes()),
+        }))
+    }
 }
 
 pub async fn load_chunks(c: &mut SqliteConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {
