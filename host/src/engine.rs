@@ -714,14 +714,14 @@ impl Decoder {
     fn decode(&self, range: std::ops::Range<usize>, done: &BTreeMap<i64, i64>) -> Result<Decoded> {
         let refs = &self.export.records(&self.desc.name)[range.clone()];
         let mut records = Vec::with_capacity(refs.len());
-        let mut buf = Vec::new();
+        let mut batch = self.export.batch(refs)?;
         for (i, at) in refs.iter().enumerate() {
             let ordinal = (range.start + i) as u64 + 1;
             if done.contains_key(&chunk_start(ordinal)) {
                 records.push((ordinal, at.pk, Read::Resumed));
                 continue;
             }
-            let raw = self.export.read(at, &mut buf)?;
+            let raw = batch.read(at)?;
             let mut values = record::values_from_fields(&self.desc, &raw.fields).map_err(|errors| {
                 Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
             })?;
@@ -1085,7 +1085,9 @@ impl ModelRun<'_, '_> {
                 None => None,
             }
         };
-        let (stored, ahead) = tokio::join!(store, prepare_next);
+        // `prepare_next` first: its request reaches the plugin's thread
+        // before a SQLite write blocks this one (`db::sqlite::with_handle`).
+        let (ahead, stored) = tokio::join!(biased; prepare_next, store);
         let flush = matches!(&ahead, Some(Ok(p)) if !p.recs.is_empty());
         let written = stored.map_err(|error| Failed { error, flush, committed: false })?;
         self.book(written);
@@ -1246,7 +1248,9 @@ impl ModelRun<'_, '_> {
                     &base
                 }
             };
-            locks.push(db::question_lock(model, &lookup, key));
+            if tx.locks_questions() {
+                locks.push(db::question_lock(model, &lookup, key));
+            }
             match lookup {
                 db::Lookup::Equal(cols) => finds.entry((model.clone(), cols)).or_default().push(n),
                 db::Lookup::Folded(col) => takens.entry((model.clone(), col)).or_default().push(n),
@@ -1330,11 +1334,14 @@ impl ModelRun<'_, '_> {
     async fn write(&self, tx: &mut db::Tx<'_>, recs: &[Rec], decisions: Decisions) -> Result<Written> {
         let Decisions { outcomes, derived } = decisions;
         let new_pks = self.insert_rows(tx, &outcomes).await?;
-        for (_, o) in &outcomes {
-            if let Outcome::Overwrite { pk, values } = o {
-                tx.update(self.desc, *pk, values).await?;
-            }
-        }
+        let overwrites: Vec<NewRow> = outcomes
+            .iter()
+            .filter_map(|(_, o)| match o {
+                Outcome::Overwrite { pk, values } => Some(NewRow { pk: *pk, values }),
+                _ => None,
+            })
+            .collect();
+        tx.update(self.desc, &overwrites).await?;
         let derived = self.derived_rows(derived, recs, &outcomes, &new_pks)?;
         let mut derived_written = Vec::with_capacity(derived.len());
         for (desc, rows) in &derived {
@@ -1466,15 +1473,16 @@ impl ModelRun<'_, '_> {
         for (model, pks) in written.derived {
             *self.state.derived.entry(model.to_string()).or_default() += pks.len() as u64;
         }
-        for (rec, mapping) in written.mappings {
+        for (rec, mapping) in &written.mappings {
             let (fate, reason) = match mapping.kind {
                 ImportKind::Inserted => (Fate::Inserted, "inserted"),
                 ImportKind::Existing => (Fate::Existing, "an existing row stands for it"),
                 ImportKind::Overwrite => (Fate::Overwritten, "it overwrote an existing row"),
             };
-            self.note(rec, fate, Some(mapping.new_pk), || reason.into());
-            self.state.pkmap.insert(&self.desc.name, rec.old_pk, mapping);
+            self.note(*rec, fate, Some(mapping.new_pk), || reason.into());
         }
+        let pkmap = self.state.pkmap.clone();
+        pkmap.extend(&self.desc.name, written.mappings.into_iter().map(|(rec, mapping)| (rec.old_pk, mapping)));
     }
 
     /// Counts a record's fate, and keeps it for the reporter if it wants it.

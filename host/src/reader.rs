@@ -130,8 +130,67 @@ impl Export {
         serde_json::from_slice(buf).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
     }
 
+    /// A reader of the records `refs` point at: it reads them in one go
+    /// when they lie close together in the file, as each model's records of
+    /// an export usually do, rather than with one read per record.
+    pub fn batch(&self, refs: &[RecordRef]) -> Result<Batch<'_>> {
+        let mut batch = Batch { export: self, start: 0, span: Vec::new(), buf: Vec::new() };
+        let (Some(start), Some(end)) =
+            (refs.iter().map(|r| r.offset).min(), refs.iter().map(|r| r.offset + u64::from(r.len)).max())
+        else {
+            return Ok(batch);
+        };
+        let wanted: u64 = refs.iter().map(|r| u64::from(r.len)).sum();
+        let len = end - start;
+        if one_read(len, wanted) {
+            use std::os::unix::fs::FileExt;
+            batch.span.resize(len as usize, 0);
+            self.data
+                .read_exact_at(&mut batch.span, start)
+                .map_err(|error| Error::Io { path: self.path.clone(), error })?;
+            batch.start = start;
+        }
+        Ok(batch)
+    }
+
     pub fn record_error(&self, at: &RecordRef, message: String) -> Error {
         Error::Record { path: self.path.clone(), position: at.position, offset: at.offset, message }
+    }
+}
+
+/// The most [`Export::batch`] reads at once.
+const MAX_SPAN: u64 = 64 << 20;
+
+/// Whether a batch whose records need `wanted` bytes spread over `span`
+/// bytes of the file is read in one go: when little of the span is not
+/// the batch's.
+fn one_read(span: u64, wanted: u64) -> bool {
+    span <= MAX_SPAN && span <= 2 * wanted + (64 << 10)
+}
+
+/// Records of one batch, read together; see [`Export::batch`].
+pub struct Batch<'e> {
+    export: &'e Export,
+    /// The file's bytes from `start`, covering the batch; empty when its
+    /// records lie too far apart.
+    start: u64,
+    span: Vec<u8>,
+    buf: Vec<u8>,
+}
+
+impl Batch<'_> {
+    /// Parses one of the batch's records.
+    pub fn read(&mut self, at: &RecordRef) -> Result<RawRecord> {
+        let bytes = at
+            .offset
+            .checked_sub(self.start)
+            .and_then(|from| self.span.get(from as usize..from as usize + at.len as usize));
+        match bytes {
+            Some(bytes) => {
+                serde_json::from_slice(bytes).map_err(|e| self.export.record_error(at, format!("cannot parse: {e}")))
+            }
+            None => self.export.read(at, &mut self.buf),
+        }
     }
 }
 
@@ -152,6 +211,7 @@ pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
         None => return Err(s.syntax(0, "the file is empty: expected a JSON array of records".into())),
     }
     let mut first = true;
+    let mut last: Option<usize> = None;
     loop {
         match s.next_non_ws()? {
             Some(b']') if first => break,
@@ -169,7 +229,6 @@ pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
                 if env.fields.is_some_and(|f| !f.get().starts_with('{')) {
                     return Err(record_error("`fields` must be an object of field names and values".into()));
                 }
-                let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
                 let pk = match env.pk {
                     Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
                     Some(other) => {
@@ -179,10 +238,19 @@ pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
                     }
                     None => return Err(record_error("missing `pk`".into())),
                 };
-                let slot = *slots.entry(model.clone()).or_insert_with(|| {
-                    models.push((model, Vec::new()));
-                    models.len() - 1
-                });
+                // Records of one model usually come together: only a new
+                // model name is checked and looked up.
+                let slot = match last {
+                    Some(slot) if models[slot].0.as_str() == env.model => slot,
+                    _ => {
+                        let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
+                        *slots.entry(model.clone()).or_insert_with(|| {
+                            models.push((model, Vec::new()));
+                            models.len() - 1
+                        })
+                    }
+                };
+                last = Some(slot);
                 models[slot].1.push(RecordRef { pk, ..at });
             }
             Some(b) => return Err(s.syntax(1, format!("expected a record object, found `{}`", b as char))),
@@ -427,6 +495,30 @@ mod tests {
         assert_eq!(users.len(), 2);
         let rec = export.read(&users[1], &mut Vec::new()).unwrap();
         assert_eq!(rec.fields["username"], "member@example.com");
+    }
+
+    #[test]
+    fn a_batch_reads_what_single_reads_do_near_or_far_apart() {
+        let path =
+            Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/sentry/backup/fresh-install.json"));
+        let export = Export::open(path, None).unwrap();
+        let all: Vec<RecordRef> = export.models().iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let (first, last) = (all[0], all[all.len() - 1]);
+        // Far apart: two small records around most of the file.
+        let far = [RecordRef { len: 2, ..first }, RecordRef { len: 2, ..last }];
+        for refs in [&all[..], &all[3..5], &[last, first][..]] {
+            let mut batch = export.batch(refs).unwrap();
+            for at in refs {
+                let one = export.read(at, &mut Vec::new()).unwrap();
+                let read = batch.read(at).unwrap();
+                assert_eq!((read.model, read.pk, read.fields), (one.model, one.pk, one.fields));
+            }
+        }
+        let mut batch = export.batch(&far).unwrap();
+        assert!(batch.read(&far[0]).is_err(), "two bytes of a record are not a record");
+        assert!(one_read(1000, 900) && one_read(80 << 10, 10 << 10));
+        assert!(!one_read(10 << 20, 100), "records far apart are read one by one");
+        assert!(!one_read(MAX_SPAN + 1, MAX_SPAN + 1), "a span is at most {MAX_SPAN} bytes");
     }
 
     #[test]

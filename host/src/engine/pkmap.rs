@@ -6,8 +6,9 @@
 //! as ranges (inserted rows get consecutive pks, so a model's inserted rows
 //! are usually one range). [`PkMap::heap_bytes`] says what it costs.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
+
+use foldhash::HashMap;
 
 use rangemap::RangeInclusiveMap;
 
@@ -30,6 +31,7 @@ pub struct PkMap {
 struct Table {
     /// Old pk → new pk, one map per [`ImportKind`] (in `KINDS` order); an old
     /// pk is in at most one of them.
+    /// (foldhash: a seeded hash several times faster than std's SipHash.)
     by_old: [HashMap<Pk, Pk>; 3],
     /// Old pk → the slug it was inserted under, for models with a slug.
     slugs: HashMap<Pk, Box<str>>,
@@ -55,26 +57,54 @@ impl Table {
 
 impl PkMap {
     pub fn insert(&self, model: &ModelName, old: Pk, mapping: Mapping) {
+        self.extend(model, [(old, mapping)]);
+    }
+
+    /// Maps many old pks of `model` at once, in order: one lock and one
+    /// table lookup for a whole batch, and runs of consecutive new pks of
+    /// one kind (a batch's inserted rows) kept as one range.
+    pub fn extend(&self, model: &ModelName, mappings: impl IntoIterator<Item = (Pk, Mapping)>) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         let table = match inner.get_mut(model) {
             Some(t) => t,
             None => inner.entry(model.clone()).or_default(),
         };
-        let at = slot(mapping.kind);
-        // A pk repeated within a model is imported twice, as in Sentry: the
-        // later record's mapping wins.
-        for (i, map) in table.by_old.iter_mut().enumerate() {
-            if i == at {
-                map.insert(old, mapping.new_pk);
-            } else {
-                map.remove(&old);
+        let mut run: Option<(Pk, Pk, ImportKind)> = None;
+        for (old, mapping) in mappings {
+            let at = slot(mapping.kind);
+            // A pk repeated within a model is imported twice, as in Sentry:
+            // the later record's mapping wins.
+            for (i, map) in table.by_old.iter_mut().enumerate() {
+                if i == at {
+                    map.insert(old, mapping.new_pk);
+                } else if !map.is_empty() {
+                    map.remove(&old);
+                }
             }
+            match mapping.slug {
+                Some(slug) => {
+                    table.slugs.insert(old, slug.into_boxed_str());
+                }
+                None if !table.slugs.is_empty() => {
+                    table.slugs.remove(&old);
+                }
+                None => {}
+            }
+            let new = mapping.new_pk;
+            run = match run {
+                Some((first, last, kind)) if kind == mapping.kind && last.checked_add(1) == Some(new) => {
+                    Some((first, new, kind))
+                }
+                Some((first, last, kind)) => {
+                    table.new_pks.insert(first..=last, kind);
+                    Some((new, new, mapping.kind))
+                }
+                None => Some((new, new, mapping.kind)),
+            };
         }
-        match mapping.slug {
-            Some(slug) => table.slugs.insert(old, slug.into_boxed_str()),
-            None => table.slugs.remove(&old),
-        };
-        table.new_pks.insert(mapping.new_pk..=mapping.new_pk, mapping.kind);
+        if let Some((first, last, kind)) = run {
+            table.new_pks.insert(first..=last, kind);
+        }
     }
 
     pub fn get(&self, model: &ModelName, old: Pk) -> Option<Mapping> {
@@ -131,16 +161,16 @@ impl PkMap {
 
     /// Rebuilds the entries a chunk recorded (resuming an import).
     pub fn extend_from_chunk(&self, chunk: &Chunk) {
-        for (old, new) in &chunk.inserted_map {
-            let slug = chunk.inserted_identifiers.get(old).cloned();
-            self.insert(&chunk.model, *old, Mapping { new_pk: *new, kind: ImportKind::Inserted, slug });
-        }
-        for (old, new) in &chunk.existing_map {
-            self.insert(&chunk.model, *old, Mapping { new_pk: *new, kind: ImportKind::Existing, slug: None });
-        }
-        for (old, new) in &chunk.overwrite_map {
-            self.insert(&chunk.model, *old, Mapping { new_pk: *new, kind: ImportKind::Overwrite, slug: None });
-        }
+        let mapping = |kind: ImportKind| {
+            move |(old, new): (&Pk, &Pk)| {
+                let slug =
+                    (kind == ImportKind::Inserted).then(|| chunk.inserted_identifiers.get(old).cloned()).flatten();
+                (*old, Mapping { new_pk: *new, kind, slug })
+            }
+        };
+        self.extend(&chunk.model, chunk.inserted_map.iter().map(mapping(ImportKind::Inserted)));
+        self.extend(&chunk.model, chunk.existing_map.iter().map(mapping(ImportKind::Existing)));
+        self.extend(&chunk.model, chunk.overwrite_map.iter().map(mapping(ImportKind::Overwrite)));
     }
 }
 

@@ -92,12 +92,31 @@ fn kind_name(kind: ColumnKind) -> &'static str {
 /// all (taken as UTC) are accepted. A time whose UTC year falls outside
 /// 0–9999 (`9999-12-31T23:00:00-05:00`) is refused: RFC 3339 cannot write it.
 pub fn normalize_datetime(s: &str) -> Option<String> {
+    if is_normal_datetime(s) {
+        return Some(s.to_string());
+    }
     let utc = DateTime::parse_from_rfc3339(s)
         .map(|d| d.with_timezone(&Utc))
         .ok()
         .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|n| n.and_utc()))
         .or_else(|| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").ok().map(|n| n.and_utc()))?;
     (0..=9999).contains(&chrono::Datelike::year(&utc)).then(|| utc.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+/// Whether `s` is already in Sentry's form, `YYYY-MM-DDTHH:MM:SS.mmmZ`, and
+/// a real time: what nearly every datetime of an export and of a plugin is,
+/// checked without parsing and formatting it again.
+fn is_normal_datetime(s: &str) -> bool {
+    let b = s.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    if b.len() != shape.len() || !b.iter().zip(shape).all(|(c, p)| if *p == b'd' { c.is_ascii_digit() } else { c == p })
+    {
+        return false;
+    }
+    let n = |range: std::ops::Range<usize>| b[range].iter().fold(0u32, |acc, c| acc * 10 + u32::from(c - b'0'));
+    let year = n(0..4) as i32;
+    chrono::NaiveDate::from_ymd_opt(year, n(5..7), n(8..10)).is_some()
+        && chrono::NaiveTime::from_hms_milli_opt(n(11..13), n(14..16), n(17..19), n(20..23)).is_some()
 }
 
 /// What is wrong with the values a plugin returned for `desc`.
@@ -170,6 +189,39 @@ mod tests {
         // Found by the plugin_output fuzz target: RFC 3339 has no year 10000.
         assert!(normalize_datetime("9999-12-31T23:00:00-05:00").is_none());
         assert_eq!(normalize_datetime("9999-12-31T23:00:00Z").unwrap(), "9999-12-31T23:00:00.000Z");
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_parsing() {
+        let slow = |s: &str| {
+            let utc = DateTime::parse_from_rfc3339(s).ok()?.with_timezone(&Utc);
+            Some(utc.to_rfc3339_opts(SecondsFormat::Millis, true))
+        };
+        for s in [
+            "2023-06-22T22:59:55.531Z",
+            "0000-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+            "2024-02-29T12:00:00.000Z",
+            "2023-02-29T12:00:00.000Z",
+            "2023-13-01T00:00:00.000Z",
+            "2023-06-31T00:00:00.000Z",
+            "2023-06-22T24:00:00.000Z",
+            "2023-06-22T23:60:00.000Z",
+            "2023-06-22T23:59:60.000Z",
+            "2023-06-22T22:59:55.531z",
+            "2023-06-22 22:59:55.531Z",
+            "2023-06-22T22:59:55.5310",
+            "２023-06-22T22:59:55.531Z",
+        ] {
+            // Whatever the fast path takes as it is, parsing gives back unchanged.
+            if is_normal_datetime(s) {
+                assert_eq!(Some(s.to_string()), slow(s), "{s}");
+            }
+        }
+        let normal = ["2023-06-22T22:59:55.531Z", "0000-01-01T00:00:00.000Z", "2024-02-29T12:00:00.000Z"];
+        assert!(normal.iter().all(|s| is_normal_datetime(s)));
+        let not_real = ["2023-02-29T12:00:00.000Z", "2023-06-22T24:00:00.000Z", "2023-06-22T23:59:60.000Z"];
+        assert!(not_real.iter().all(|s| !is_normal_datetime(s)));
     }
 
     #[test]
