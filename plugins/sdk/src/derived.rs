@@ -1,6 +1,8 @@
 //! Rows written along with a record, as Sentry's signals and outboxes do: a
 //! new user's password-reset hash, an organization's slug reservation.
 
+use std::rc::Rc;
+
 use crate::{Fatal, ModelDesc, Result, Value};
 
 /// A row of another model to write with the record being resolved; pass it
@@ -10,12 +12,15 @@ pub struct Derived {
     pub(crate) model: String,
     pub(crate) values: Vec<Value>,
     pub(crate) parent_field: Option<String>,
-    desc: ModelDesc,
+    desc: Rc<ModelDesc>,
 }
 
 impl Derived {
     /// A row of `desc`'s model with every column at its default (or null).
-    pub fn new(desc: ModelDesc) -> Self {
+    /// A model that derives a row per record keeps the description in an
+    /// `Rc` and passes a clone, rather than building it again each time.
+    pub fn new(desc: impl Into<Rc<ModelDesc>>) -> Self {
+        let desc = desc.into();
         let values = desc.columns.iter().map(|c| c.default.clone().unwrap_or(Value::Null)).collect();
         Self { model: desc.name.clone(), values, parent_field: None, desc }
     }

@@ -73,6 +73,24 @@ pub struct StaticForeignKey {
 }
 
 impl StaticModel {
+    /// [`desc`](Self::desc), built once per thread and shared: what a
+    /// plugin deriving a row of this model per record passes to
+    /// `Derived::new`.
+    pub fn shared(&self) -> std::rc::Rc<ModelDesc> {
+        thread_local! {
+            static BUILT: std::cell::RefCell<Vec<(&'static str, std::rc::Rc<ModelDesc>)>> =
+                const { std::cell::RefCell::new(Vec::new()) };
+        }
+        BUILT.with_borrow_mut(|built| {
+            if let Some((_, desc)) = built.iter().find(|(name, _)| *name == self.name) {
+                return desc.clone();
+            }
+            let desc = std::rc::Rc::new(self.desc());
+            built.push((self.name, desc.clone()));
+            desc
+        })
+    }
+
     /// The SDK's description of this model.
     pub fn desc(&self) -> ModelDesc {
         ModelDesc {

@@ -52,7 +52,7 @@ impl Model for Organization {
         record.set("slug", slug.as_str())?;
         // Sentry's outbox and slug provisioning: the control silo's mapping
         // and PRIMARY reservation, both with the final slug (scenario 5).
-        let mut mapping = Derived::new(sentry::ORGANIZATIONMAPPING.desc())
+        let mut mapping = Derived::new(sentry::ORGANIZATIONMAPPING.shared())
             .parent("organization_id")?
             .set("slug", slug.as_str())?
             .set("name", record.text("name").unwrap_or_default())?
@@ -64,7 +64,7 @@ impl Model for Organization {
         }
         session.derive(mapping);
         session.derive(
-            Derived::new(sentry::ORGANIZATIONSLUGRESERVATION.desc())
+            Derived::new(sentry::ORGANIZATIONSLUGRESERVATION.shared())
                 .parent("organization_id")?
                 .set("slug", slug)?
                 .set("reservation_type", PRIMARY)?
@@ -118,7 +118,7 @@ impl Model for OrganizationMember {
         // The member's control-silo mapping, which Sentry's outbox writes.
         let field = |name: &str| record.get(name).cloned().unwrap_or(Value::Null);
         session.derive(
-            Derived::new(sentry::ORGANIZATIONMEMBERMAPPING.desc())
+            Derived::new(sentry::ORGANIZATIONMEMBERMAPPING.shared())
                 .parent("organizationmember_id")?
                 .set("organization_id", field("organization"))?
                 .set("role", field("role"))?

@@ -121,7 +121,7 @@ impl User {
         use sentry_models::sentry::{EMAIL, LOSTPASSWORDHASH, USEREMAIL};
         if session.scope() != Scope::Global {
             session.derive(
-                Derived::new(LOSTPASSWORDHASH.desc())
+                Derived::new(LOSTPASSWORDHASH.shared())
                     .set("hash", session.random_string(HASH_CHARS, 32))?
                     .set("date_added", session.started_at())?
                     .parent("user")?,
@@ -132,7 +132,7 @@ impl User {
             return Ok(());
         }
         session.derive(
-            Derived::new(USEREMAIL.desc())
+            Derived::new(USEREMAIL.shared())
                 .set("email", email)?
                 .set("validation_hash", session.random_string(HASH_CHARS, 32))?
                 .set("date_hash_added", session.started_at())?
@@ -140,7 +140,7 @@ impl User {
                 .parent("user")?,
         );
         if !email_in_db && self.emails.insert(email.to_string()) {
-            session.derive(Derived::new(EMAIL.desc()).set("email", email)?.set("date_added", session.started_at())?);
+            session.derive(Derived::new(EMAIL.shared()).set("email", email)?.set("date_added", session.started_at())?);
         }
         Ok(())
     }
