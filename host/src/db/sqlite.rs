@@ -32,10 +32,10 @@ pub async fn connect(url: &str, create: bool) -> Result<SqliteConnection> {
         .foreign_keys(true)
         .busy_timeout(BUSY_TIMEOUT)
         // A bulk load touches every index page again and again: a page cache
-        // of 64 MiB (SQLite's default is 2 MiB) keeps them in memory rather
+        // of 32 MiB (SQLite's default is 2 MiB) keeps them in memory rather
         // than reading them back from the file, and a checkpoint every
         // 16k pages rather than 1k writes each hot page to the file less often.
-        .pragma("cache_size", "-65536")
+        .pragma("cache_size", "-32768")
         .pragma("wal_autocheckpoint", "16384");
     let mut c = SqliteConnection::connect_with(&options).await.map_err(err)?;
     // Every connection that writes a table with a folded-column index needs
