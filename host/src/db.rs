@@ -1163,6 +1163,47 @@ mod tests {
         }
     }
 
+    /// Runs `test` on a fresh database of each kind: SQLite in a temp dir,
+    /// PostgreSQL a new database on the test server (`RELOCATE_TEST_PG`, as
+    /// for the e2e suite), dropped afterwards.
+    async fn on_both<F: AsyncFnMut(&str, Db)>(mut test: F) {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let admin =
+            std::env::var("RELOCATE_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let name = format!("relocate_t_{}", uuid::Uuid::new_v4().simple());
+        let mut c = sqlx::PgConnection::connect(&admin).await.expect("PostgreSQL for the test");
+        let run = |sql: String| sqlx::query(sqlx::AssertSqlSafe(sql));
+        run(format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("a database");
+        let pg = format!("{}/{name}", admin.rsplit_once('/').expect("a URL ending in /DATABASE").0);
+        let sqlite = format!("sqlite:{}", dir.path().join("t.db").display());
+        for url in [sqlite, pg] {
+            test(&url, Db::connect(&url).await.expect("open")).await;
+        }
+        run(format!("DROP DATABASE {name} WITH (FORCE)")).execute(&mut c).await.expect("drop the database");
+    }
+
+    /// Overwriting a batch: in order, so a pk given twice keeps the values
+    /// it was given last, on both databases.
+    #[tokio::test]
+    async fn overwrites_of_one_pk_in_a_batch_keep_the_last() {
+        let model = users();
+        on_both(async |url, mut db| {
+            db.create_schema(&[&model]).await.expect("schema");
+            let text = |s: &str| [Value::Text(s.into())];
+            let (a, b, c, d, e) = (text("a"), text("b"), text("c"), text("d"), text("e"));
+            let mut tx = db.begin().await.expect("begin");
+            tx.insert(&model, &[NewRow { pk: 1, values: &a }, NewRow { pk: 2, values: &b }]).await.expect("insert");
+            let rows = [NewRow { pk: 1, values: &c }, NewRow { pk: 2, values: &d }, NewRow { pk: 1, values: &e }];
+            tx.update(&model, &rows).await.expect("update");
+            tx.commit().await.expect("commit");
+            let read = db.read_rows(&model, &[1, 2]).await.expect("read back");
+            assert_eq!(read[&1], [Some("e".to_string())], "{url}");
+            assert_eq!(read[&2], [Some("d".to_string())], "{url}");
+        })
+        .await;
+    }
+
     /// SQLite folds non-ASCII letters too, and the folded-column index
     /// serves `taken` as a range scan.
     #[tokio::test]
