@@ -1237,7 +1237,8 @@ impl ModelRun<'_, '_> {
     ) -> db::Result<(Vec<Answered>, HashMap<usize, Vec<Pk>>)> {
         let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
         let mut takens: BTreeMap<(ModelName, usize), Vec<usize>> = BTreeMap::new();
-        let mut locks = Vec::with_capacity(queries.len());
+        let mut locks = Vec::new();
+        let locking = tx.locks_questions();
         for (n, (_, q)) in queries.iter().enumerate() {
             let (model, lookup) = self.lookup(q).map_err(|e| db::Error::Corrupt(e.to_string()))?;
             let base;
@@ -1248,7 +1249,7 @@ impl ModelRun<'_, '_> {
                     &base
                 }
             };
-            if tx.locks_questions() {
+            if locking {
                 locks.push(db::question_lock(model, &lookup, key));
             }
             match lookup {
@@ -1481,8 +1482,9 @@ impl ModelRun<'_, '_> {
             };
             self.note(*rec, fate, Some(mapping.new_pk), || reason.into());
         }
-        let pkmap = self.state.pkmap.clone();
-        pkmap.extend(&self.desc.name, written.mappings.into_iter().map(|(rec, mapping)| (rec.old_pk, mapping)));
+        self.state
+            .pkmap
+            .extend(&self.desc.name, written.mappings.into_iter().map(|(rec, mapping)| (rec.old_pk, mapping)));
     }
 
     /// Counts a record's fate, and keeps it for the reporter if it wants it.

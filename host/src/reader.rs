@@ -127,7 +127,12 @@ impl Export {
         use std::os::unix::fs::FileExt;
         buf.resize(at.len as usize, 0);
         self.data.read_exact_at(buf, at.offset).map_err(|error| Error::Io { path: self.path.clone(), error })?;
-        serde_json::from_slice(buf).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
+        self.parse(at, buf)
+    }
+
+    /// Parses the bytes of the record `at` points at.
+    fn parse(&self, at: &RecordRef, bytes: &[u8]) -> Result<RawRecord> {
+        serde_json::from_slice(bytes).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
     }
 
     /// A reader of the records `refs` point at: it reads them in one go
@@ -186,9 +191,7 @@ impl Batch<'_> {
             .checked_sub(self.start)
             .and_then(|from| self.span.get(from as usize..from as usize + at.len as usize));
         match bytes {
-            Some(bytes) => {
-                serde_json::from_slice(bytes).map_err(|e| self.export.record_error(at, format!("cannot parse: {e}")))
-            }
+            Some(bytes) => self.export.parse(at, bytes),
             None => self.export.read(at, &mut self.buf),
         }
     }
