@@ -544,6 +544,16 @@ impl Tx<'_> {
         }
     }
 
+    /// SQLite's `data_version`: it changes when another connection commits,
+    /// so two equal readings in two transactions mean nobody else wrote in
+    /// between. `None` on PostgreSQL, which has no such counter.
+    pub async fn data_version(&mut self) -> Result<Option<i64>> {
+        match self {
+            Tx::Sqlite(t) => sqlite::scalar_i64(t, "PRAGMA data_version").await.map(Some),
+            Tx::Postgres(_) => Ok(None),
+        }
+    }
+
     /// Whether [`Tx::lock_questions`] takes locks: whether computing the
     /// keys is worth it.
     pub fn locks_questions(&self) -> bool {

@@ -26,7 +26,10 @@ pub mod record;
 pub mod replay;
 pub mod verify;
 
+mod overlay;
+
 use graph::Registry;
+use overlay::Overlay;
 use pkmap::PkMap;
 use record::Problem;
 
@@ -544,8 +547,9 @@ async fn import_models(
             stats: &mut stats,
             fates: Vec::new(),
         };
-        // Reading runs on blocking threads up to two batches ahead, and the
-        // plugin prepares batch b + 1 while batch b is written and committed.
+        // Reading runs on blocking threads up to three batches ahead; the
+        // plugin resolves batch b + 1 and prepares b + 2 while batch b is
+        // written and committed (see `ModelRun::try_batch`).
         let batches = count.div_ceil(batch_size);
         let spawn = |b: usize, done: &Arc<BTreeMap<i64, i64>>| {
             let range = b * batch_size..((b + 1) * batch_size).min(count);
@@ -555,37 +559,35 @@ async fn import_models(
         let read = |handle: tokio::task::JoinHandle<Result<Decoded>>| async move {
             handle.await.map_err(|e| Error::Internal(format!("reading {model} stopped: {e}")))?
         };
-        let mut reading: VecDeque<_> = (0..batches.min(2)).map(|b| spawn(b, &run.done)).collect();
+        let mut reading: VecDeque<_> = (0..batches.min(4)).map(|b| spawn(b, &run.done)).collect();
         let mut spawned = reading.len();
-        // The batch read ahead, with what a capture of it would need.
-        let mut carried: Option<(Decoded, Vec<(u64, Pk)>)> = None;
-        let mut ahead: Option<Prepped> = None;
+        // This batch and the two after it, each with what a capture of it
+        // would need (a lost race reads a batch again, but the same records).
+        let mut window: VecDeque<(Decoded, Vec<(u64, Pk)>)> = VecDeque::with_capacity(3);
+        let mut ahead: Option<Ahead> = None;
         for b in 0..batches {
             if reporter.stop_requested() {
                 return Err(Error::Cancelled);
             }
-            let (decoded, this_records) = match carried.take() {
-                Some(c) => c,
-                None => {
-                    let d = read(reading.pop_front().ok_or_else(|| Error::Internal("no batch read".into()))?).await?;
-                    let records = d.replayable();
-                    (d, records)
+            while window.len() < 3 {
+                let Some(handle) = reading.pop_front() else {
+                    break;
+                };
+                let d = read(handle).await?;
+                let records = d.replayable();
+                window.push_back((d, records));
+                if spawned < batches {
+                    reading.push_back(spawn(spawned, &run.done));
+                    spawned += 1;
                 }
-            };
-            let next = match reading.pop_front() {
-                Some(handle) => Some(read(handle).await?),
-                None => None,
-            };
-            if spawned < batches {
-                reading.push_back(spawn(spawned, &run.done));
-                spawned += 1;
             }
-            // What a capture of the failing batch needs: with the next batch
-            // prepared ahead, the failure may be the next batch's.
-            // (A lost race reads a batch again, but the same records.)
-            let next_records = next.as_ref().map(Decoded::replayable);
-            match run.batch(db, decoded, ahead.take(), next).await {
-                Ok((next, prepped)) => (carried, ahead) = (next.zip(next_records), prepped),
+            let (decoded, this_records) = window.pop_front().ok_or_else(|| Error::Internal("no batch read".into()))?;
+            // With the next batch prepared ahead, a failure may be the next batch's.
+            let next_records = window.front().map(|(_, r)| r.clone());
+            let mut following = window.iter_mut().map(|(d, _)| d);
+            let (next, after) = (following.next(), following.next());
+            match run.batch(db, decoded, ahead.take(), next, after).await {
+                Ok(prepped) => ahead = prepped,
                 Err(Failed { error, committed, .. }) => {
                     let records = match next_records {
                         Some(n) if committed => {
@@ -928,6 +930,82 @@ struct Prepped {
     prepared: Vec<Prepared>,
 }
 
+/// The next batch, as far as it got while the batch before was written.
+enum Ahead {
+    /// Prepared; its questions are answered in its own transaction.
+    Prepared(Prepped),
+    /// Answered and handed to `resolve` already ([`ModelRun::answer_ahead`]).
+    Resolving(Box<Resolving>),
+    /// What `prepare` returned is wrong: the import stops there.
+    Invalid(Error),
+}
+
+/// A batch whose questions were answered in the transaction of the batch
+/// before it, from the database as it was before that batch's writes and
+/// from its rows held in memory ([`overlay`]); `resolve` ran while those
+/// rows were written. The answers hold if nobody else wrote since, which
+/// the database's `data_version` tells; otherwise the batch starts over.
+struct Resolving {
+    recs: Vec<Rec>,
+    skips: Skips,
+    found: HashMap<usize, Vec<Pk>>,
+    decided: plugin::Pending<Vec<plugin::Decided>>,
+    /// `data_version` when the questions were answered.
+    version: i64,
+    /// The batch after it, its `prepare` queued behind this `resolve`.
+    following: Option<Following>,
+}
+
+/// A batch whose `prepare` was handed to the plugin (`None`: nothing in it
+/// for the plugin).
+struct Following {
+    recs: Vec<Rec>,
+    prepared: Option<plugin::Pending<Vec<Prepared>>>,
+}
+
+impl Following {
+    /// Starts `prepare` of the records of `decoded` still to import.
+    fn start(run: &ModelRun<'_, '_>, decoded: &mut Decoded) -> Following {
+        let (recs, inputs) = run.take_inputs(decoded);
+        let prepared = (!inputs.is_empty()).then(|| run.session.start_prepare(inputs));
+        Following { recs, prepared }
+    }
+
+    async fn wait(self) -> Result<Prepped> {
+        let prepared = match self.prepared {
+            Some(p) => p.wait().await?,
+            None => Vec::new(),
+        };
+        Ok(Prepped { recs: self.recs, prepared })
+    }
+}
+
+impl Ahead {
+    /// Waits for whatever the plugin is doing for this batch and the one
+    /// after it; whether a `prepare` is left waiting for its `resolve`.
+    async fn settle(self) -> bool {
+        match self {
+            Ahead::Prepared(p) => !p.recs.is_empty(),
+            Ahead::Invalid(_) => true,
+            Ahead::Resolving(r) => {
+                let _ = r.decided.wait().await;
+                match r.following {
+                    Some(f) => f.wait().await.is_ok_and(|p| !p.recs.is_empty()),
+                    None => false,
+                }
+            }
+        }
+    }
+}
+
+/// How a batch went that did not fail.
+enum Step {
+    /// Written and committed; what the next batch got to meanwhile.
+    Done(Option<Ahead>),
+    /// Its answers went stale (another connection wrote): read it again.
+    Stale,
+}
+
 /// A batch that failed; `flush` when the plugin prepared the next batch
 /// meanwhile and waits for its `resolve`; `committed` when the batch itself
 /// committed and the next one's `prepare` failed.
@@ -951,6 +1029,9 @@ struct Pending {
 /// The ready records of a batch, by index, and their questions.
 type Questions = (BTreeMap<usize, Pending>, Vec<(usize, Query)>);
 
+/// Records `prepare` or the import's scope left out, and why.
+type Skips = Vec<(Rec, String)>;
+
 /// The derived rows of one model, ready to insert.
 type DerivedGroup<'d> = (&'d ModelDesc, Vec<Vec<Value>>);
 
@@ -968,13 +1049,57 @@ struct Decisions {
     derived: Vec<(usize, plugin::DerivedRow)>,
 }
 
+/// A batch's rows with their pks, ready to write ([`ModelRun::stage`]).
+struct Staged<'s> {
+    outcomes: Vec<(usize, Outcome)>,
+    /// Batch index → pk, for every inserted record.
+    new_pks: HashMap<usize, Pk>,
+    /// Whether a plugin kept a pk of its own, which moves the sequence.
+    explicit: bool,
+    derived: Vec<DerivedRows<'s>>,
+}
+
+/// Derived rows of one model; `pks` reserved already unless they wait for
+/// the batch's own rows.
+struct DerivedRows<'s> {
+    desc: &'s ModelDesc,
+    pks: Option<Vec<Pk>>,
+    rows: Vec<Vec<Value>>,
+}
+
+impl<'s> Staged<'s> {
+    /// Whether [`Self::overlay`] holds everything the batch changes: no
+    /// overwrite (a changed row would still answer with its old values) and
+    /// every pk known.
+    fn overlaid(&self) -> bool {
+        self.outcomes.iter().all(|(_, o)| !matches!(o, Outcome::Overwrite { .. }))
+            && self.derived.iter().all(|d| d.pks.is_some())
+    }
+
+    /// The rows the batch inserts, for answering the next batch's questions.
+    fn overlay<'r>(&'r self, desc: &'r ModelDesc) -> Overlay<'r> {
+        let mut overlay = Overlay::default();
+        for (index, outcome) in &self.outcomes {
+            if let (Outcome::Insert { values, .. }, Some(pk)) = (outcome, self.new_pks.get(index)) {
+                overlay.add(&desc.name, *pk, values);
+            }
+        }
+        for d in &self.derived {
+            for (pk, values) in d.pks.iter().flatten().zip(&d.rows) {
+                overlay.add(&d.desc.name, *pk, values);
+            }
+        }
+        overlay
+    }
+}
+
 /// What a batch wrote, to book once it committed.
 struct Written {
     mappings: Vec<(Rec, Mapping)>,
     derived: Vec<(ModelName, Vec<Pk>)>,
 }
 
-impl ModelRun<'_, '_> {
+impl<'s> ModelRun<'_, 's> {
     /// Imports one batch, given what `prepare` made of it if the plugin saw
     /// it already, and the next batch, which the plugin prepares while this
     /// one is written; returns the next batch and what `prepare` made of it.
@@ -989,18 +1114,28 @@ impl ModelRun<'_, '_> {
         &mut self,
         db: &mut Db,
         mut decoded: Decoded,
-        mut prepped: Option<Prepped>,
-        mut next: Option<Decoded>,
-    ) -> std::result::Result<(Option<Decoded>, Option<Prepped>), Failed> {
+        mut prepped: Option<Ahead>,
+        mut next: Option<&mut Decoded>,
+        mut after: Option<&mut Decoded>,
+    ) -> std::result::Result<Option<Ahead>, Failed> {
         loop {
             let before = (self.stats.clone(), self.fates.len());
             self.note_unready(&decoded);
             let this = match prepped.take() {
                 Some(p) => p,
-                None => self.prepare(&mut decoded).await?,
+                None => Ahead::Prepared(self.prepare(&mut decoded).await?),
             };
-            let failed = match self.try_batch(db, this, next.as_mut()).await {
-                Ok(ahead) => return Ok((next, ahead)),
+            let failed = match self.try_batch(db, this, next.as_deref_mut(), after.as_deref_mut()).await {
+                Ok(Step::Done(ahead)) => return Ok(ahead),
+                Ok(Step::Stale) => {
+                    *self.stats = before.0;
+                    self.fates.truncate(before.1);
+                    // The plugin took the records' values: read them again.
+                    for d in std::iter::once(&mut decoded).chain(next.as_deref_mut()) {
+                        *d = self.decoder.decode(d.range.clone(), &self.done)?;
+                    }
+                    continue;
+                }
                 Err(f) if f.error.is_unique_violation() && !f.committed => f,
                 Err(f) => return Err(f),
             };
@@ -1030,68 +1165,190 @@ impl ModelRun<'_, '_> {
                 done.insert(chunk.min_ordinal, chunk.max_ordinal);
             }
             // The plugin took the records' values: read them again.
-            decoded = self.decoder.decode(decoded.range.clone(), &self.done)?;
-            if let Some(n) = next.as_mut() {
-                *n = self.decoder.decode(n.range.clone(), &self.done)?;
+            for d in std::iter::once(&mut decoded).chain(next.as_deref_mut()).chain(after.as_deref_mut()) {
+                *d = self.decoder.decode(d.range.clone(), &self.done)?;
             }
         }
     }
 
     /// The stages of one prepared batch, each its own function: the
-    /// questions, their answers, `resolve`, the checks, then the writes and
-    /// the commit while the plugin prepares `next`, and the bookkeeping.
+    /// questions, their answers, `resolve`, the checks; then, while the
+    /// plugin prepares the next batch, the rows with their pks; the next
+    /// batch's answers and its `resolve` started when they can be
+    /// ([`Self::answer_ahead`]); the writes and the commit; the bookkeeping.
     async fn try_batch(
         &mut self,
         db: &mut Db,
-        this: Prepped,
+        this: Ahead,
         next: Option<&mut Decoded>,
-    ) -> std::result::Result<Option<Prepped>, Failed> {
-        let Prepped { recs, prepared } = this;
-        if recs.is_empty() {
-            return Ok(None);
-        }
-        let (pending, queries) = self.questions(&recs, prepared)?;
-        if pending.is_empty() {
-            // The plugin still expects its `resolve` call after `prepare`.
-            self.session.resolve(Vec::new()).await?;
-            return Ok(None);
-        }
-        self.ensure_indexes(db, &queries).await?;
-
-        let (first, last) = (recs[0].ordinal, recs[recs.len() - 1].ordinal);
-        let model = self.desc.name.clone();
-        let write_err = move |error| Error::Write { model: model.clone(), first, last, error };
-        let mut tx = db.begin().await?;
-        let (answered, found) = self.answer(&mut tx, pending, queries).await.map_err(&write_err)?;
-        let decided = self.session.resolve(answered).await?;
-        let decisions = self.decide(&recs, &found, decided)?;
-
-        let next = next.map(|n| self.take_inputs(n));
-        let session = self.session;
-        let store = async {
-            let written = self.write(&mut tx, &recs, decisions).await.map_err(|e| match e {
-                Error::Db(error) => write_err(error),
-                e => e,
-            })?;
-            tx.commit().await.map_err(&write_err)?;
-            Ok::<_, Error>(written)
-        };
-        let prepare_next = async {
-            match next {
-                Some((recs, inputs)) if !inputs.is_empty() => {
-                    Some(session.prepare(inputs).await.map(|prepared| Prepped { recs, prepared }))
+        after: Option<&mut Decoded>,
+    ) -> std::result::Result<Step, Failed> {
+        let (recs, mut tx, found, decided, following) = match this {
+            Ahead::Invalid(error) => return Err(error.into()),
+            Ahead::Prepared(Prepped { recs, prepared }) => {
+                if recs.is_empty() {
+                    return Ok(Step::Done(None));
                 }
-                Some((recs, _)) => Some(Ok(Prepped { recs, prepared: Vec::new() })),
-                None => None,
+                let ((pending, queries), skips) = self.questions(&recs, prepared)?;
+                self.note_skips(skips);
+                if pending.is_empty() {
+                    // The plugin still expects its `resolve` call after `prepare`.
+                    self.session.resolve(Vec::new()).await?;
+                    return Ok(Step::Done(None));
+                }
+                self.ensure_indexes(db, &queries).await?;
+                let mut tx = db.begin().await?;
+                let write_err = self.write_err(&recs);
+                let (answered, found) = self.answer(&mut tx, pending, queries, None).await.map_err(&write_err)?;
+                let decided = self.session.resolve(answered).await?;
+                (recs, tx, found, decided, None)
+            }
+            Ahead::Resolving(mut r) => {
+                let mut tx = db.begin().await?;
+                let version = tx.data_version().await.map_err(self.write_err(&r.recs));
+                // The session takes no other call before this one is done.
+                let decided = r.decided.wait().await;
+                if version? != Some(r.version) {
+                    drop(tx);
+                    let following = r.following.take().map(Following::wait);
+                    if let Some(f) = following
+                        && f.await.is_ok_and(|p| !p.recs.is_empty())
+                    {
+                        self.session.resolve(Vec::new()).await?;
+                    }
+                    return Ok(Step::Stale);
+                }
+                self.note_skips(r.skips);
+                (r.recs, tx, r.found, decided?, r.following)
             }
         };
-        // `prepare_next` first: its request reaches the plugin's thread
-        // before a SQLite write blocks this one (`db::sqlite::with_handle`).
-        let (ahead, stored) = tokio::join!(biased; prepare_next, store);
-        let flush = matches!(&ahead, Some(Ok(p)) if !p.recs.is_empty());
-        let written = stored.map_err(|error| Failed { error, flush, committed: false })?;
+        let decisions = self.decide(&recs, &found, decided)?;
+
+        let write_err = self.write_err(&recs);
+        let db_err = |e| match e {
+            Error::Db(error) => write_err(error),
+            e => e,
+        };
+        // The next batch's `prepare` runs while this batch is staged (it was
+        // queued already if this batch was resolved ahead).
+        let preparing = match following {
+            Some(f) => Some(f),
+            None => next.map(|n| Following::start(self, n)),
+        };
+        let staged = self.stage(&mut tx, &recs, decisions).await.map_err(db_err);
+        let (ahead, prepare_failed) = match preparing.map(Following::wait) {
+            None => (None, None),
+            Some(p) => match p.await {
+                Ok(p) => (Some(Ahead::Prepared(p)), None),
+                Err(e) => (None, Some(e)),
+            },
+        };
+        let staged = match staged {
+            Ok(staged) => staged,
+            Err(error) => {
+                let flush = match ahead {
+                    Some(a) => a.settle().await,
+                    None => false,
+                };
+                return Err(Failed { error, flush, committed: false });
+            }
+        };
+        let ahead = match ahead {
+            Some(Ahead::Prepared(p)) => match self.answer_ahead(&mut tx, &staged, p, after).await {
+                Ok(a) => Some(a),
+                // The plugin waits for the next batch's `resolve`.
+                Err(e) => return Err(Failed { error: write_err(e), flush: true, committed: false }),
+            },
+            other => other,
+        };
+        let stored = async {
+            let written = self.execute(&mut tx, &recs, staged).await.map_err(db_err)?;
+            tx.commit().await.map_err(&write_err)?;
+            Ok::<_, Error>(written)
+        }
+        .await;
+        let written = match stored {
+            Ok(written) => written,
+            Err(error) => {
+                let flush = match ahead {
+                    Some(a) => a.settle().await,
+                    None => false,
+                };
+                return Err(Failed { error, flush, committed: false });
+            }
+        };
         self.book(written);
-        ahead.transpose().map_err(|error| Failed { error: error.into(), flush: false, committed: true })
+        match prepare_failed {
+            Some(error) => Err(Failed { error, flush: false, committed: true }),
+            None => Ok(Step::Done(ahead)),
+        }
+    }
+
+    /// How a database error of the batch of `recs` reads.
+    fn write_err(&self, recs: &[Rec]) -> impl Fn(db::Error) -> Error + use<> {
+        let model = self.desc.name.clone();
+        let (first, last) = (recs.first().map_or(0, |r| r.ordinal), recs.last().map_or(0, |r| r.ordinal));
+        move |error| Error::Write { model: model.clone(), first, last, error }
+    }
+
+    /// Answers the next batch's questions in this batch's transaction before
+    /// its writes, adding this batch's rows held in memory, and starts its
+    /// `resolve`, which then runs while this batch is written. Only where
+    /// the answers are sure to hold: on a database that tells whether
+    /// another connection wrote meanwhile (SQLite), when this batch
+    /// overwrites no row and reserves every pk up front, and for questions
+    /// with an index already and [`Overlay::answers`]' kinds of values.
+    /// Otherwise the batch comes back as it was, to be answered in its own
+    /// transaction.
+    async fn answer_ahead(
+        &self,
+        tx: &mut db::Tx<'_>,
+        staged: &Staged<'_>,
+        next: Prepped,
+        after: Option<&mut Decoded>,
+    ) -> db::Result<Ahead> {
+        if next.recs.is_empty() || !staged.overlaid() || !self.can_answer_ahead(&next.prepared) {
+            return Ok(Ahead::Prepared(next));
+        }
+        let Some(version) = tx.data_version().await? else {
+            return Ok(Ahead::Prepared(next));
+        };
+        let Prepped { recs, prepared } = next;
+        let ((pending, queries), skips) = match self.questions(&recs, prepared) {
+            Ok(q) => q,
+            Err(error) => return Ok(Ahead::Invalid(error)),
+        };
+        let mut overlay = staged.overlay(self.desc);
+        let (answered, found) = self.answer(tx, pending, queries, Some(&mut overlay)).await?;
+        let decided = self.session.start_resolve(answered);
+        // Queued behind `resolve`: the plugin goes on to the batch after.
+        let following = after.map(|a| Following::start(self, a));
+        Ok(Ahead::Resolving(Box::new(Resolving { recs, skips, found, decided, version, following })))
+    }
+
+    /// Whether every question of a prepared batch has its index and values
+    /// [`Overlay`] compares as the database does.
+    fn can_answer_ahead(&self, prepared: &[Prepared]) -> bool {
+        let queries = prepared.iter().flat_map(|p| match p {
+            Prepared::Ready { queries, .. } => queries.as_slice(),
+            _ => &[],
+        });
+        for q in queries {
+            let Ok((model, lookup)) = self.lookup(q) else {
+                return false;
+            };
+            let key = (model.clone(), lookup);
+            if !self.state.indexed.contains(&key) {
+                return false;
+            }
+            if let (Query::Find { values, .. }, db::Lookup::Equal(columns)) = (q, &key.1) {
+                match self.state.registry.desc(model) {
+                    Some(desc) if Overlay::answers(desc, columns, values) => {}
+                    _ => return false,
+                }
+            }
+        }
+        true
     }
 
     /// Runs `prepare` over the batch's records still to import.
@@ -1153,28 +1410,29 @@ impl ModelRun<'_, '_> {
         }
     }
 
-    /// Checks what `prepare` returned: the ready records and their questions.
-    fn questions(&mut self, recs: &[Rec], prepared: Vec<Prepared>) -> Result<Questions> {
+    /// Checks what `prepare` returned: the ready records and their
+    /// questions, and the records skipped (to [`note_skips`](Self::note_skips)
+    /// once the batch before has been booked).
+    fn questions(&self, recs: &[Rec], prepared: Vec<Prepared>) -> Result<(Questions, Skips)> {
         let mut pending = BTreeMap::new();
         let mut queries = Vec::new();
+        let mut skips = Vec::new();
         for (index, (rec, prep)) in recs.iter().zip(prepared).enumerate() {
             match prep {
-                Prepared::Skip(reason) => {
-                    let plugin = self.plugin;
-                    self.note(*rec, Fate::Skipped, None, || format!("{plugin}: {reason}"));
-                }
+                Prepared::Skip(reason) => skips.push((*rec, format!("{}: {reason}", self.plugin))),
                 Prepared::Invalid(errors) => return Err(self.invalid(rec, errors)),
                 Prepared::Ready { scope, queries: qs } => {
                     let scope = self.record_scope(scope, rec)?;
                     if !self.state.opts.scope.accepts(scope) {
                         let import = self.state.opts.scope.as_scope();
-                        self.note(*rec, Fate::Skipped, None, || {
+                        skips.push((
+                            *rec,
                             format!(
                                 "its scope {} is outside the {} scope of this import",
                                 scope.as_str(),
                                 import.as_str()
-                            )
-                        });
+                            ),
+                        ));
                         continue;
                     }
                     for q in qs {
@@ -1185,7 +1443,13 @@ impl ModelRun<'_, '_> {
                 }
             }
         }
-        Ok((pending, queries))
+        Ok(((pending, queries), skips))
+    }
+
+    fn note_skips(&mut self, skips: Skips) {
+        for (rec, reason) in skips {
+            self.note(rec, Fate::Skipped, None, || reason);
+        }
     }
 
     /// Makes sure an index serves every kind of question of the batch,
@@ -1227,14 +1491,17 @@ impl ModelRun<'_, '_> {
     }
 
     /// Answers all questions of a batch with one statement per kind of
-    /// question; returns the answers for `resolve` and, per record, the pks
-    /// they named (the only rows it may reuse or overwrite).
+    /// question, adding the rows of `overlay`; returns the answers for
+    /// `resolve` and, per record, the pks they named (the only rows it may
+    /// reuse or overwrite).
     async fn answer(
         &self,
         tx: &mut db::Tx<'_>,
         pending: BTreeMap<usize, Pending>,
         queries: Vec<(usize, Query)>,
+        mut overlay: Option<&mut Overlay<'_>>,
     ) -> db::Result<(Vec<Answered>, HashMap<usize, Vec<Pk>>)> {
+        let registry: &'s Registry = self.state.registry;
         let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
         let mut takens: BTreeMap<(ModelName, usize), Vec<usize>> = BTreeMap::new();
         let mut locks = Vec::new();
@@ -1260,8 +1527,7 @@ impl ModelRun<'_, '_> {
         tx.lock_questions(locks).await?;
         let mut answers: Vec<Option<Answer>> = vec![None; queries.len()];
         for ((model, cols), ns) in finds {
-            let desc =
-                self.state.registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
+            let desc = registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
             let keys: Vec<&[Value]> = ns
                 .iter()
                 .map(|&n| match &queries[n].1 {
@@ -1269,13 +1535,16 @@ impl ModelRun<'_, '_> {
                     Query::Taken { .. } => &[],
                 })
                 .collect();
-            for (n, pk) in ns.iter().zip(tx.find(desc, &cols, &keys).await?) {
+            for ((n, key), pk) in ns.iter().zip(&keys).zip(tx.find(desc, &cols, &keys).await?) {
+                let pk = match overlay.as_deref_mut() {
+                    Some(o) => o.find(&desc.name, &cols, key, pk),
+                    None => pk,
+                };
                 answers[*n] = Some(Answer::Found(pk));
             }
         }
         for ((model, col), ns) in takens {
-            let desc =
-                self.state.registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
+            let desc = registry.desc(&model).ok_or_else(|| db::Error::Corrupt(format!("no model {model}")))?;
             let bases: Vec<&str> = ns
                 .iter()
                 .map(|&n| match &queries[n].1 {
@@ -1283,7 +1552,10 @@ impl ModelRun<'_, '_> {
                     Query::Find { .. } => "",
                 })
                 .collect();
-            for (n, found) in ns.iter().zip(tx.taken(desc, col, &bases).await?) {
+            for ((n, base), mut found) in ns.iter().zip(&bases).zip(tx.taken(desc, col, &bases).await?) {
+                if let Some(o) = overlay.as_deref_mut() {
+                    o.taken(&desc.name, col, base, &mut found);
+                }
                 answers[*n] = Some(Answer::Taken(found));
             }
         }
@@ -1331,10 +1603,56 @@ impl ModelRun<'_, '_> {
         Ok(Decisions { outcomes, derived })
     }
 
-    /// Writes rows, overwrites, derived rows and chunks in `tx`.
-    async fn write(&self, tx: &mut db::Tx<'_>, recs: &[Rec], decisions: Decisions) -> Result<Written> {
+    /// Gives the batch's rows their pks (new pks reserved) and checks the
+    /// rows plugins derived: everything [`Self::execute`] writes, held in
+    /// memory first so that the next batch can be answered against it.
+    async fn stage(&self, tx: &mut db::Tx<'_>, recs: &[Rec], decisions: Decisions) -> Result<Staged<'s>> {
         let Decisions { outcomes, derived } = decisions;
-        let new_pks = self.insert_rows(tx, &outcomes).await?;
+        let sequences = self.state.opts.commit.sequences();
+        let fresh = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Insert { pk: None, .. })).count();
+        let mut reserved = tx.reserve_pks(self.desc, fresh, sequences).await?.into_iter();
+        let mut explicit = false;
+        let mut new_pks = HashMap::with_capacity(outcomes.len());
+        for (index, outcome) in &outcomes {
+            if let Outcome::Insert { pk, .. } = outcome {
+                let new = match pk {
+                    Some(p) => {
+                        explicit = true;
+                        *p
+                    }
+                    None => reserved.next().ok_or_else(|| db::Error::Corrupt("too few pks reserved".into()))?,
+                };
+                new_pks.insert(*index, new);
+            }
+        }
+        let mut groups = Vec::new();
+        for (desc, rows) in self.derived_rows(derived, recs, &outcomes, &new_pks)? {
+            // Rows of the model being imported take their pks after its
+            // own rows are in (SQLite counts from the largest pk).
+            let pks = match desc.name == self.desc.name {
+                true => None,
+                false => Some(tx.reserve_pks(desc, rows.len(), sequences).await?),
+            };
+            groups.push(DerivedRows { desc, pks, rows });
+        }
+        Ok(Staged { outcomes, new_pks, explicit, derived: groups })
+    }
+
+    /// Writes rows, overwrites, derived rows and chunks in `tx`.
+    async fn execute(&self, tx: &mut db::Tx<'_>, recs: &[Rec], staged: Staged<'s>) -> Result<Written> {
+        let Staged { outcomes, new_pks, explicit, derived } = staged;
+        let sequences = self.state.opts.commit.sequences();
+        let rows: Vec<NewRow> = outcomes
+            .iter()
+            .filter_map(|(index, o)| match o {
+                Outcome::Insert { values, .. } => Some(NewRow { pk: new_pks[index], values }),
+                _ => None,
+            })
+            .collect();
+        tx.insert(self.desc, &rows).await?;
+        if explicit {
+            tx.sync_sequence(self.desc, sequences).await?;
+        }
         let overwrites: Vec<NewRow> = outcomes
             .iter()
             .filter_map(|(_, o)| match o {
@@ -1343,11 +1661,13 @@ impl ModelRun<'_, '_> {
             })
             .collect();
         tx.update(self.desc, &overwrites).await?;
-        let derived = self.derived_rows(derived, recs, &outcomes, &new_pks)?;
         let mut derived_written = Vec::with_capacity(derived.len());
-        for (desc, rows) in &derived {
-            let pks = tx.reserve_pks(desc, rows.len(), self.state.opts.commit.sequences()).await?;
-            let rows: Vec<NewRow> = pks.iter().zip(rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
+        for DerivedRows { desc, pks, rows } in derived {
+            let pks = match pks {
+                Some(pks) => pks,
+                None => tx.reserve_pks(desc, rows.len(), sequences).await?,
+            };
+            let rows: Vec<NewRow> = pks.iter().zip(&rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
             tx.insert(desc, &rows).await?;
             derived_written.push((desc.name.clone(), pks));
         }
@@ -1359,35 +1679,6 @@ impl ModelRun<'_, '_> {
         }
         let mappings = outcomes.iter().zip(mappings).map(|((index, _), m)| (recs[*index], m)).collect();
         Ok(Written { mappings, derived: derived_written })
-    }
-
-    /// Inserts the batch's new rows, with fresh pks where the plugin kept
-    /// none; returns each inserted record's pk by batch index.
-    async fn insert_rows(&self, tx: &mut db::Tx<'_>, outcomes: &[(usize, Outcome)]) -> Result<HashMap<usize, Pk>> {
-        let fresh = outcomes.iter().filter(|(_, o)| matches!(o, Outcome::Insert { pk: None, .. })).count();
-        let sequences = self.state.opts.commit.sequences();
-        let mut reserved = tx.reserve_pks(self.desc, fresh, sequences).await?.into_iter();
-        let mut explicit = false;
-        let mut new_pks = HashMap::with_capacity(outcomes.len());
-        let mut rows = Vec::with_capacity(outcomes.len());
-        for (index, outcome) in outcomes {
-            if let Outcome::Insert { pk, values } = outcome {
-                let new = match pk {
-                    Some(p) => {
-                        explicit = true;
-                        *p
-                    }
-                    None => reserved.next().ok_or_else(|| db::Error::Corrupt("too few pks reserved".into()))?,
-                };
-                new_pks.insert(*index, new);
-                rows.push(NewRow { pk: new, values });
-            }
-        }
-        tx.insert(self.desc, &rows).await?;
-        if explicit {
-            tx.sync_sequence(self.desc, sequences).await?;
-        }
-        Ok(new_pks)
     }
 
     /// Each outcome's mapping, in the order of `outcomes`.
@@ -1504,7 +1795,7 @@ impl ModelRun<'_, '_> {
         recs: &[Rec],
         outcomes: &[(usize, Outcome)],
         new_pks: &HashMap<usize, Pk>,
-    ) -> Result<Vec<DerivedGroup<'_>>> {
+    ) -> Result<Vec<DerivedGroup<'s>>> {
         let parents: HashMap<usize, Pk> = outcomes
             .iter()
             .map(|(i, o)| match o {

@@ -21,7 +21,7 @@ mod v2;
 
 pub use contract::{Contract, LATEST, SUPPORTED, supported_versions};
 pub use imports::{Access, classify as classify_import};
-pub use runtime::{MAX_MEMORY_LIMIT, PluginHost, Session, SessionThread, Usage};
+pub use runtime::{MAX_MEMORY_LIMIT, Pending, PluginHost, Session, SessionThread, Usage};
 
 /// A plugin failure. Every variant names the plugin; those raised during a
 /// call name the model and, when known, the record.

@@ -216,7 +216,8 @@ async fn decide(
         return Ok((HashMap::new(), Vec::new()));
     }
     let prepared = run.session.prepare(inputs).await?;
-    let (pending, queries) = run.questions(&recs, prepared)?;
+    let ((pending, queries), skips) = run.questions(&recs, prepared)?;
+    run.note_skips(skips);
     if pending.is_empty() {
         run.session.resolve(Vec::new()).await?;
         return Ok((HashMap::new(), Vec::new()));

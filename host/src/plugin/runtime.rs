@@ -411,12 +411,23 @@ impl SessionThread {
 
     /// [`Session::prepare`], on the session's thread.
     pub async fn prepare(&self, batch: Vec<InputRecord>) -> Result<Vec<Prepared>> {
-        self.run(move |session| session.prepare_owned(batch)).await
+        self.start_prepare(batch).wait().await
     }
 
     /// [`Session::resolve`], on the session's thread.
     pub async fn resolve(&self, answers: Vec<Answered>) -> Result<Vec<Decided>> {
-        self.run(move |session| session.resolve(&answers)).await
+        self.start_resolve(answers).wait().await
+    }
+
+    /// Hands `prepare` to the session's thread now, to be awaited later:
+    /// the plugin works while the caller does.
+    pub fn start_prepare(&self, batch: Vec<InputRecord>) -> Pending<Vec<Prepared>> {
+        self.start(move |session| session.prepare_owned(batch))
+    }
+
+    /// Hands `resolve` to the session's thread now; see [`Self::start_prepare`].
+    pub fn start_resolve(&self, answers: Vec<Answered>) -> Pending<Vec<Decided>> {
+        self.start(move |session| session.resolve(&answers))
     }
 
     /// [`Session::host_calls`], on the session's thread.
@@ -430,19 +441,38 @@ impl SessionThread {
     }
 
     async fn run<R: Send + 'static>(&self, f: impl FnOnce(&mut Session) -> Result<R> + Send + 'static) -> Result<R> {
+        self.start(f).wait().await
+    }
+
+    fn start<R: Send + 'static>(&self, f: impl FnOnce(&mut Session) -> Result<R> + Send + 'static) -> Pending<R> {
         let (reply, result) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move |session| {
             let _ = reply.send(f(session));
         });
         let sent = self.jobs.as_ref().is_some_and(|jobs| jobs.send(job).is_ok());
-        if !sent {
-            return Err(self.gone());
-        }
-        result.await.unwrap_or_else(|_| Err(self.gone()))
+        Pending { result: sent.then_some(result), gone: self.gone() }
     }
 
     fn gone(&self) -> Error {
         Error::Runtime(format!("the thread of the plugin session on {} has ended", self.model.name))
+    }
+}
+
+/// A call handed to a session's thread; [`Pending::wait`] for its result.
+/// The session runs one call at a time, in the order they were handed over.
+#[must_use = "the session is busy until the call is waited for"]
+pub struct Pending<R> {
+    result: Option<tokio::sync::oneshot::Receiver<Result<R>>>,
+    /// What to say if the thread ended before answering.
+    gone: Error,
+}
+
+impl<R> Pending<R> {
+    pub async fn wait(self) -> Result<R> {
+        match self.result {
+            Some(result) => result.await.unwrap_or(Err(self.gone)),
+            None => Err(self.gone),
+        }
     }
 }
 
