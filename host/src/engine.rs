@@ -981,6 +981,16 @@ impl Following {
 }
 
 impl Ahead {
+    /// The failure of the batch before `ahead`, once the plugin is done with
+    /// what it was doing ahead (a lost race retries the batch with it).
+    async fn abandon(ahead: Option<Ahead>, error: Error) -> Failed {
+        let flush = match ahead {
+            Some(a) => a.settle().await,
+            None => false,
+        };
+        Failed { error, flush, committed: false }
+    }
+
     /// Waits for whatever the plugin is doing for this batch and the one
     /// after it; whether a `prepare` is left waiting for its `resolve`.
     async fn settle(self) -> bool {
@@ -1245,13 +1255,7 @@ impl<'s> ModelRun<'_, 's> {
         };
         let staged = match staged {
             Ok(staged) => staged,
-            Err(error) => {
-                let flush = match ahead {
-                    Some(a) => a.settle().await,
-                    None => false,
-                };
-                return Err(Failed { error, flush, committed: false });
-            }
+            Err(error) => return Err(Ahead::abandon(ahead, error).await),
         };
         let ahead = match ahead {
             Some(Ahead::Prepared(p)) => match self.answer_ahead(&mut tx, &staged, p, after).await {
@@ -1269,13 +1273,7 @@ impl<'s> ModelRun<'_, 's> {
         .await;
         let written = match stored {
             Ok(written) => written,
-            Err(error) => {
-                let flush = match ahead {
-                    Some(a) => a.settle().await,
-                    None => false,
-                };
-                return Err(Failed { error, flush, committed: false });
-            }
+            Err(error) => return Err(Ahead::abandon(ahead, error).await),
         };
         self.book(written);
         match prepare_failed {
