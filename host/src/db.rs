@@ -544,6 +544,11 @@ impl Tx<'_> {
         }
     }
 
+    /// Whether [`Tx::data_version`] tells other connections' writes apart.
+    pub fn counts_writes(&self) -> bool {
+        matches!(self, Tx::Sqlite(_))
+    }
+
     /// SQLite's `data_version`: it changes when another connection commits,
     /// so two equal readings in two transactions mean nobody else wrote in
     /// between. `None` on PostgreSQL, which has no such counter.

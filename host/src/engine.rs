@@ -483,6 +483,7 @@ async fn import_models(
         opts,
         pkmap: pkmap.clone(),
         derived: BTreeMap::new(),
+        contended: false,
         indexed: HashSet::new(),
         detail: reporter.detail(),
         started_at,
@@ -658,6 +659,10 @@ struct ImportState<'a> {
     pkmap: Arc<PkMap>,
     /// Rows plugins derived, per model.
     derived: BTreeMap<String, u64>,
+    /// Whether another connection wrote between two batches of this import:
+    /// from then on batches are answered in their own transactions, which
+    /// hold the write lock for less time (see `ModelRun::answer_ahead`).
+    contended: bool,
     /// The lookups already known to be served by an index.
     indexed: HashSet<(ModelName, db::Lookup)>,
     /// Which records' fates the reporter wants.
@@ -932,6 +937,8 @@ struct Prepped {
 
 /// The next batch, as far as it got while the batch before was written.
 enum Ahead {
+    /// Its `prepare` handed to the plugin, not waited for yet.
+    Preparing(Following),
     /// Prepared; its questions are answered in its own transaction.
     Prepared(Prepped),
     /// Answered and handed to `resolve` already ([`ModelRun::answer_ahead`]).
@@ -991,10 +998,22 @@ impl Ahead {
         Failed { error, flush, committed: false }
     }
 
+    /// Waits for a `prepare` still running; its error apart.
+    async fn prepared(ahead: Option<Ahead>) -> (Option<Ahead>, Option<Error>) {
+        match ahead {
+            Some(Ahead::Preparing(f)) => match f.wait().await {
+                Ok(p) => (Some(Ahead::Prepared(p)), None),
+                Err(e) => (None, Some(e)),
+            },
+            other => (other, None),
+        }
+    }
+
     /// Waits for whatever the plugin is doing for this batch and the one
     /// after it; whether a `prepare` is left waiting for its `resolve`.
     async fn settle(self) -> bool {
         match self {
+            Ahead::Preparing(f) => f.wait().await.is_ok_and(|p| !p.recs.is_empty()),
             Ahead::Prepared(p) => !p.recs.is_empty(),
             Ahead::Invalid(_) => true,
             Ahead::Resolving(r) => {
@@ -1193,8 +1212,13 @@ impl<'s> ModelRun<'_, 's> {
         next: Option<&mut Decoded>,
         after: Option<&mut Decoded>,
     ) -> std::result::Result<Step, Failed> {
+        let this = match this {
+            Ahead::Preparing(f) => Ahead::Prepared(f.wait().await?),
+            other => other,
+        };
         let (recs, mut tx, found, decided, following) = match this {
             Ahead::Invalid(error) => return Err(error.into()),
+            Ahead::Preparing(_) => return Err(Error::Internal("a batch still preparing".into()).into()),
             Ahead::Prepared(Prepped { recs, prepared }) => {
                 if recs.is_empty() {
                     return Ok(Step::Done(None));
@@ -1220,6 +1244,7 @@ impl<'s> ModelRun<'_, 's> {
                 let decided = r.decided.wait().await;
                 if version? != Some(r.version) {
                     drop(tx);
+                    self.state.contended = true;
                     let following = r.following.take().map(Following::wait);
                     if let Some(f) = following
                         && f.await.is_ok_and(|p| !p.recs.is_empty())
@@ -1239,26 +1264,27 @@ impl<'s> ModelRun<'_, 's> {
             Error::Db(error) => write_err(error),
             e => e,
         };
-        // The next batch's `prepare` runs while this batch is staged (it was
-        // queued already if this batch was resolved ahead).
-        let preparing = match following {
-            Some(f) => Some(f),
-            None => next.map(|n| Following::start(self, n)),
+        // The next batch's `prepare` runs while this batch is staged and
+        // written (it was queued already if this batch was resolved ahead).
+        let mut ahead = match following {
+            Some(f) => Some(Ahead::Preparing(f)),
+            None => next.map(|n| Ahead::Preparing(Following::start(self, n))),
         };
+        let mut prepare_failed = None;
         let staged = self.stage(&mut tx, &recs, decisions).await.map_err(db_err);
-        let (ahead, prepare_failed) = match preparing.map(Following::wait) {
-            None => (None, None),
-            Some(p) => match p.await {
-                Ok(p) => (Some(Ahead::Prepared(p)), None),
-                Err(e) => (None, Some(e)),
-            },
-        };
+        // Answering ahead needs the next batch prepared before this one is
+        // written; otherwise `prepare` goes on during the write.
+        let answering_ahead =
+            tx.counts_writes() && !self.state.contended && staged.as_ref().is_ok_and(Staged::overlaid);
+        if answering_ahead {
+            (ahead, prepare_failed) = Ahead::prepared(ahead).await;
+        }
         let staged = match staged {
             Ok(staged) => staged,
             Err(error) => return Err(Ahead::abandon(ahead, error).await),
         };
         let ahead = match ahead {
-            Some(Ahead::Prepared(p)) => match self.answer_ahead(&mut tx, &staged, p, after).await {
+            Some(Ahead::Prepared(p)) if answering_ahead => match self.answer_ahead(&mut tx, &staged, p, after).await {
                 Ok(a) => Some(a),
                 // The plugin waits for the next batch's `resolve`.
                 Err(e) => return Err(Failed { error: write_err(e), flush: true, committed: false }),
@@ -1276,7 +1302,8 @@ impl<'s> ModelRun<'_, 's> {
             Err(error) => return Err(Ahead::abandon(ahead, error).await),
         };
         self.book(written);
-        match prepare_failed {
+        let (ahead, failed) = Ahead::prepared(ahead).await;
+        match prepare_failed.or(failed) {
             Some(error) => Err(Failed { error, flush: false, committed: true }),
             None => Ok(Step::Done(ahead)),
         }
@@ -1305,7 +1332,8 @@ impl<'s> ModelRun<'_, 's> {
         next: Prepped,
         after: Option<&mut Decoded>,
     ) -> db::Result<Ahead> {
-        if next.recs.is_empty() || !staged.overlaid() || !self.can_answer_ahead(&next.prepared) {
+        if self.state.contended || next.recs.is_empty() || !staged.overlaid() || !self.can_answer_ahead(&next.prepared)
+        {
             return Ok(Ahead::Prepared(next));
         }
         let Some(version) = tx.data_version().await? else {

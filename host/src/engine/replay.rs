@@ -143,6 +143,7 @@ async fn run(plugins: &PluginHost, registry: &Registry, batch: Batch, spent: &mu
         opts: &opts,
         pkmap: pkmap.clone(),
         derived: BTreeMap::new(),
+        contended: false,
         indexed: HashSet::new(),
         detail: Detail::All,
         started_at: batch.started_at,
