@@ -7,7 +7,8 @@
 //! applies: `find` takes the least pk whose columns equal the key, `taken`
 //! the values [`TakenRange::holds`]. Only questions whose rule is plain
 //! equality of like values qualify ([`Overlay::answers`]); the engine asks
-//! the database afterwards for the rest.
+//! the database afterwards for the rest. A replay of a captured batch
+//! (`replay.rs`) answers from its in-memory tables the same way.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -28,22 +29,28 @@ pub(super) struct Overlay<'r> {
 /// Key → the least pk of the rows with it.
 type EqualIndex<'r> = HashMap<Vec<Key<'r>>, Pk>;
 
-/// A value [`Overlay::answers`] admits into a key, compared as the
-/// database compares it.
+/// A non-null value in a key. Integers, text and booleans compare as the
+/// database compares them ([`Overlay::answers`]); floats (by value, `-0`
+/// as `0`) and JSON (as text) only serve in-memory tables
+/// (`relocate plugin test`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum Key<'v> {
     Integer(i64),
+    Float(u64),
     Text(&'v str),
     Boolean(bool),
+    Json(&'v str),
 }
 
 impl<'v> Key<'v> {
     fn of(value: &'v Value) -> Option<Key<'v>> {
         match value {
+            Value::Null => None,
             Value::Integer(i) => Some(Key::Integer(*i)),
+            Value::Float(f) => Some(Key::Float((f + 0.0).to_bits())),
             Value::Text(s) => Some(Key::Text(s)),
             Value::Boolean(b) => Some(Key::Boolean(*b)),
-            _ => None,
+            Value::Json(s) => Some(Key::Json(s)),
         }
     }
 }
@@ -81,7 +88,7 @@ impl<'r> Overlay<'r> {
         found: Option<Pk>,
     ) -> Option<Pk> {
         let Some(key) = key.iter().map(Key::of).collect::<Option<Vec<_>>>() else {
-            // Null equals nothing; other kinds never get here.
+            // Null equals nothing.
             return found;
         };
         let Some((model, rows)) = self.rows.get_key_value(model) else {

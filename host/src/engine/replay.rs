@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde_json::Value as Json;
 
+use super::overlay::Overlay;
 use crate::db;
 use crate::model::{ImportScope, ModelName, Pk, Value};
 use crate::plugin::{self, Answer, ImportFlags, Mapping, PluginHost, Query, Usage};
@@ -278,13 +279,18 @@ fn answer(
     queries: &[(usize, Query)],
 ) -> Result<Answers> {
     let mut answers = Vec::with_capacity(queries.len());
+    let mut rows = tables.overlay();
     for (_, q) in queries {
         let (model, lookup) = run.lookup(q)?;
         let answer = match (q, lookup) {
             (Query::Find { values, .. }, db::Lookup::Equal(columns)) => {
-                Answer::Found(tables.find(model, &columns, values))
+                Answer::Found(rows.find(model, &columns, values, None))
             }
-            (Query::Taken { base, .. }, db::Lookup::Folded(column)) => Answer::Taken(tables.taken(model, column, base)),
+            (Query::Taken { base, .. }, db::Lookup::Folded(column)) => {
+                let mut taken = Vec::new();
+                rows.taken(model, column, base, &mut taken);
+                Answer::Taken(taken)
+            }
             _ => return Err(Error::Internal("a question of one kind looked up as another".into())),
         };
         answers.push(Some(answer));
@@ -303,25 +309,15 @@ impl Tables {
         Tables { rows }
     }
 
-    /// The lowest pk of a row whose `columns` equal `key`; NULL never matches.
-    fn find(&self, model: &ModelName, columns: &[usize], key: &[Value]) -> Option<Pk> {
-        if key.iter().any(|v| matches!(v, Value::Null)) {
-            return None;
+    /// Every row, to answer questions from as the database would.
+    fn overlay(&self) -> Overlay<'_> {
+        let mut overlay = Overlay::default();
+        for (model, rows) in &self.rows {
+            for (pk, values) in rows {
+                overlay.add(model, *pk, values);
+            }
         }
-        let rows = self.rows.get(model)?;
-        let hit = |values: &Vec<Value>| columns.iter().zip(key).all(|(&c, k)| values.get(c) == Some(k));
-        rows.iter().filter(|(_, values)| hit(values)).map(|(pk, _)| *pk).min()
-    }
-
-    /// The values of text `column` taken for `base`, in row order.
-    fn taken(&self, model: &ModelName, column: usize, base: &str) -> Vec<String> {
-        let range = db::TakenRange::new(base);
-        let rows = self.rows.get(model).map(Vec::as_slice).unwrap_or_default();
-        rows.iter()
-            .filter_map(|(_, values)| values.get(column).and_then(Value::as_text))
-            .filter(|v| range.holds(v))
-            .map(str::to_string)
-            .collect()
+        overlay
     }
 
     /// `n` pks after the largest of `model`, as a dry run takes them.
@@ -367,11 +363,18 @@ mod tests {
         )]);
         let tables = Tables::new(rows);
         let user = name("sentry.user");
-        assert_eq!(tables.taken(&user, 0, "élodie"), ["ÉLODIE", "élodie-x1"]);
-        assert!(tables.taken(&user, 0, "straße").is_empty());
-        assert_eq!(tables.find(&user, &[0], &text("élodie2")), Some(2));
-        assert_eq!(tables.find(&user, &[0], &text("élodie")), None);
-        assert_eq!(tables.find(&user, &[0], &[Value::Null]), None);
+        let mut answers = tables.overlay();
+        let mut taken = |base| {
+            let mut found = Vec::new();
+            answers.taken(&user, 0, base, &mut found);
+            found
+        };
+        assert_eq!(taken("élodie"), ["ÉLODIE", "élodie-x1"]);
+        assert!(taken("straße").is_empty());
+        let mut answers = tables.overlay();
+        assert_eq!(answers.find(&user, &[0], &text("élodie2"), None), Some(2));
+        assert_eq!(answers.find(&user, &[0], &text("élodie"), None), None);
+        assert_eq!(answers.find(&user, &[0], &[Value::Null], None), None);
         assert_eq!(tables.reserve(&user, 2), [5, 6]);
         assert_eq!(tables.reserve(&name("sentry.email"), 1), [1]);
     }
