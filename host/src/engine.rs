@@ -978,6 +978,12 @@ impl Following {
         Following { recs, prepared }
     }
 
+    /// Waits for its `prepare`; whether it left the plugin waiting for a
+    /// `resolve`.
+    async fn settle(self) -> bool {
+        self.wait().await.is_ok_and(|p| !p.recs.is_empty())
+    }
+
     async fn wait(self) -> Result<Prepped> {
         let prepared = match self.prepared {
             Some(p) => p.wait().await?,
@@ -1013,13 +1019,13 @@ impl Ahead {
     /// after it; whether a `prepare` is left waiting for its `resolve`.
     async fn settle(self) -> bool {
         match self {
-            Ahead::Preparing(f) => f.wait().await.is_ok_and(|p| !p.recs.is_empty()),
+            Ahead::Preparing(f) => f.settle().await,
             Ahead::Prepared(p) => !p.recs.is_empty(),
             Ahead::Invalid(_) => true,
             Ahead::Resolving(r) => {
                 let _ = r.decided.wait().await;
                 match r.following {
-                    Some(f) => f.wait().await.is_ok_and(|p| !p.recs.is_empty()),
+                    Some(f) => f.settle().await,
                     None => false,
                 }
             }
@@ -1059,7 +1065,16 @@ struct Pending {
 type Questions = (BTreeMap<usize, Pending>, Vec<(usize, Query)>);
 
 /// Records `prepare` or the import's scope left out, and why.
-type Skips = Vec<(Rec, String)>;
+type Skips = Vec<(Rec, Skip)>;
+
+/// Why a ready-to-be record was left out; put in words only for a reporter
+/// that wants skipped records.
+enum Skip {
+    /// The plugin's reason.
+    Plugin(String),
+    /// The record's own scope, outside the import's.
+    Scope(Scope),
+}
 
 /// The derived rows of one model, ready to insert.
 type DerivedGroup<'d> = (&'d ModelDesc, Vec<Vec<Value>>);
@@ -1212,12 +1227,9 @@ impl<'s> ModelRun<'_, 's> {
         next: Option<&mut Decoded>,
         after: Option<&mut Decoded>,
     ) -> std::result::Result<Step, Failed> {
-        let this = match this {
-            Ahead::Preparing(f) => Ahead::Prepared(f.wait().await?),
-            other => other,
-        };
         let (recs, mut tx, found, decided, following) = match this {
             Ahead::Invalid(error) => return Err(error.into()),
+            // `try_batch` waits for the next batch's `prepare` before it returns.
             Ahead::Preparing(_) => return Err(Error::Internal("a batch still preparing".into()).into()),
             Ahead::Prepared(Prepped { recs, prepared }) => {
                 if recs.is_empty() {
@@ -1245,9 +1257,8 @@ impl<'s> ModelRun<'_, 's> {
                 if version? != Some(r.version) {
                     drop(tx);
                     self.state.contended = true;
-                    let following = r.following.take().map(Following::wait);
-                    if let Some(f) = following
-                        && f.await.is_ok_and(|p| !p.recs.is_empty())
+                    if let Some(f) = r.following.take()
+                        && f.settle().await
                     {
                         self.session.resolve(Vec::new()).await?;
                     }
@@ -1445,20 +1456,12 @@ impl<'s> ModelRun<'_, 's> {
         let mut skips = Vec::new();
         for (index, (rec, prep)) in recs.iter().zip(prepared).enumerate() {
             match prep {
-                Prepared::Skip(reason) => skips.push((*rec, format!("{}: {reason}", self.plugin))),
+                Prepared::Skip(reason) => skips.push((*rec, Skip::Plugin(reason))),
                 Prepared::Invalid(errors) => return Err(self.invalid(rec, errors)),
                 Prepared::Ready { scope, queries: qs } => {
                     let scope = self.record_scope(scope, rec)?;
                     if !self.state.opts.scope.accepts(scope) {
-                        let import = self.state.opts.scope.as_scope();
-                        skips.push((
-                            *rec,
-                            format!(
-                                "its scope {} is outside the {} scope of this import",
-                                scope.as_str(),
-                                import.as_str()
-                            ),
-                        ));
+                        skips.push((*rec, Skip::Scope(scope)));
                         continue;
                     }
                     for q in qs {
@@ -1473,8 +1476,14 @@ impl<'s> ModelRun<'_, 's> {
     }
 
     fn note_skips(&mut self, skips: Skips) {
-        for (rec, reason) in skips {
-            self.note(rec, Fate::Skipped, None, || reason);
+        let (plugin, import) = (self.plugin, self.state.opts.scope.as_scope());
+        for (rec, skip) in skips {
+            self.note(rec, Fate::Skipped, None, || match skip {
+                Skip::Plugin(reason) => format!("{plugin}: {reason}"),
+                Skip::Scope(scope) => {
+                    format!("its scope {} is outside the {} scope of this import", scope.as_str(), import.as_str())
+                }
+            });
         }
     }
 
