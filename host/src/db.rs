@@ -750,14 +750,13 @@ impl TakenRange {
         TakenRange { upper: format!("{base}."), suffixed: format!("{base}-"), base }
     }
 
-    /// Whether `value` is taken for this base: what the databases' `taken`
-    /// statement selects, for a value held in memory (`relocate plugin test`).
-    pub(crate) fn holds(&self, value: &str) -> bool {
-        let value = fold(value);
-        let value = value.as_ref();
-        value >= self.base.as_str()
-            && value < self.upper.as_str()
-            && (value == self.base || value >= self.suffixed.as_str())
+    /// Whether a value that [`fold`]s to `folded` is taken for this base:
+    /// what the databases' `taken` statement selects, for values held in
+    /// memory (the engine's overlay of rows not written yet).
+    pub(crate) fn holds(&self, folded: &str) -> bool {
+        folded >= self.base.as_str()
+            && folded < self.upper.as_str()
+            && (folded == self.base || folded >= self.suffixed.as_str())
     }
 }
 
@@ -1090,11 +1089,11 @@ fn group_index_columns<K: PartialEq>(rows: impl IntoIterator<Item = (K, Option<S
     out.into_iter().map(|(_, columns)| columns).collect()
 }
 
-/// Sentry stores the pk maps as JSON objects with string keys.
+/// Sentry stores the pk maps as JSON objects with string keys, which is how
+/// serde_json writes integer keys; written straight from the map, in pk order.
 fn map_to_json<V: serde::Serialize>(map: &BTreeMap<Pk, V>) -> String {
-    let object: serde_json::Map<String, serde_json::Value> =
-        map.iter().map(|(k, v)| (k.to_string(), serde_json::to_value(v).unwrap_or(serde_json::Value::Null))).collect();
-    serde_json::Value::Object(object).to_string()
+    // Integer keys and the maps' values (pks, strings) cannot fail to serialize.
+    serde_json::to_string(map).unwrap_or_else(|_| "{}".to_string())
 }
 
 fn map_from_json<V: serde::de::DeserializeOwned>(text: &str) -> Result<BTreeMap<Pk, V>> {
@@ -1115,9 +1114,9 @@ mod tests {
 
     #[test]
     fn chunk_maps_round_trip_with_string_keys() {
-        let map: BTreeMap<Pk, Pk> = [(12, 1), (13, 2)].into();
+        let map: BTreeMap<Pk, Pk> = [(12, 1), (9, 3), (13, 2)].into();
         let json = map_to_json(&map);
-        assert_eq!(json, r#"{"12":1,"13":2}"#);
+        assert_eq!(json, r#"{"9":3,"12":1,"13":2}"#);
         assert_eq!(map_from_json::<Pk>(&json).unwrap(), map);
         assert!(map_from_json::<Pk>(r#"{"x":1}"#).is_err());
     }

@@ -129,7 +129,9 @@ impl<'r> Overlay<'r> {
             if !folded.starts_with(&*base) {
                 break;
             }
-            found.extend(values.iter().filter(|v| range.holds(v)).map(|v| v.to_string()));
+            if range.holds(folded) {
+                found.extend(values.iter().map(|v| v.to_string()));
+            }
         }
     }
 }
