@@ -478,16 +478,7 @@ async fn import_models(
     }
 
     let mut filters = build_filters(export, &opts.filters)?;
-    let mut state = ImportState {
-        registry,
-        opts,
-        pkmap: pkmap.clone(),
-        derived: BTreeMap::new(),
-        contended: false,
-        indexed: HashSet::new(),
-        detail: reporter.detail(),
-        started_at,
-    };
+    let mut state = ImportState::new(registry, opts, pkmap.clone(), reporter.detail(), started_at);
     let batch_size = opts.batch_size.clamp(1, MAX_BATCH_SIZE).div_ceil(CHUNK_SIZE) * CHUNK_SIZE;
     let mut summary = Summary { import_uuid: opts.import_uuid, started_at, commit: opts.commit, ..Summary::default() };
 
@@ -669,6 +660,28 @@ struct ImportState<'a> {
     detail: Detail,
     /// When the import began: the plugins' clock and its chunks' `date_added`.
     started_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> ImportState<'a> {
+    /// The state of an import that has written nothing yet.
+    fn new(
+        registry: &'a Registry,
+        opts: &'a ImportOptions,
+        pkmap: Arc<PkMap>,
+        detail: Detail,
+        started_at: chrono::DateTime<chrono::Utc>,
+    ) -> Self {
+        ImportState {
+            registry,
+            opts,
+            pkmap,
+            derived: BTreeMap::new(),
+            contended: false,
+            indexed: HashSet::new(),
+            detail,
+            started_at,
+        }
+    }
 }
 
 /// Reads, types, filters and remaps one batch of a model's records; runs on

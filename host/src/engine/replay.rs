@@ -7,7 +7,7 @@
 //! ([`db::TakenRange`] for `taken`), and new pks are provisional, as in a
 //! dry run (the largest pk of the model so far, plus one).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -139,16 +139,7 @@ async fn run(plugins: &PluginHost, registry: &Registry, batch: Batch, spent: &mu
         clear_first: false,
         commit: Commit::Never,
     };
-    let mut state = ImportState {
-        registry,
-        opts: &opts,
-        pkmap: pkmap.clone(),
-        derived: BTreeMap::new(),
-        contended: false,
-        indexed: HashSet::new(),
-        detail: Detail::All,
-        started_at: batch.started_at,
-    };
+    let mut state = ImportState::new(registry, &opts, pkmap.clone(), Detail::All, batch.started_at);
     let config = plugin::SessionConfig {
         model: model.clone(),
         scope: batch.scope.as_scope(),
