@@ -486,6 +486,9 @@ async fn copy_baseline(source: &str, fresh: &str, work: &Path) -> Result<Baselin
     src.close().await?;
 
     let mut dst = PgConnection::connect(fresh).await?;
+    // As relocate's own connections: without it every COPY's end waits
+    // for the server's delayed ACK.
+    relocate::db::no_delay(&mut dst).await?;
     let mut buf = vec![0u8; 1 << 20];
     let started = Instant::now();
     sqlx::query("BEGIN").execute(&mut dst).await?;

@@ -13,6 +13,8 @@ use crate::model::{ColumnKind, Ident, ModelDesc, ModelName, Pk, Silo, Value};
 mod postgres;
 mod sqlite;
 
+pub use postgres::no_delay;
+
 /// A database failure. Each message carries its cause's text (no
 /// `source()`), so it is printed once, and ends with what to do when there
 /// is something to do.
@@ -437,6 +439,23 @@ impl Db {
         }
     }
 
+    /// Lets go of a [`Hold`] once its batch committed.
+    pub async fn release(&mut self, hold: Hold) -> Result<()> {
+        match (self, hold) {
+            (Db::Postgres(c), Hold::Locks(keys)) if !keys.is_empty() => postgres::session_unlock(c, &keys).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Lets go of every [`Hold`] after a failed batch: those of the batches
+    /// answered ahead of it go with it. A connection that was lost let go of
+    /// them already.
+    pub async fn release_all(&mut self) {
+        if let Db::Postgres(c) = self {
+            let _ = postgres::session_unlock_all(c).await;
+        }
+    }
+
     /// Opens one transaction for a whole import (`--atomic`, `--dry-run`):
     /// every later [`Db::begin`] is a savepoint inside it, so that nothing
     /// is visible to others, or kept, before [`Db::end_outer`].
@@ -544,18 +563,50 @@ impl Tx<'_> {
         }
     }
 
-    /// Whether [`Tx::data_version`] tells other connections' writes apart.
-    pub fn counts_writes(&self) -> bool {
-        matches!(self, Tx::Sqlite(_))
+    /// Whether answers given in this transaction can be kept true into a
+    /// later one ([`Tx::hold`]): on SQLite always; on PostgreSQL when each
+    /// batch commits on its own, since its hold on the names is let go of
+    /// after the batch's commit, which inside an import-wide transaction
+    /// would come before its rows are visible.
+    pub fn can_hold(&self, commit_each_batch: bool) -> bool {
+        matches!(self, Tx::Sqlite(_)) || commit_each_batch
     }
 
-    /// SQLite's `data_version`: it changes when another connection commits,
-    /// so two equal readings in two transactions mean nobody else wrote in
-    /// between. `None` on PostgreSQL, which has no such counter.
-    pub async fn data_version(&mut self) -> Result<Option<i64>> {
+    /// Takes what keeps answers given now about the names `keys` lock
+    /// ([`question_lock`]) true until a later transaction writes and
+    /// commits their batch: SQLite's `data_version`, which changes when
+    /// another connection commits; PostgreSQL session-level advisory locks,
+    /// held past this transaction's commit until [`Db::release`]. `None`
+    /// when another import holds one of the names: the locks are tried,
+    /// never waited for, since the caller holds this batch's locks already
+    /// and waiting out of order could deadlock.
+    pub async fn hold(&mut self, keys: Vec<i64>) -> Result<Option<Hold>> {
         match self {
-            Tx::Sqlite(t) => sqlite::scalar_i64(t, "PRAGMA data_version").await.map(Some),
-            Tx::Postgres(_) => Ok(None),
+            Tx::Sqlite(t) => sqlite::scalar_i64(t, "PRAGMA data_version").await.map(|v| Some(Hold::Version(v))),
+            Tx::Postgres(t) => {
+                let keys = lock_buckets(keys);
+                if keys.is_empty() {
+                    return Ok(Some(Hold::Locks(keys)));
+                }
+                let (taken, refused): (Vec<_>, Vec<_>) =
+                    postgres::try_session_locks(t, &keys).await?.into_iter().partition(|(_, ok)| *ok);
+                let taken: Vec<i64> = taken.into_iter().map(|(k, _)| k).collect();
+                if refused.is_empty() {
+                    return Ok(Some(Hold::Locks(taken)));
+                }
+                postgres::session_unlock(t, &taken).await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Whether answers given under `hold` are still true: on SQLite, whether
+    /// no other connection committed since; locks held are.
+    pub async fn still_holds(&mut self, hold: &Hold) -> Result<bool> {
+        match (self, hold) {
+            (Tx::Sqlite(t), Hold::Version(v)) => Ok(sqlite::scalar_i64(t, "PRAGMA data_version").await? == *v),
+            (_, Hold::Locks(_)) => Ok(true),
+            (Tx::Postgres(_), Hold::Version(_)) => Ok(false),
         }
     }
 
@@ -576,12 +627,7 @@ impl Tx<'_> {
         if !self.locks_questions() {
             return Ok(());
         }
-        // A bounded number of locks per batch: PostgreSQL's lock table is
-        // shared and small (64 per connection by default), and a batch may
-        // ask 10,000 questions. Two names in one bucket only take turns.
-        let mut keys: Vec<i64> = keys.into_iter().map(|k| k.rem_euclid(QUESTION_LOCK_BUCKETS)).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let keys = lock_buckets(keys);
         match self {
             Tx::Postgres(t) if !keys.is_empty() => postgres::advisory_locks(t, &keys).await,
             Tx::Postgres(_) | Tx::Sqlite(_) => Ok(()),
@@ -762,6 +808,28 @@ impl TakenRange {
 
 /// How many advisory locks the questions of all imports share.
 const QUESTION_LOCK_BUCKETS: i64 = 256;
+
+/// The advisory locks that stand for `keys`, ascending. A bounded number
+/// per batch: PostgreSQL's lock table is shared and small (64 per
+/// connection by default), and a batch may ask 10,000 questions. Two names
+/// in one bucket only take turns.
+fn lock_buckets(keys: Vec<i64>) -> Vec<i64> {
+    let mut keys: Vec<i64> = keys.into_iter().map(|k| k.rem_euclid(QUESTION_LOCK_BUCKETS)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
+
+/// What keeps a batch's answers, given in the transaction of the batch
+/// before it, true until its own transaction commits ([`Tx::hold`]).
+#[derive(Debug)]
+pub enum Hold {
+    /// SQLite's `data_version` when the answers were given.
+    Version(i64),
+    /// PostgreSQL session-level advisory locks (bucketed keys) on the
+    /// batch's names, until [`Db::release`].
+    Locks(Vec<i64>),
+}
 
 /// The advisory lock a question about `key` takes ([`Tx::lock_questions`]):
 /// the same for every import asking about the same model, column(s) and
@@ -1214,6 +1282,83 @@ mod tests {
             let read = db.read_rows(&model, &[1, 2]).await.expect("read back");
             assert_eq!(read[&1], [Some("e".to_string())], "{url}");
             assert_eq!(read[&2], [Some("d".to_string())], "{url}");
+        })
+        .await;
+    }
+
+    /// Text goes in as written, whatever COPY's text format gives a meaning.
+    #[tokio::test]
+    async fn inserts_keep_text_as_written() {
+        let model = users();
+        on_both(async |url, mut db| {
+            db.create_schema(&[&model]).await.expect("schema");
+            let names = ["tab\there", "two\nlines", "back\\slash", "\\N", "cr\r", "\\.", "", "élodie ÖZİL"];
+            let values: Vec<[Value; 1]> = names.iter().map(|n| [Value::Text(n.to_string())]).collect();
+            let rows: Vec<NewRow> =
+                values.iter().enumerate().map(|(i, v)| NewRow { pk: i as Pk + 1, values: v.as_slice() }).collect();
+            let mut tx = db.begin().await.expect("begin");
+            tx.insert(&model, &rows).await.expect("insert");
+            tx.commit().await.expect("commit");
+            let pks: Vec<Pk> = (1..=names.len() as Pk).collect();
+            let read = db.read_rows(&model, &pks).await.expect("read back");
+            for (pk, name) in pks.iter().zip(names) {
+                assert_eq!(read[pk], [Some(name.to_string())], "{url}");
+            }
+        })
+        .await;
+    }
+
+    /// A hold on PostgreSQL outlives its transaction until released, and a
+    /// hold that meets another connection's is refused and keeps nothing.
+    #[tokio::test]
+    async fn postgres_holds_last_until_released() {
+        on_both(async |url, mut a| {
+            if !url.starts_with("postgres") {
+                return;
+            }
+            let mut b = Db::connect(url).await.expect("open");
+            let mut c = Db::connect(url).await.expect("open");
+            let hold = async |db: &mut Db, keys: Vec<i64>| {
+                let mut tx = db.begin().await.expect("begin");
+                let hold = tx.hold(keys).await.expect("hold");
+                tx.commit().await.expect("commit");
+                hold
+            };
+            let held = hold(&mut a, vec![7]).await.expect("nobody holds 7");
+            assert!(hold(&mut b, vec![3, 7]).await.is_none(), "7 is held past its transaction");
+            let three = hold(&mut c, vec![3]).await.expect("the refused hold kept 3");
+            c.release(three).await.expect("release");
+            a.release(held).await.expect("release");
+            let both = hold(&mut b, vec![3, 7]).await.expect("both are free again");
+            b.release(both).await.expect("release");
+        })
+        .await;
+    }
+
+    /// Nagle's algorithm is off on relocate's PostgreSQL sockets, as libpq
+    /// has it (sqlx 0.9.0 leaves it on).
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn postgres_sockets_send_at_once() {
+        use nix::sys::socket::{SockaddrStorage, getsockname, getsockopt, sockopt::TcpNoDelay};
+        use std::os::fd::{BorrowedFd, RawFd};
+        on_both(async |url, mut db| {
+            let Db::Postgres(c) = &mut db else { return };
+            let port: i32 = sqlx::query_scalar("SELECT inet_client_port()").fetch_one(&mut *c).await.expect("port");
+            let mut found = false;
+            for entry in std::fs::read_dir("/proc/self/fd").expect("fds").flatten() {
+                let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
+                let Ok(local) = getsockname::<SockaddrStorage>(fd) else { continue };
+                if local.as_sockaddr_in().map(|a| i32::from(a.port())) != Some(port) {
+                    continue;
+                }
+                // SAFETY: the connection's socket, which `c` keeps open.
+                #[allow(unsafe_code)]
+                let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+                assert!(getsockopt(&socket, TcpNoDelay).expect("TCP_NODELAY"), "{url}");
+                found = true;
+            }
+            assert!(found, "the connection's socket, port {port}");
         })
         .await;
     }

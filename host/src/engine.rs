@@ -963,15 +963,15 @@ enum Ahead {
 /// A batch whose questions were answered in the transaction of the batch
 /// before it, from the database as it was before that batch's writes and
 /// from its rows held in memory ([`overlay`]); `resolve` ran while those
-/// rows were written. The answers hold if nobody else wrote since, which
-/// the database's `data_version` tells; otherwise the batch starts over.
+/// rows were written. Its [`db::Hold`] keeps the answers true: locks on its
+/// names (PostgreSQL), or the `data_version` that tells whether anybody else
+/// wrote since (SQLite; if one did, the batch starts over).
 struct Resolving {
     recs: Vec<Rec>,
     skips: Skips,
     found: HashMap<usize, Vec<Pk>>,
     decided: plugin::Pending<Vec<plugin::Decided>>,
-    /// `data_version` when the questions were answered.
-    version: i64,
+    hold: db::Hold,
     /// The batch after it, its `prepare` queued behind this `resolve`.
     following: Option<Following>,
 }
@@ -1193,8 +1193,14 @@ impl<'s> ModelRun<'_, 's> {
                     }
                     continue;
                 }
-                Err(f) if f.error.is_unique_violation() && !f.committed => f,
-                Err(f) => return Err(f),
+                Err(f) => {
+                    // What was held for the batches answered ahead goes with them.
+                    db.release_all().await;
+                    if !f.error.is_unique_violation() || f.committed {
+                        return Err(f);
+                    }
+                    f
+                }
             };
             let starts: BTreeSet<i64> = decoded.records.iter().map(|(o, _, _)| chunk_start(*o)).collect();
             let won: Vec<Chunk> = db
@@ -1240,7 +1246,7 @@ impl<'s> ModelRun<'_, 's> {
         next: Option<&mut Decoded>,
         after: Option<&mut Decoded>,
     ) -> std::result::Result<Step, Failed> {
-        let (recs, mut tx, found, decided, following) = match this {
+        let (recs, mut tx, found, decided, following, hold) = match this {
             Ahead::Invalid(error) => return Err(error.into()),
             // `try_batch` waits for the next batch's `prepare` before it returns.
             Ahead::Preparing(_) => return Err(Error::Internal("a batch still preparing".into()).into()),
@@ -1260,14 +1266,14 @@ impl<'s> ModelRun<'_, 's> {
                 let write_err = self.write_err(&recs);
                 let (answered, found) = self.answer(&mut tx, pending, queries, None).await.map_err(&write_err)?;
                 let decided = self.session.resolve(answered).await?;
-                (recs, tx, found, decided, None)
+                (recs, tx, found, decided, None, None)
             }
             Ahead::Resolving(mut r) => {
                 let mut tx = db.begin().await?;
-                let version = tx.data_version().await.map_err(self.write_err(&r.recs));
+                let holds = tx.still_holds(&r.hold).await.map_err(self.write_err(&r.recs));
                 // The session takes no other call before this one is done.
                 let decided = r.decided.wait().await;
-                if version? != Some(r.version) {
+                if !holds? {
                     drop(tx);
                     self.state.contended = true;
                     if let Some(f) = r.following.take()
@@ -1278,7 +1284,7 @@ impl<'s> ModelRun<'_, 's> {
                     return Ok(Step::Stale);
                 }
                 self.note_skips(r.skips);
-                (r.recs, tx, r.found, decided?, r.following)
+                (r.recs, tx, r.found, decided?, r.following, Some(r.hold))
             }
         };
         let decisions = self.decide(&recs, &found, decided)?;
@@ -1298,8 +1304,9 @@ impl<'s> ModelRun<'_, 's> {
         let staged = self.stage(&mut tx, &recs, decisions).await.map_err(db_err);
         // Answering ahead needs the next batch prepared before this one is
         // written; otherwise `prepare` goes on during the write.
-        let answering_ahead =
-            tx.counts_writes() && !self.state.contended && staged.as_ref().is_ok_and(Staged::overlaid);
+        let answering_ahead = tx.can_hold(self.state.opts.commit == Commit::EachBatch)
+            && !self.state.contended
+            && staged.as_ref().is_ok_and(Staged::overlaid);
         if answering_ahead {
             (ahead, prepare_failed) = Ahead::prepared(ahead).await;
         }
@@ -1326,6 +1333,12 @@ impl<'s> ModelRun<'_, 's> {
             Err(error) => return Err(Ahead::abandon(ahead, error).await),
         };
         self.book(written);
+        if let Some(hold) = hold
+            && let Err(error) = db.release(hold).await
+        {
+            let failed = Ahead::abandon(ahead, write_err(error)).await;
+            return Err(Failed { committed: true, ..failed });
+        }
         let (ahead, failed) = Ahead::prepared(ahead).await;
         match prepare_failed.or(failed) {
             Some(error) => Err(Failed { error, flush: false, committed: true }),
@@ -1343,8 +1356,8 @@ impl<'s> ModelRun<'_, 's> {
     /// Answers the next batch's questions in this batch's transaction before
     /// its writes, adding this batch's rows held in memory, and starts its
     /// `resolve`, which then runs while this batch is written. Only where
-    /// the answers are sure to hold: on a database that tells whether
-    /// another connection wrote meanwhile (SQLite), when this batch
+    /// the answers can be held true ([`db::Tx::hold`]: no other import holds
+    /// the names, no other connection wrote on SQLite), when this batch
     /// overwrites no row and reserves every pk up front, and for questions
     /// with an index already and [`Overlay::answers`]' kinds of values.
     /// Otherwise the batch comes back as it was, to be answered in its own
@@ -1360,7 +1373,13 @@ impl<'s> ModelRun<'_, 's> {
         {
             return Ok(Ahead::Prepared(next));
         }
-        let Some(version) = tx.data_version().await? else {
+        let keys = if tx.locks_questions() {
+            let lock = |q| self.lookup(q).ok().map(|(model, lookup)| question_lock(model, &lookup, q));
+            prepared_queries(&next.prepared).filter_map(lock).collect()
+        } else {
+            Vec::new()
+        };
+        let Some(hold) = tx.hold(keys).await? else {
             return Ok(Ahead::Prepared(next));
         };
         let Prepped { recs, prepared } = next;
@@ -1373,17 +1392,13 @@ impl<'s> ModelRun<'_, 's> {
         let decided = self.session.start_resolve(answered);
         // Queued behind `resolve`: the plugin goes on to the batch after.
         let following = after.map(|a| Following::start(self, a));
-        Ok(Ahead::Resolving(Box::new(Resolving { recs, skips, found, decided, version, following })))
+        Ok(Ahead::Resolving(Box::new(Resolving { recs, skips, found, decided, hold, following })))
     }
 
     /// Whether every question of a prepared batch has its index and values
     /// [`Overlay`] compares as the database does.
     fn can_answer_ahead(&self, prepared: &[Prepared]) -> bool {
-        let queries = prepared.iter().flat_map(|p| match p {
-            Prepared::Ready { queries, .. } => queries.as_slice(),
-            _ => &[],
-        });
-        for q in queries {
+        for q in prepared_queries(prepared) {
             let Ok((model, lookup)) = self.lookup(q) else {
                 return false;
             };
@@ -1553,19 +1568,12 @@ impl<'s> ModelRun<'_, 's> {
         let mut finds: BTreeMap<(ModelName, Vec<usize>), Vec<usize>> = BTreeMap::new();
         let mut takens: BTreeMap<(ModelName, usize), Vec<usize>> = BTreeMap::new();
         let mut locks = Vec::new();
-        let locking = tx.locks_questions();
+        // Answers given ahead are kept true by their batch's `db::Hold`.
+        let locking = tx.locks_questions() && overlay.is_none();
         for (n, (_, q)) in queries.iter().enumerate() {
             let (model, lookup) = self.lookup(q).map_err(|e| db::Error::Corrupt(e.to_string()))?;
-            let base;
-            let key: &[Value] = match q {
-                Query::Find { values, .. } => values,
-                Query::Taken { base: b, .. } => {
-                    base = [Value::Text(b.clone())];
-                    &base
-                }
-            };
             if locking {
-                locks.push(db::question_lock(model, &lookup, key));
+                locks.push(question_lock(model, &lookup, q));
             }
             match lookup {
                 db::Lookup::Equal(cols) => finds.entry((model.clone(), cols)).or_default().push(n),
@@ -2036,6 +2044,22 @@ fn answered(
         })
         .collect();
     (answered, found)
+}
+
+/// The questions of a prepared batch.
+fn prepared_queries(prepared: &[Prepared]) -> impl Iterator<Item = &Query> {
+    prepared.iter().flat_map(|p| match p {
+        Prepared::Ready { queries, .. } => queries.as_slice(),
+        _ => &[],
+    })
+}
+
+/// The advisory lock of a question about `model` ([`db::question_lock`]).
+fn question_lock(model: &ModelName, lookup: &db::Lookup, q: &Query) -> i64 {
+    match q {
+        Query::Find { values, .. } => db::question_lock(model, lookup, values),
+        Query::Taken { base, .. } => db::question_lock(model, lookup, &[Value::Text(base.clone())]),
+    }
 }
 
 fn value_fits(kind: ColumnKind, value: &Value) -> bool {

@@ -1,5 +1,6 @@
-//! PostgreSQL: one `UNNEST` of typed arrays per batch, so a statement's size
-//! does not grow with its rows and no bind-parameter limit applies.
+//! PostgreSQL: inserts by `COPY … FROM STDIN`; lookups and overwrites by one
+//! `UNNEST` of typed arrays per batch, so a statement's size does not grow
+//! with its rows and no bind-parameter limit applies.
 
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -17,10 +18,49 @@ pub async fn connect(url: &str) -> Result<PgConnection> {
     let err = |hint| move |error| Error::Connect { url: url.to_string(), error, hint };
     let options = PgConnectOptions::from_str(url).map_err(err(ConnectHint::Url))?;
     let mut c = PgConnection::connect_with(&options).await.map_err(|e| connect_error(url, &options, e))?;
+    no_delay(&mut c).await.map_err(err(ConnectHint::Url))?;
     // The schema's messages should not drown the user's output.
     sqlx::query("SET client_min_messages = warning").execute(&mut c).await.map_err(err(ConnectHint::Url))?;
     Ok(c)
 }
+
+/// Turns off Nagle's algorithm on the connection's TCP socket, as libpq
+/// does and sqlx 0.9.0 no longer does (sqlx#4335, fixed after 0.9.0).
+/// With it on, a message that leaves in two writes (COPY's data, then its
+/// `CopyDone`) waits for the server's delayed ACK, about 40 ms. sqlx does
+/// not hand out its socket, so it is found among the process's descriptors
+/// by its local port, which the server reports.
+pub async fn no_delay(c: &mut PgConnection) -> sqlx::Result<()> {
+    // NULL over a Unix socket, which has no Nagle's algorithm.
+    let port: Option<i32> = sqlx::query_scalar("SELECT inet_client_port()").fetch_one(&mut *c).await?;
+    if let Some(port) = port.and_then(|p| u16::try_from(p).ok()) {
+        set_no_delay_on_local_port(port);
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+fn set_no_delay_on_local_port(port: u16) {
+    use nix::sys::socket::{SockaddrStorage, getsockname, setsockopt, sockopt::TcpNoDelay};
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
+    for fd in fds.flatten().filter_map(|e| e.file_name().to_str()?.parse::<RawFd>().ok()) {
+        let Ok(local) = getsockname::<SockaddrStorage>(fd) else { continue };
+        let local_port = local.as_sockaddr_in().map(|a| a.port()).or_else(|| local.as_sockaddr_in6().map(|a| a.port()));
+        if local_port == Some(port) {
+            // SAFETY: the descriptor is the socket of the connection the
+            // caller holds mutably, so nothing closes it during the call.
+            #[allow(unsafe_code)]
+            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+            // A socket that refuses the option keeps working, only slower.
+            let _ = setsockopt(&socket, TcpNoDelay, &true);
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn set_no_delay_on_local_port(_port: u16) {}
 
 /// A failed connection, with what to do about the usual causes.
 fn connect_error(url: &str, options: &PgConnectOptions, error: sqlx::Error) -> Error {
@@ -284,25 +324,88 @@ pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
     Ok(())
 }
 
-/// One `INSERT … SELECT FROM UNNEST` of typed arrays per batch: all of it
-/// goes out in one write. (`COPY FROM STDIN` is PostgreSQL's faster load
-/// path, but through sqlx the data and the `CopyDone` that ends it leave in
-/// two writes on a socket without `TCP_NODELAY`; Nagle's algorithm and the
-/// server's delayed ACK then hold every COPY for about 40 ms, which at
-/// batches of at most 10,000 rows costs more than COPY saves.)
+/// `COPY … FROM STDIN` in text format, PostgreSQL's own bulk-load path:
+/// a batch's rows go out as one buffer, with no array built per column.
 pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
-    let (args, unnest) = unnest(model, rows.iter())?;
     let mut columns = vec!["id".to_string()];
     columns.extend(model.columns.iter().map(|c| c.name.quoted()));
-    let mut select = vec!["u.id".to_string()];
-    select.extend(model.columns.iter().enumerate().map(|(n, c)| format!("u.c{n}{}", cast(c.kind))));
-    let sql =
-        format!("INSERT INTO {} ({}) SELECT {} FROM {unnest}", model.table, columns.join(", "), select.join(", "));
-    sqlx::query_with(AssertSqlSafe(sql), args)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error(format!("insert {} rows", model.name)))?;
+    let statement = format!("COPY {} ({}) FROM STDIN", model.table, columns.join(", "));
+    let context = || format!("insert {} rows", model.name);
+    let mut buf = Vec::with_capacity(COPY_BUFFER.min(rows.len() * 256) + 4096);
+    let mut copy = (**t).copy_in_raw(&statement).await.map_err(query_error(context()))?;
+    for row in rows {
+        copy_row(&mut buf, model, row);
+        if buf.len() >= COPY_BUFFER {
+            copy.send(buf.as_slice()).await.map_err(query_error(context()))?;
+            buf.clear();
+        }
+    }
+    if !buf.is_empty() {
+        copy.send(buf).await.map_err(query_error(context()))?;
+    }
+    copy.finish().await.map_err(query_error(context()))?;
     Ok(())
+}
+
+/// Bytes of COPY data per message.
+const COPY_BUFFER: usize = 1 << 20;
+
+/// One row of COPY's text format: tab-separated, `\N` for NULL. A value
+/// whose kind does not fit its column (the engine checked them all) is
+/// NULL, as with the other statements.
+fn copy_row(buf: &mut Vec<u8>, model: &ModelDesc, row: &NewRow<'_>) {
+    use std::io::Write as _;
+    let _ = write!(buf, "{}", row.pk);
+    for (column, value) in model.columns.iter().zip(row.values) {
+        buf.push(b'\t');
+        match (column.kind, value) {
+            (ColumnKind::Integer, Value::Integer(i)) => {
+                let _ = write!(buf, "{i}");
+            }
+            (ColumnKind::Float, Value::Float(f)) => copy_float(buf, *f),
+            (ColumnKind::Float, Value::Integer(i)) => {
+                let _ = write!(buf, "{i}");
+            }
+            (ColumnKind::Boolean, Value::Boolean(b)) => buf.push(if *b { b't' } else { b'f' }),
+            (ColumnKind::Text | ColumnKind::Datetime | ColumnKind::Json, Value::Text(s) | Value::Json(s)) => {
+                copy_text(buf, s)
+            }
+            _ => buf.extend_from_slice(b"\\N"),
+        }
+    }
+    buf.push(b'\n');
+}
+
+fn copy_float(buf: &mut Vec<u8>, f: f64) {
+    use std::io::Write as _;
+    if f.is_nan() {
+        buf.extend_from_slice(b"NaN");
+    } else if f.is_infinite() {
+        buf.extend_from_slice(if f > 0.0 { b"Infinity" } else { b"-Infinity" });
+    } else {
+        // `{:?}` is the shortest text that reads back as the same f64.
+        let _ = write!(buf, "{f:?}");
+    }
+}
+
+/// Escapes what COPY's text format gives a meaning: the backslash and the
+/// row and column separators.
+fn copy_text(buf: &mut Vec<u8>, s: &str) {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\t' => b"\\t",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[from..i]);
+        buf.extend_from_slice(escaped);
+        from = i + 1;
+    }
+    buf.extend_from_slice(&bytes[from..]);
 }
 
 /// Overwrites rows in one statement. `UPDATE … FROM` applies one row per
@@ -393,18 +496,49 @@ pub async fn read_rows(
     Ok(out)
 }
 
+/// The first key of relocate's advisory locks ("RELO"): the two-key form
+/// shares no lock with an application's one-key advisory locks.
+const LOCK_CLASS: i32 = 1380273231;
+
 /// Takes the advisory locks `keys` (sorted) for the rest of the transaction.
 pub async fn advisory_locks(t: &mut Tx<'_>, keys: &[i64]) -> Result<()> {
     // The subquery's order is the order the locks are taken in.
-    // The two-key form, under relocate's own class ("RELO"), shares no lock
-    // with an application's one-key advisory locks.
-    sqlx::query(
-        "SELECT count(pg_advisory_xact_lock(1380273231, k::int4)) FROM (SELECT unnest($1::int8[]) AS k ORDER BY 1) s",
-    )
-    .bind(keys)
-    .execute(&mut **t)
-    .await
-    .map_err(query_error("lock the names this batch asks about"))?;
+    sqlx::query("SELECT count(pg_advisory_xact_lock($2, k::int4)) FROM (SELECT unnest($1::int8[]) AS k ORDER BY 1) s")
+        .bind(keys)
+        .bind(LOCK_CLASS)
+        .execute(&mut **t)
+        .await
+        .map_err(query_error("lock the names this batch asks about"))?;
+    Ok(())
+}
+
+/// Tries the session-level advisory locks `keys` without waiting: each
+/// key with whether it was taken.
+pub async fn try_session_locks(t: &mut Tx<'_>, keys: &[i64]) -> Result<Vec<(i64, bool)>> {
+    sqlx::query_as("SELECT k, pg_try_advisory_lock($2, k::int4) FROM unnest($1::int8[]) AS k")
+        .bind(keys)
+        .bind(LOCK_CLASS)
+        .fetch_all(&mut **t)
+        .await
+        .map_err(query_error("lock the names the next batch asks about"))
+}
+
+/// Releases session-level advisory locks `keys`, each taken once.
+pub async fn session_unlock(c: &mut PgConnection, keys: &[i64]) -> Result<()> {
+    sqlx::query("SELECT count(pg_advisory_unlock($2, k::int4)) FROM unnest($1::int8[]) AS k")
+        .bind(keys)
+        .bind(LOCK_CLASS)
+        .execute(c)
+        .await
+        .map_err(query_error("release the names a batch asked about"))?;
+    Ok(())
+}
+
+pub async fn session_unlock_all(c: &mut PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_unlock_all()")
+        .execute(c)
+        .await
+        .map_err(query_error("release the names batches asked about"))?;
     Ok(())
 }
 
