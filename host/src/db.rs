@@ -582,7 +582,7 @@ impl Tx<'_> {
     /// and waiting out of order could deadlock.
     pub async fn hold(&mut self, keys: Vec<i64>) -> Result<Option<Hold>> {
         match self {
-            Tx::Sqlite(t) => sqlite::scalar_i64(t, "PRAGMA data_version").await.map(|v| Some(Hold::Version(v))),
+            Tx::Sqlite(t) => sqlite::data_version(t).await.map(|v| Some(Hold::Version(v))),
             Tx::Postgres(t) => {
                 let keys = lock_buckets(keys);
                 if keys.is_empty() {
@@ -604,7 +604,7 @@ impl Tx<'_> {
     /// no other connection committed since; locks held are.
     pub async fn still_holds(&mut self, hold: &Hold) -> Result<bool> {
         match (self, hold) {
-            (Tx::Sqlite(t), Hold::Version(v)) => Ok(sqlite::scalar_i64(t, "PRAGMA data_version").await? == *v),
+            (Tx::Sqlite(t), Hold::Version(v)) => Ok(sqlite::data_version(t).await? == *v),
             (_, Hold::Locks(_)) => Ok(true),
             (Tx::Postgres(_), Hold::Version(_)) => Ok(false),
         }
@@ -1340,23 +1340,18 @@ mod tests {
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn postgres_sockets_send_at_once() {
-        use nix::sys::socket::{SockaddrStorage, getsockname, getsockopt, sockopt::TcpNoDelay};
-        use std::os::fd::{BorrowedFd, RawFd};
+        use nix::sys::socket::{getsockopt, sockopt::TcpNoDelay};
+        use std::os::fd::BorrowedFd;
         on_both(async |url, mut db| {
             let Db::Postgres(c) = &mut db else { return };
             let port: i32 = sqlx::query_scalar("SELECT inet_client_port()").fetch_one(&mut *c).await.expect("port");
-            let mut found = false;
-            for entry in std::fs::read_dir("/proc/self/fd").expect("fds").flatten() {
-                let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse::<RawFd>().ok()) else { continue };
-                let Ok(local) = getsockname::<SockaddrStorage>(fd) else { continue };
-                if local.as_sockaddr_in().map(|a| i32::from(a.port())) != Some(port) {
-                    continue;
-                }
+            let fds = postgres::sockets_on_local_port(u16::try_from(port).expect("a port"));
+            let found = !fds.is_empty();
+            for fd in fds {
                 // SAFETY: the connection's socket, which `c` keeps open.
                 #[allow(unsafe_code)]
                 let socket = unsafe { BorrowedFd::borrow_raw(fd) };
                 assert!(getsockopt(&socket, TcpNoDelay).expect("TCP_NODELAY"), "{url}");
-                found = true;
             }
             assert!(found, "the connection's socket, port {port}");
         })

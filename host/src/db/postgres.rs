@@ -41,26 +41,38 @@ pub async fn no_delay(c: &mut PgConnection) -> sqlx::Result<()> {
 
 #[cfg(target_os = "linux")]
 fn set_no_delay_on_local_port(port: u16) {
-    use nix::sys::socket::{SockaddrStorage, getsockname, setsockopt, sockopt::TcpNoDelay};
-    use std::os::fd::{BorrowedFd, RawFd};
+    use nix::sys::socket::{setsockopt, sockopt::TcpNoDelay};
+    use std::os::fd::BorrowedFd;
 
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return };
-    for fd in fds.flatten().filter_map(|e| e.file_name().to_str()?.parse::<RawFd>().ok()) {
-        let Ok(local) = getsockname::<SockaddrStorage>(fd) else { continue };
-        let local_port = local.as_sockaddr_in().map(|a| a.port()).or_else(|| local.as_sockaddr_in6().map(|a| a.port()));
-        if local_port == Some(port) {
-            // SAFETY: the descriptor is the socket of the connection the
-            // caller holds mutably, so nothing closes it during the call.
-            #[allow(unsafe_code)]
-            let socket = unsafe { BorrowedFd::borrow_raw(fd) };
-            // A socket that refuses the option keeps working, only slower.
-            let _ = setsockopt(&socket, TcpNoDelay, &true);
-        }
+    for fd in sockets_on_local_port(port) {
+        // SAFETY: the descriptor is the socket of the connection the caller
+        // holds mutably, so nothing closes it during the call.
+        #[allow(unsafe_code)]
+        let socket = unsafe { BorrowedFd::borrow_raw(fd) };
+        // A socket that refuses the option keeps working, only slower.
+        let _ = setsockopt(&socket, TcpNoDelay, &true);
     }
 }
 
 #[cfg(not(target_os = "linux"))]
 fn set_no_delay_on_local_port(_port: u16) {}
+
+/// This process's TCP sockets bound to local `port`.
+#[cfg(target_os = "linux")]
+pub(super) fn sockets_on_local_port(port: u16) -> Vec<std::os::fd::RawFd> {
+    use nix::sys::socket::{SockaddrStorage, getsockname};
+
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else { return Vec::new() };
+    fds.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd| {
+            let Ok(local) = getsockname::<SockaddrStorage>(fd) else { return false };
+            let local_port =
+                local.as_sockaddr_in().map(|a| a.port()).or_else(|| local.as_sockaddr_in6().map(|a| a.port()));
+            local_port == Some(port)
+        })
+        .collect()
+}
 
 /// A failed connection, with what to do about the usual causes.
 fn connect_error(url: &str, options: &PgConnectOptions, error: sqlx::Error) -> Error {

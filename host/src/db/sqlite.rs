@@ -139,6 +139,11 @@ pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// `PRAGMA data_version`: it changes when another connection commits.
+pub async fn data_version(c: &mut SqliteConnection) -> Result<i64> {
+    scalar_i64(c, "PRAGMA data_version").await
+}
+
 /// One integer, on a connection or in a transaction (`&mut **tx`).
 pub async fn scalar_i64(c: &mut SqliteConnection, sql: &str) -> Result<i64> {
     sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
