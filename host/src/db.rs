@@ -1308,6 +1308,27 @@ mod tests {
         .await;
     }
 
+    /// Reserved pks are as many as asked for, ascending, and never handed
+    /// out twice, even when the first reservation's rows are not written yet.
+    #[tokio::test]
+    async fn reserved_pks_are_fresh_and_ascending() {
+        let model = users();
+        on_both(async |url, mut db| {
+            db.create_schema(&[&model]).await.expect("schema");
+            let mut tx = db.begin().await.expect("begin");
+            let first = tx.reserve_pks(&model, 3, Sequences::Use).await.expect("reserve");
+            let rows: Vec<[Value; 1]> = first.iter().map(|pk| [Value::Text(format!("u{pk}"))]).collect();
+            let new: Vec<NewRow> = first.iter().zip(&rows).map(|(pk, values)| NewRow { pk: *pk, values }).collect();
+            tx.insert(&model, &new).await.expect("insert");
+            let second = tx.reserve_pks(&model, 1000, Sequences::Use).await.expect("reserve");
+            tx.commit().await.expect("commit");
+            assert_eq!((first.len(), second.len()), (3, 1000), "{url}");
+            let all: Vec<Pk> = first.iter().chain(&second).copied().collect();
+            assert!(all.windows(2).all(|w| w[0] < w[1]), "{url}: {all:?}");
+        })
+        .await;
+    }
+
     /// A hold on PostgreSQL outlives its transaction until released, and a
     /// hold that meets another connection's is refused and keeps nothing.
     #[tokio::test]
