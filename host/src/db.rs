@@ -107,6 +107,12 @@ fn is_transient(error: &sqlx::Error) -> bool {
     }
 }
 
+/// A statement's first line, cut short: what an error says it was running.
+fn short(sql: &str) -> String {
+    let line = sql.lines().next().unwrap_or(sql);
+    line.chars().take(80).collect()
+}
+
 /// A sqlx error's text without sqlx's own prefix, with PostgreSQL's detail
 /// (which key, which value) when there is one.
 fn message(error: &sqlx::Error) -> String {
@@ -347,10 +353,9 @@ impl Db {
         for table in [REGION_CHUNKS, CONTROL_CHUNKS, CONTROL_CHUNK_REPLICAS] {
             statements.extend(chunk_table_ddl(dialect, table));
         }
+        // One round trip for the whole schema (hundreds of statements).
         let mut tx = self.begin().await?;
-        for sql in statements {
-            tx.execute(&sql).await?;
-        }
+        tx.execute_script(&statements, "create relocate's tables").await?;
         tx.commit().await
     }
 
@@ -522,9 +527,19 @@ impl Db {
 
 impl Tx<'_> {
     pub async fn execute(&mut self, sql: &str) -> Result<()> {
+        self.run(sql, short(sql)).await
+    }
+
+    /// Runs `statements` as one script, in one round trip; a failure is
+    /// reported as `context`'s.
+    pub async fn execute_script(&mut self, statements: &[String], context: &str) -> Result<()> {
+        self.run(&statements.join(";\n"), context.to_string()).await
+    }
+
+    async fn run(&mut self, sql: &str, context: String) -> Result<()> {
         match self {
-            Tx::Sqlite(t) => sqlite::execute(t, sql).await,
-            Tx::Postgres(t) => postgres::execute(t, sql).await,
+            Tx::Sqlite(t) => sqlite::execute(t, sql, context).await,
+            Tx::Postgres(t) => postgres::execute(t, sql, context).await,
         }
     }
 

@@ -9,7 +9,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error};
+use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error, short};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
@@ -110,19 +110,16 @@ pub async fn end_outer(c: &mut PgConnection, commit: bool) -> Result<()> {
     }
 }
 
-pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
-    sqlx::query(AssertSqlSafe(sql.to_string())).execute(&mut **t).await.map_err(query_error(short(sql)))?;
+/// A statement without parameters, run once (DDL, `DELETE`): sent as a
+/// simple query, so not prepared and cached as sqlx does every query.
+pub async fn execute(t: &mut Tx<'_>, sql: &str, context: String) -> Result<()> {
+    sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&mut **t).await.map_err(query_error(context))?;
     Ok(())
 }
 
 /// One integer, on a connection or in a transaction (`&mut **tx`).
 pub async fn scalar_i64(c: &mut PgConnection, sql: &str) -> Result<i64> {
     sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
-}
-
-fn short(sql: &str) -> String {
-    let line = sql.lines().next().unwrap_or(sql);
-    line.chars().take(80).collect()
 }
 
 pub async fn existing_tables(c: &mut PgConnection, tables: &[&str]) -> Result<Vec<String>> {

@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, S
 use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr, SqliteConnection, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error};
+use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error, short};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
@@ -134,8 +134,8 @@ pub async fn end_outer(c: &mut SqliteConnection, commit: bool) -> Result<()> {
     }
 }
 
-pub async fn execute(t: &mut Tx<'_>, sql: &str) -> Result<()> {
-    sqlx::query(AssertSqlSafe(sql.to_string())).execute(&mut **t).await.map_err(query_error(short(sql)))?;
+pub async fn execute(t: &mut Tx<'_>, sql: &str, context: String) -> Result<()> {
+    sqlx::query(AssertSqlSafe(sql.to_string())).execute(&mut **t).await.map_err(query_error(context))?;
     Ok(())
 }
 
@@ -147,11 +147,6 @@ pub async fn data_version(c: &mut SqliteConnection) -> Result<i64> {
 /// One integer, on a connection or in a transaction (`&mut **tx`).
 pub async fn scalar_i64(c: &mut SqliteConnection, sql: &str) -> Result<i64> {
     sqlx::query_scalar(AssertSqlSafe(sql.to_string())).fetch_one(c).await.map_err(query_error(short(sql)))
-}
-
-fn short(sql: &str) -> String {
-    let line = sql.lines().next().unwrap_or(sql);
-    line.chars().take(80).collect()
 }
 
 pub async fn existing_tables(c: &mut SqliteConnection, tables: &[&str]) -> Result<Vec<String>> {
