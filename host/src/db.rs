@@ -669,14 +669,27 @@ impl Tx<'_> {
         }
     }
 
-    /// Inserts rows with the given pks in one statement per few hundred rows.
+    /// Inserts rows with the given pks: one `COPY` on PostgreSQL, one
+    /// prepared statement stepped per row on SQLite.
     pub async fn insert(&mut self, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+        self.insert_then(model, rows, || ()).await
+    }
+
+    /// [`Tx::insert`], running `meanwhile` while PostgreSQL works through
+    /// the rows (after the last of them went out, before its answer), so
+    /// that the caller's next work overlaps the server's.
+    pub async fn insert_then<T>(
+        &mut self,
+        model: &ModelDesc,
+        rows: &[NewRow<'_>],
+        meanwhile: impl FnOnce() -> T,
+    ) -> Result<T> {
         if rows.is_empty() {
-            return Ok(());
+            return Ok(meanwhile());
         }
         match self {
-            Tx::Sqlite(t) => sqlite::insert(t, model, rows).await,
-            Tx::Postgres(t) => postgres::insert(t, model, rows).await,
+            Tx::Sqlite(t) => sqlite::insert(t, model, rows).await.map(|()| meanwhile()),
+            Tx::Postgres(t) => postgres::insert(t, model, rows, meanwhile).await,
         }
     }
 
@@ -731,16 +744,11 @@ impl Tx<'_> {
         for (table, chunks) in
             [(REGION_CHUNKS, &region), (CONTROL_CHUNKS, &control), (CONTROL_CHUNK_REPLICAS, &control)]
         {
-            for part in chunks.chunks(CHUNKS_PER_STATEMENT) {
-                let Some(first) = part.first() else { continue };
-                let context = format!("record the import chunks of {} from ordinal {}", first.model, first.min_ordinal);
-                match self {
-                    Tx::Sqlite(t) => sqlite::insert_chunks(t, table, &now, part, &context).await?,
-                    Tx::Postgres(t) => {
-                        let sql = chunk_insert(table, part.len(), postgres::chunk_param);
-                        insert_chunk_rows!(&mut **t, sql, &now, part, context)?;
-                    }
-                }
+            let Some(first) = chunks.first() else { continue };
+            let context = format!("record the import chunks of {} from ordinal {}", first.model, first.min_ordinal);
+            match self {
+                Tx::Sqlite(t) => sqlite::insert_chunks(t, table, &now, chunks, &context).await?,
+                Tx::Postgres(t) => postgres::insert_chunks(t, table, &now, chunks, context).await?,
             }
         }
         Ok(())
@@ -980,86 +988,41 @@ fn chunk_table_ddl(dialect: Dialect, table: &str) -> Vec<String> {
     )]
 }
 
-/// Chunk rows per `INSERT`: 13 parameters each, far under either
-/// database's parameter limit.
-const CHUNKS_PER_STATEMENT: usize = 1000;
+/// The chunk tables' columns a chunk row is written with: those of
+/// [`chunk_values`], then `date_updated`, the time of writing.
+const CHUNK_COLUMNS: &str = "import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
+     min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
+     date_added, date_updated";
 
-/// Parameters of one chunk row, bound by [`bind_chunk!`].
-const CHUNK_PARAMS: usize = 13;
+/// Values of one chunk row but `date_updated`.
+const CHUNK_VALUES: usize = 13;
 
-/// `INSERT` of `rows` chunk rows in one statement. Parameter 1 is the time
-/// of writing (`date_updated`); row `r` takes the [`CHUNK_PARAMS`] after
-/// it, bound by [`bind_chunk!`] in order. `placeholder` writes parameter
-/// `n` in the dialect, with its cast.
-fn chunk_insert(table: &str, rows: usize, placeholder: impl Fn(usize, ChunkParam) -> String) -> String {
-    let now = placeholder(1, ChunkParam::Time);
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let mut params: Vec<String> = (0..CHUNK_PARAMS)
-                .map(|k| {
-                    let kind = match k {
-                        0 => ChunkParam::Uuid,
-                        8..=11 => ChunkParam::Json,
-                        12 => ChunkParam::Time,
-                        _ => ChunkParam::Plain,
-                    };
-                    placeholder(2 + r * CHUNK_PARAMS + k, kind)
-                })
-                .collect();
-            params.push(now.clone());
-            format!("({})", params.join(", "))
-        })
-        .collect();
-    format!(
-        "INSERT INTO {table} (import_uuid, model, min_ordinal, max_ordinal, min_source_pk, max_source_pk, \
-         min_inserted_pk, max_inserted_pk, inserted_map, existing_map, overwrite_map, inserted_identifiers, \
-         date_added, date_updated) VALUES {}",
-        values.join(", ")
-    )
+/// One chunk's values in [`CHUNK_COLUMNS`]' order, `date_updated` apart:
+/// integers (`None` for NULL) and text (the pk maps as JSON).
+fn chunk_values(c: &Chunk) -> [ChunkValue; CHUNK_VALUES] {
+    use ChunkValue::{Int, Text};
+    [
+        Text(c.import_uuid.hyphenated().to_string()),
+        Text(c.model.as_str().to_string()),
+        Int(Some(c.min_ordinal)),
+        Int(Some(c.max_ordinal)),
+        Int(Some(c.min_source_pk)),
+        Int(Some(c.max_source_pk)),
+        Int(c.min_inserted_pk),
+        Int(c.max_inserted_pk),
+        Text(map_to_json(&c.inserted_map)),
+        Text(map_to_json(&c.existing_map)),
+        Text(map_to_json(&c.overwrite_map)),
+        Text(map_to_json(&c.inserted_identifiers)),
+        Text(chunk_time(&c.date_added)),
+    ]
 }
 
-/// What a chunk parameter holds, for the dialects that cast.
-#[derive(Clone, Copy)]
-enum ChunkParam {
-    Plain,
-    Uuid,
-    Json,
-    Time,
+/// A value of a chunk row.
+enum ChunkValue {
+    Int(Option<i64>),
+    Text(String),
 }
-
-/// Binds one chunk's [`CHUNK_PARAMS`] values in the order of
-/// [`chunk_insert`]'s parameters.
-macro_rules! bind_chunk {
-    ($query:expr, $chunk:expr) => {
-        $query
-            .bind($chunk.import_uuid.hyphenated().to_string())
-            .bind($chunk.model.as_str())
-            .bind($chunk.min_ordinal)
-            .bind($chunk.max_ordinal)
-            .bind($chunk.min_source_pk)
-            .bind($chunk.max_source_pk)
-            .bind($chunk.min_inserted_pk)
-            .bind($chunk.max_inserted_pk)
-            .bind($crate::db::map_to_json(&$chunk.inserted_map))
-            .bind($crate::db::map_to_json(&$chunk.existing_map))
-            .bind($crate::db::map_to_json(&$chunk.overwrite_map))
-            .bind($crate::db::map_to_json(&$chunk.inserted_identifiers))
-            .bind($crate::db::chunk_time(&$chunk.date_added))
-    };
-}
-use bind_chunk;
-
-/// Runs [`chunk_insert`]'s statement with `chunks` bound, on either dialect.
-macro_rules! insert_chunk_rows {
-    ($executor:expr, $sql:expr, $now:expr, $chunks:expr, $context:expr) => {{
-        let mut query = sqlx::query(sqlx::AssertSqlSafe($sql)).bind($now);
-        for c in $chunks {
-            query = bind_chunk!(query, c);
-        }
-        query.execute($executor).await.map(|_| ()).map_err(query_error($context))
-    }};
-}
-use insert_chunk_rows;
 
 /// The chunk columns `load_chunks` selects, in the order `chunk_from_row` reads
 /// them; each dialect casts the JSON maps to text its own way, and writes
@@ -1319,6 +1282,44 @@ mod tests {
             for (pk, name) in pks.iter().zip(names) {
                 assert_eq!(read[pk], [Some(name.to_string())], "{url}");
             }
+        })
+        .await;
+    }
+
+    /// Chunk rows read back as written, on both databases: NULL inserted
+    /// pks of a chunk that inserted nothing, and identifiers with what
+    /// `COPY`'s text format and JSON escape (backslash, tab, newline, quote).
+    #[tokio::test]
+    async fn chunks_read_back_as_written() {
+        let model = users();
+        on_both(async |url, mut db| {
+            db.create_schema(&[&model]).await.expect("schema");
+            let uuid = uuid::Uuid::new_v4();
+            let date_added = chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).expect("a time");
+            let chunk = |min_ordinal: i64, inserted: &[(Pk, Pk, &str)], existing: &[(Pk, Pk)]| Chunk {
+                silo: Silo::Control,
+                import_uuid: uuid,
+                model: model.name.clone(),
+                min_ordinal,
+                max_ordinal: min_ordinal + 19,
+                min_source_pk: 1,
+                max_source_pk: 40,
+                min_inserted_pk: inserted.iter().map(|i| i.1).min(),
+                max_inserted_pk: inserted.iter().map(|i| i.1).max(),
+                inserted_map: inserted.iter().map(|i| (i.0, i.1)).collect(),
+                existing_map: existing.iter().copied().collect(),
+                overwrite_map: BTreeMap::new(),
+                inserted_identifiers: inserted.iter().map(|i| (i.0, i.2.to_string())).collect(),
+                date_added,
+            };
+            let chunks = vec![
+                chunk(0, &[(1, 101, "a\\b\tc\nd\"e\\N"), (2, 102, "ñandú")], &[(3, 7)]),
+                chunk(20, &[], &[(21, 8)]),
+            ];
+            let mut tx = db.begin().await.expect("begin");
+            tx.insert_chunks(&chunks).await.expect("insert chunks");
+            tx.commit().await.expect("commit");
+            assert_eq!(db.load_chunks(&uuid).await.expect("load"), chunks, "{url}");
         })
         .await;
     }

@@ -1705,7 +1705,16 @@ impl<'s> ModelRun<'_, 's> {
                 _ => None,
             })
             .collect();
-        tx.insert(self.desc, &rows).await?;
+        // The pk map's and the ledger's side of the batch is worked out
+        // while the database loads its rows.
+        let keep_ledger = self.state.opts.commit != Commit::Never;
+        let (mappings, chunks) = tx
+            .insert_then(self.desc, &rows, || {
+                let mappings = self.mappings(&outcomes, &new_pks);
+                let chunks = if keep_ledger { self.chunks(recs, &outcomes, &mappings) } else { Vec::new() };
+                (mappings, chunks)
+            })
+            .await?;
         if explicit {
             tx.sync_sequence(self.desc, sequences).await?;
         }
@@ -1727,11 +1736,10 @@ impl<'s> ModelRun<'_, 's> {
             tx.insert(desc, &rows).await?;
             derived_written.push((desc.name.clone(), pks));
         }
-        let mappings = self.mappings(&outcomes, &new_pks);
         // A rehearsal keeps no ledger: chunk rows take their ids from
         // sequences, which no rollback restores, and nothing will resume it.
-        if self.state.opts.commit != Commit::Never {
-            tx.insert_chunks(&self.chunks(recs, &outcomes, &mappings)).await?;
+        if keep_ledger {
+            tx.insert_chunks(&chunks).await?;
         }
         let mappings = outcomes.iter().zip(mappings).map(|((index, _), m)| (recs[*index], m)).collect();
         Ok(Written { mappings, derived: derived_written })

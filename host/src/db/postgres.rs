@@ -9,7 +9,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ChunkParam, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error, short};
+use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error, short};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
@@ -335,7 +335,13 @@ pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
 
 /// `COPY … FROM STDIN` in text format, PostgreSQL's own bulk-load path:
 /// a batch's rows go out as one buffer, with no array built per column.
-pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> Result<()> {
+/// `meanwhile` runs once they are all sent, while the server loads them.
+pub async fn insert<T>(
+    t: &mut Tx<'_>,
+    model: &ModelDesc,
+    rows: &[NewRow<'_>],
+    meanwhile: impl FnOnce() -> T,
+) -> Result<T> {
     let mut columns = vec!["id".to_string()];
     columns.extend(model.columns.iter().map(|c| c.name.quoted()));
     let statement = format!("COPY {} ({}) FROM STDIN", model.table, columns.join(", "));
@@ -352,8 +358,10 @@ pub async fn insert(t: &mut Tx<'_>, model: &ModelDesc, rows: &[NewRow<'_>]) -> R
     if !buf.is_empty() {
         copy.send(buf).await.map_err(query_error(context()))?;
     }
-    copy.finish().await.map_err(query_error(context()))?;
-    Ok(())
+    // `finish` sends `CopyDone` on its first poll, then waits for the server.
+    let (done, value) = tokio::join!(copy.finish(), async { meanwhile() });
+    done.map_err(query_error(context()))?;
+    Ok(value)
 }
 
 /// Bytes of COPY data per message.
@@ -459,14 +467,30 @@ fn unnest<'r>(model: &ModelDesc, rows: impl Iterator<Item = &'r NewRow<'r>> + Cl
     Ok((args, format!("UNNEST({}) AS u({})", params.join(", "), names.join(", "))))
 }
 
-/// PostgreSQL's placeholder for a chunk parameter, cast to its column's type.
-pub fn chunk_param(n: usize, kind: ChunkParam) -> String {
-    match kind {
-        ChunkParam::Uuid => format!("${n}::uuid"),
-        ChunkParam::Json => format!("${n}::jsonb"),
-        ChunkParam::Time => format!("${n}::timestamptz"),
-        ChunkParam::Plain => format!("${n}"),
+/// Chunk rows in one `COPY`, as a batch's own rows go in; `now` is every
+/// row's `date_updated`.
+pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, chunks: &[&Chunk], context: String) -> Result<()> {
+    use std::io::Write as _;
+    let mut buf = Vec::with_capacity(chunks.len() * 512);
+    for c in chunks {
+        for value in super::chunk_values(c) {
+            match value {
+                super::ChunkValue::Int(Some(i)) => {
+                    let _ = write!(buf, "{i}");
+                }
+                super::ChunkValue::Int(None) => buf.extend_from_slice(b"\\N"),
+                super::ChunkValue::Text(s) => copy_text(&mut buf, &s),
+            }
+            buf.push(b'\t');
+        }
+        copy_text(&mut buf, now);
+        buf.push(b'\n');
     }
+    let statement = format!("COPY {table} ({}) FROM STDIN", super::CHUNK_COLUMNS);
+    let mut copy = (**t).copy_in_raw(&statement).await.map_err(query_error(context.clone()))?;
+    copy.send(buf).await.map_err(query_error(context.clone()))?;
+    copy.finish().await.map_err(query_error(context))?;
+    Ok(())
 }
 
 pub async fn load_chunks(c: &mut PgConnection, uuid: &uuid::Uuid) -> Result<Vec<Chunk>> {

@@ -243,29 +243,17 @@ pub(super) fn taken_sql(model: &ModelDesc, column: usize) -> String {
 /// Chunk rows, each a step of one prepared single-row statement; `now` is
 /// every row's `date_updated`.
 pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, chunks: &[&Chunk], context: &str) -> Result<()> {
-    let sql = super::chunk_insert(table, 1, |n, _| format!("?{n}"));
+    let placeholders: Vec<String> = (1..=super::CHUNK_VALUES + 1).map(|n| format!("?{n}")).collect();
+    let sql = format!("INSERT INTO {table} ({}) VALUES ({})", super::CHUNK_COLUMNS, placeholders.join(", "));
     with_handle(t, context, |conn| {
         let mut insert = conn.prepare(&sql)?;
-        insert.raw_bind_parameter(1, now)?;
+        insert.raw_bind_parameter(super::CHUNK_VALUES + 1, now)?;
         for c in chunks {
-            let maps = [&c.inserted_map, &c.existing_map, &c.overwrite_map].map(super::map_to_json);
-            let params: [&dyn rusqlite::ToSql; super::CHUNK_PARAMS] = [
-                &c.import_uuid.hyphenated().to_string(),
-                &c.model.as_str(),
-                &c.min_ordinal,
-                &c.max_ordinal,
-                &c.min_source_pk,
-                &c.max_source_pk,
-                &c.min_inserted_pk,
-                &c.max_inserted_pk,
-                &maps[0],
-                &maps[1],
-                &maps[2],
-                &super::map_to_json(&c.inserted_identifiers),
-                &super::chunk_time(&c.date_added),
-            ];
-            for (i, param) in params.iter().enumerate() {
-                insert.raw_bind_parameter(i + 2, param)?;
+            for (i, value) in super::chunk_values(c).iter().enumerate() {
+                match value {
+                    super::ChunkValue::Int(v) => insert.raw_bind_parameter(i + 1, v)?,
+                    super::ChunkValue::Text(v) => insert.raw_bind_parameter(i + 1, v)?,
+                }
             }
             insert.raw_execute()?;
         }
