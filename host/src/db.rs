@@ -858,23 +858,57 @@ pub enum Hold {
 /// the same for every import asking about the same model, column(s) and
 /// value, folded as the question folds it, on any machine.
 pub fn question_lock(model: &ModelName, lookup: &Lookup, key: &[Value]) -> i64 {
-    use sha2::Digest as _;
-    let mut hash = sha2::Sha256::new();
-    hash.update(b"relocate question lock v1\0");
-    hash.update(model.as_str().as_bytes());
     match lookup {
+        Lookup::Folded(c) => taken_lock(model, *c, key.first().and_then(Value::as_text).unwrap_or_default()),
         Lookup::Equal(cols) => {
+            let mut hash = LockHash::new(model);
             for (c, v) in cols.iter().zip(key) {
-                hash.update(format!("\0{c}={v:?}").as_bytes());
+                hash.write(format_args!("\0{c}={v:?}"));
             }
-        }
-        Lookup::Folded(c) => {
-            let base = key.first().and_then(Value::as_text).unwrap_or_default();
-            hash.update(format!("\0{c}~{}", fold(base)).as_bytes());
+            hash.key()
         }
     }
-    let digest = hash.finalize();
-    i64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+}
+
+/// [`question_lock`] of a `taken` question about `base` in text `column`.
+pub fn taken_lock(model: &ModelName, column: usize, base: &str) -> i64 {
+    let mut hash = LockHash::new(model);
+    hash.write(format_args!("\0{column}~{}", fold(base)));
+    hash.key()
+}
+
+/// The SHA-256 a question lock's key is the first 8 bytes of. The text is
+/// hashed as it is formatted (no `String` per question: there is one per
+/// record); the bytes, and so the keys, are those every relocate version
+/// since v1 hashes.
+struct LockHash(sha2::Sha256);
+
+impl LockHash {
+    fn new(model: &ModelName) -> LockHash {
+        use sha2::Digest as _;
+        let mut hash = sha2::Sha256::new();
+        hash.update(b"relocate question lock v1\0");
+        hash.update(model.as_str().as_bytes());
+        LockHash(hash)
+    }
+
+    fn write(&mut self, args: std::fmt::Arguments<'_>) {
+        // Writing into a hash cannot fail.
+        let _ = std::fmt::Write::write_fmt(self, args);
+    }
+
+    fn key(self) -> i64 {
+        use sha2::Digest as _;
+        let digest = self.0.finalize();
+        i64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
+    }
+}
+
+impl std::fmt::Write for LockHash {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        sha2::Digest::update(&mut self.0, s.as_bytes());
+        Ok(())
+    }
 }
 
 /// The kind of index a question needs.
@@ -1322,6 +1356,19 @@ mod tests {
             assert_eq!(db.load_chunks(&uuid).await.expect("load"), chunks, "{url}");
         })
         .await;
+    }
+
+    /// Question locks are a contract between concurrent imports, whatever
+    /// relocate version runs each: their keys never change.
+    #[test]
+    fn question_locks_keep_their_keys() {
+        let user = ModelName::new("sentry.user").expect("a model name");
+        let text = |s: &str| Value::Text(s.into());
+        assert_eq!(question_lock(&user, &Lookup::Equal(vec![3]), &[text("Élodie")]), 7950729728880012309);
+        let pair = [Value::Integer(42), Value::Boolean(true)];
+        assert_eq!(question_lock(&user, &Lookup::Equal(vec![1, 4]), &pair), -4084165416744366136);
+        assert_eq!(question_lock(&user, &Lookup::Folded(3), &[text("ÖZİL")]), -1329613265523349802);
+        assert_eq!(taken_lock(&user, 3, "özi̇l"), -1329613265523349802, "folded as the question folds");
     }
 
     /// Reserved pks are as many as asked for, ascending, and never handed

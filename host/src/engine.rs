@@ -2066,7 +2066,11 @@ fn prepared_queries(prepared: &[Prepared]) -> impl Iterator<Item = &Query> {
 fn question_lock(model: &ModelName, lookup: &db::Lookup, q: &Query) -> i64 {
     match q {
         Query::Find { values, .. } => db::question_lock(model, lookup, values),
-        Query::Taken { base, .. } => db::question_lock(model, lookup, &[Value::Text(base.clone())]),
+        Query::Taken { base, .. } => match lookup {
+            db::Lookup::Folded(c) => db::taken_lock(model, *c, base),
+            // `lookup` makes every `taken` a folded lookup; this keeps the same key if not.
+            db::Lookup::Equal(_) => db::question_lock(model, lookup, &[Value::Text(base.clone())]),
+        },
     }
 }
 
