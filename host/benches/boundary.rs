@@ -141,7 +141,7 @@ fn boundary(c: &mut Criterion) {
         .map(|(i, (pk, fields))| plugin::InputRecord {
             ordinal: i as u64 + 1,
             old_pk: *pk,
-            values: values_from_fields(&desc, fields).expect("typed values"),
+            values: values_from_fields(&desc, fields.clone()).expect("typed values"),
             refs: Vec::new(),
         })
         .collect();

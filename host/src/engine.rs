@@ -742,7 +742,7 @@ impl Decoder {
                 continue;
             }
             let raw = batch.read(at)?;
-            let mut values = record::values_from_fields(&self.desc, &raw.fields).map_err(|errors| {
+            let mut values = record::values_from_fields(&self.desc, raw.fields).map_err(|errors| {
                 Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
             })?;
             let read = match self.filter.as_deref() {

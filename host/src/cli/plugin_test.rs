@@ -228,7 +228,7 @@ fn batch_of(doc: &Json, registry: &Registry) -> Result<replay::Batch, String> {
         let mut typed = Vec::new();
         for row in rows {
             let (pk, fields) = pk_and_fields(row).map_err(|e| format!("`existing.{model}`: {e}"))?;
-            let values = record::values_from_fields(desc, fields).map_err(|errors| {
+            let values = record::values_from_fields(desc, fields.clone()).map_err(|errors| {
                 let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
                 format!("`existing.{model}` pk {pk}: {}", errors.join("; "))
             })?;

@@ -10,14 +10,15 @@ use crate::plugin::FieldError;
 /// The model's values for `fields`, in column order. Unknown fields are
 /// ignored (as Sentry's `ignorenonexistent`); a missing field takes the
 /// column's default, else null. Nullability is checked on the final values.
+/// Takes `fields` so that text moves into the values, not copied.
 pub fn values_from_fields(
     desc: &ModelDesc,
-    fields: &serde_json::Map<String, Json>,
+    mut fields: serde_json::Map<String, Json>,
 ) -> Result<Vec<Value>, Vec<FieldError>> {
     let mut values = Vec::with_capacity(desc.columns.len());
     let mut errors = Vec::new();
     for column in &desc.columns {
-        let value = match fields.get(&column.field) {
+        let value = match fields.remove(&column.field) {
             None => column.default.clone().unwrap_or(Value::Null),
             Some(json) => match convert(column.kind, json) {
                 Ok(v) => v,
@@ -34,7 +35,16 @@ pub fn values_from_fields(
 
 /// Lenient where Django's `to_python` is (numeric strings, `"true"`), strict
 /// otherwise.
-fn convert(kind: ColumnKind, json: &Json) -> Result<Value, String> {
+fn convert(kind: ColumnKind, json: Json) -> Result<Value, String> {
+    match (kind, json) {
+        // Text moves into the value.
+        (ColumnKind::Text, Json::String(s)) => Ok(Value::Text(s)),
+        (kind, json) => convert_ref(kind, &json),
+    }
+}
+
+/// [`convert`] of a value that stays where it is.
+fn convert_ref(kind: ColumnKind, json: &Json) -> Result<Value, String> {
     if json.is_null() {
         return Ok(Value::Null);
     }
@@ -226,13 +236,13 @@ mod tests {
 
     #[test]
     fn conversions_follow_django_leniency() {
-        assert_eq!(convert(ColumnKind::Integer, &serde_json::json!("12")).unwrap(), Value::Integer(12));
-        assert_eq!(convert(ColumnKind::Boolean, &serde_json::json!("t")).unwrap(), Value::Boolean(true));
+        assert_eq!(convert(ColumnKind::Integer, serde_json::json!("12")).unwrap(), Value::Integer(12));
+        assert_eq!(convert(ColumnKind::Boolean, serde_json::json!("t")).unwrap(), Value::Boolean(true));
         assert_eq!(
-            convert(ColumnKind::Json, &serde_json::json!({"a": [1]})).unwrap(),
+            convert(ColumnKind::Json, serde_json::json!({"a": [1]})).unwrap(),
             Value::Json(r#"{"a":[1]}"#.into())
         );
-        assert!(convert(ColumnKind::Integer, &serde_json::json!(1.5)).is_err());
-        assert!(convert(ColumnKind::Boolean, &serde_json::json!("maybe")).is_err());
+        assert!(convert(ColumnKind::Integer, serde_json::json!(1.5)).is_err());
+        assert!(convert(ColumnKind::Boolean, serde_json::json!("maybe")).is_err());
     }
 }

@@ -196,7 +196,7 @@ impl ModelCheck<'_> {
             let Some(mapping) = self.pkmap.get(&self.desc.name, at.pk) else { continue };
             let ordinal = (range.start + i) as u64 + 1;
             let raw = self.export.read(at, &mut buf)?;
-            let mut values = record::values_from_fields(self.desc, &raw.fields).map_err(|errors| {
+            let mut values = record::values_from_fields(self.desc, raw.fields).map_err(|errors| {
                 Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
             })?;
             // A required target that is not mapped: the import dropped the
