@@ -739,16 +739,21 @@ impl Tx<'_> {
 
     pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {
         let now = chunk_time(&chrono::Utc::now());
-        let region: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Region).collect();
-        let control: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == Silo::Control).collect();
-        for (table, chunks) in
-            [(REGION_CHUNKS, &region), (CONTROL_CHUNKS, &control), (CONTROL_CHUNK_REPLICAS, &control)]
-        {
-            let Some(first) = chunks.first() else { continue };
+        for silo in [Silo::Region, Silo::Control] {
+            let of_silo: Vec<&Chunk> = chunks.iter().filter(|c| c.silo == silo).collect();
+            let Some(first) = of_silo.first() else { continue };
             let context = format!("record the import chunks of {} from ordinal {}", first.model, first.min_ordinal);
-            match self {
-                Tx::Sqlite(t) => sqlite::insert_chunks(t, table, &now, chunks, &context).await?,
-                Tx::Postgres(t) => postgres::insert_chunks(t, table, &now, chunks, context).await?,
+            // Worked out once: a control chunk is written twice (spec §8.3).
+            let rows: Vec<ChunkRow> = of_silo.iter().map(|c| chunk_values(c)).collect();
+            let tables: &[&str] = match silo {
+                Silo::Region => &[REGION_CHUNKS],
+                Silo::Control => &[CONTROL_CHUNKS, CONTROL_CHUNK_REPLICAS],
+            };
+            for table in tables {
+                match self {
+                    Tx::Sqlite(t) => sqlite::insert_chunks(t, table, &now, &rows, &context).await?,
+                    Tx::Postgres(t) => postgres::insert_chunks(t, table, &now, &rows, context.clone()).await?,
+                }
             }
         }
         Ok(())
@@ -1031,9 +1036,12 @@ const CHUNK_COLUMNS: &str = "import_uuid, model, min_ordinal, max_ordinal, min_s
 /// Values of one chunk row but `date_updated`.
 const CHUNK_VALUES: usize = 13;
 
-/// One chunk's values in [`CHUNK_COLUMNS`]' order, `date_updated` apart:
-/// integers (`None` for NULL) and text (the pk maps as JSON).
-fn chunk_values(c: &Chunk) -> [ChunkValue; CHUNK_VALUES] {
+/// A chunk's values in [`CHUNK_COLUMNS`]' order, `date_updated` apart.
+type ChunkRow = [ChunkValue; CHUNK_VALUES];
+
+/// One chunk's values: integers (`None` for NULL) and text (the pk maps as
+/// JSON).
+fn chunk_values(c: &Chunk) -> ChunkRow {
     use ChunkValue::{Int, Text};
     [
         Text(c.import_uuid.hyphenated().to_string()),

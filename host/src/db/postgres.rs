@@ -9,7 +9,7 @@ use sqlx::postgres::{PgArguments, PgConnectOptions, PgTransactionManager};
 use sqlx::{Arguments, AssertSqlSafe, Connection, PgConnection, Row, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error, short};
+use super::{Chunk, ChunkRow, ChunkValue, ConnectHint, Error, LedgerEntry, NewRow, Result, query_error, short};
 use crate::model::{ColumnKind, Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Postgres>;
@@ -469,17 +469,17 @@ fn unnest<'r>(model: &ModelDesc, rows: impl Iterator<Item = &'r NewRow<'r>> + Cl
 
 /// Chunk rows in one `COPY`, as a batch's own rows go in; `now` is every
 /// row's `date_updated`.
-pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, chunks: &[&Chunk], context: String) -> Result<()> {
+pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, rows: &[ChunkRow], context: String) -> Result<()> {
     use std::io::Write as _;
-    let mut buf = Vec::with_capacity(chunks.len() * 512);
-    for c in chunks {
-        for value in super::chunk_values(c) {
+    let mut buf = Vec::with_capacity(rows.len() * 512);
+    for row in rows {
+        for value in row {
             match value {
-                super::ChunkValue::Int(Some(i)) => {
+                ChunkValue::Int(Some(i)) => {
                     let _ = write!(buf, "{i}");
                 }
-                super::ChunkValue::Int(None) => buf.extend_from_slice(b"\\N"),
-                super::ChunkValue::Text(s) => copy_text(&mut buf, &s),
+                ChunkValue::Int(None) => buf.extend_from_slice(b"\\N"),
+                ChunkValue::Text(s) => copy_text(&mut buf, s),
             }
             buf.push(b'\t');
         }

@@ -12,7 +12,9 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous, S
 use sqlx::{AssertSqlSafe, Connection, Row, SqlSafeStr, SqliteConnection, Transaction};
 use sqlx_core::transaction::TransactionManager;
 
-use super::{Chunk, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error, short};
+use super::{
+    Chunk, ChunkRow, ChunkValue, ConnectHint, Error, LedgerEntry, NewRow, Result, TakenRange, query_error, short,
+};
 use crate::model::{Ident, ModelDesc, Pk, Silo, Value};
 
 type Tx<'c> = Transaction<'c, sqlx::Sqlite>;
@@ -242,17 +244,17 @@ pub(super) fn taken_sql(model: &ModelDesc, column: usize) -> String {
 
 /// Chunk rows, each a step of one prepared single-row statement; `now` is
 /// every row's `date_updated`.
-pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, chunks: &[&Chunk], context: &str) -> Result<()> {
+pub async fn insert_chunks(t: &mut Tx<'_>, table: &str, now: &str, rows: &[ChunkRow], context: &str) -> Result<()> {
     let placeholders: Vec<String> = (1..=super::CHUNK_VALUES + 1).map(|n| format!("?{n}")).collect();
     let sql = format!("INSERT INTO {table} ({}) VALUES ({})", super::CHUNK_COLUMNS, placeholders.join(", "));
     with_handle(t, context, |conn| {
         let mut insert = conn.prepare(&sql)?;
         insert.raw_bind_parameter(super::CHUNK_VALUES + 1, now)?;
-        for c in chunks {
-            for (i, value) in super::chunk_values(c).iter().enumerate() {
+        for row in rows {
+            for (i, value) in row.iter().enumerate() {
                 match value {
-                    super::ChunkValue::Int(v) => insert.raw_bind_parameter(i + 1, v)?,
-                    super::ChunkValue::Text(v) => insert.raw_bind_parameter(i + 1, v)?,
+                    ChunkValue::Int(v) => insert.raw_bind_parameter(i + 1, v)?,
+                    ChunkValue::Text(v) => insert.raw_bind_parameter(i + 1, v)?,
                 }
             }
             insert.raw_execute()?;
