@@ -173,11 +173,7 @@ pub(crate) fn query_error(context: impl Into<String>) -> impl FnOnce(sqlx::Error
             {
                 Error::ConnectionLost { context, cause: error }
             }
-            // SQLite: SQLITE_BUSY or SQLITE_LOCKED, plain or extended.
-            (sqlx::Error::Database(db), Some(code))
-                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
-                    && code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6)) =>
-            {
+            (sqlx::Error::Database(_), _) if sqlite::is_busy(&error) => {
                 Error::Locked { context, cause: message(&error) }
             }
             (sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed, _) => {

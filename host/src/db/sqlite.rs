@@ -39,11 +39,38 @@ pub async fn connect(url: &str, create: bool) -> Result<SqliteConnection> {
         // 16k pages rather than 1k writes each hot page to the file less often.
         .pragma("cache_size", "-32768")
         .pragma("wal_autocheckpoint", "16384");
-    let mut c = SqliteConnection::connect_with(&options).await.map_err(err)?;
+    let mut c = connect_when_free(&options).await.map_err(err)?;
     // Every connection that writes a table with a folded-column index needs
     // the function; relocate's own connections all have it.
     register_fold(&mut c).await.map_err(err)?;
     Ok(c)
+}
+
+/// Opens the connection, trying again for up to [`BUSY_TIMEOUT`] while
+/// another connection holds a lock: switching a file to WAL, which opening
+/// does, fails at once rather than waiting for the busy timeout while
+/// another process creates the same new database (two imports racing into
+/// one new file).
+async fn connect_when_free(options: &SqliteConnectOptions) -> Result<SqliteConnection, sqlx::Error> {
+    let started = std::time::Instant::now();
+    loop {
+        match SqliteConnection::connect_with(options).await {
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_TIMEOUT => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether SQLite answered SQLITE_BUSY or SQLITE_LOCKED (plain or extended).
+pub(super) fn is_busy(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() => {
+            db.code().and_then(|c| c.parse::<i32>().ok()).is_some_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
 }
 
 /// Registers [`super::SQLITE_FOLD`] on `c`: deterministic, so that an
