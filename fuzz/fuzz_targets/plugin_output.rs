@@ -133,7 +133,7 @@ fn check_model(m: &ModelDesc) {
     // those the engine must accept back from a plugin (or refuse a null as
     // invalid): a default the description check lets through but the row
     // check refuses would fail an import on a plugin that changes nothing.
-    if let Ok(mut values) = values_from_fields(m, &serde_json::Map::new())
+    if let Ok(mut values) = values_from_fields(m, serde_json::Map::new())
         && let Err(Problem::Contract(message)) = check_values(m, &mut values)
     {
         panic!("the defaults of {} do not pass the row check: {message}", m.name);
