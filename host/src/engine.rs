@@ -521,7 +521,7 @@ async fn import_models(
             seed: opts.seed,
             facts: pkmap.clone(),
         };
-        let session = plugins.spawn_session(*plugin_id, config).await?;
+        let session = plugins.spawn_session(*plugin_id, config.clone()).await?;
         let plugin_name = plugins.info(*plugin_id).map(|i| format!("{}@{}", i.name, i.version)).unwrap_or_default();
         let decoder = Decoder {
             export: export.clone(),
@@ -533,7 +533,8 @@ async fn import_models(
             state: &mut state,
             desc,
             plugin: &plugin_name,
-            session: &session,
+            session,
+            opener: (plugins, *plugin_id, config),
             decoder: decoder.clone(),
             done: Arc::new(done.remove(model).unwrap_or_default()),
             stats: &mut stats,
@@ -925,7 +926,9 @@ struct ModelRun<'a, 's> {
     state: &'a mut ImportState<'s>,
     desc: &'a ModelDesc,
     plugin: &'a str,
-    session: &'a SessionThread,
+    session: SessionThread,
+    /// What opens the session again ([`ModelRun::fresh_session`]).
+    opener: (&'a PluginHost, plugin::PluginId, plugin::SessionConfig),
     /// Reads a batch again after a lost race.
     decoder: Decoder,
     /// Chunks already written by this import: min ordinal → max ordinal.
@@ -991,10 +994,9 @@ impl Following {
         Following { recs, prepared }
     }
 
-    /// Waits for its `prepare`; whether it left the plugin waiting for a
-    /// `resolve`.
-    async fn settle(self) -> bool {
-        self.wait().await.is_ok_and(|p| !p.recs.is_empty())
+    /// Waits for its `prepare`, whatever it returns.
+    async fn settle(self) {
+        let _ = self.wait().await;
     }
 
     async fn wait(self) -> Result<Prepped> {
@@ -1008,13 +1010,12 @@ impl Following {
 
 impl Ahead {
     /// The failure of the batch before `ahead`, once the plugin is done with
-    /// what it was doing ahead (a lost race retries the batch with it).
+    /// what it was doing ahead.
     async fn abandon(ahead: Option<Ahead>, error: Error) -> Failed {
-        let flush = match ahead {
-            Some(a) => a.settle().await,
-            None => false,
-        };
-        Failed { error, flush, committed: false }
+        if let Some(a) = ahead {
+            a.settle().await;
+        }
+        Failed { error, committed: false }
     }
 
     /// Waits for a `prepare` still running; its error apart.
@@ -1029,17 +1030,15 @@ impl Ahead {
     }
 
     /// Waits for whatever the plugin is doing for this batch and the one
-    /// after it; whether a `prepare` is left waiting for its `resolve`.
-    async fn settle(self) -> bool {
+    /// after it.
+    async fn settle(self) {
         match self {
             Ahead::Preparing(f) => f.settle().await,
-            Ahead::Prepared(p) => !p.recs.is_empty(),
-            Ahead::Invalid(_) => true,
+            Ahead::Prepared(_) | Ahead::Invalid(_) => {}
             Ahead::Resolving(r) => {
                 let _ = r.decided.wait().await;
-                match r.following {
-                    Some(f) => f.settle().await,
-                    None => false,
+                if let Some(f) = r.following {
+                    f.settle().await;
                 }
             }
         }
@@ -1054,18 +1053,16 @@ enum Step {
     Stale,
 }
 
-/// A batch that failed; `flush` when the plugin prepared the next batch
-/// meanwhile and waits for its `resolve`; `committed` when the batch itself
-/// committed and the next one's `prepare` failed.
+/// A batch that failed; `committed` when the batch itself committed and the
+/// next one's `prepare` failed.
 struct Failed {
     error: Error,
-    flush: bool,
     committed: bool,
 }
 
 impl<E: Into<Error>> From<E> for Failed {
     fn from(error: E) -> Self {
-        Failed { error: error.into(), flush: false, committed: false }
+        Failed { error: error.into(), committed: false }
     }
 }
 
@@ -1164,9 +1161,8 @@ impl<'s> ModelRun<'_, 's> {
     /// Another process importing under the same UUID may write some of this
     /// batch's chunks first (Sentry's racing imports, spec §8.3): the write
     /// then fails on a unique key, and the batch takes the winner's chunks as
-    /// resumed and retries whatever is left. The plugin has seen the lost
-    /// records; what it remembers of them (names it gave out, say) can only
-    /// make its later choices more cautious.
+    /// resumed and retries whatever is left, with a plugin session that
+    /// never saw the lost records ([`Self::fresh_session`]).
     async fn batch(
         &mut self,
         db: &mut Db,
@@ -1185,6 +1181,7 @@ impl<'s> ModelRun<'_, 's> {
             let failed = match self.try_batch(db, this, next.as_deref_mut(), after.as_deref_mut()).await {
                 Ok(Step::Done(ahead)) => return Ok(ahead),
                 Ok(Step::Stale) => {
+                    self.fresh_session().await?;
                     *self.stats = before.0;
                     self.fates.truncate(before.1);
                     // The plugin took the records' values: read them again.
@@ -1216,10 +1213,7 @@ impl<'s> ModelRun<'_, 's> {
             if won.is_empty() {
                 return Err(failed);
             }
-            if failed.flush {
-                // Closes the next batch's `prepare`; it is prepared again later.
-                self.session.resolve(Vec::new()).await?;
-            }
+            self.fresh_session().await?;
             *self.stats = before.0;
             self.fates.truncate(before.1);
             let done = Arc::make_mut(&mut self.done);
@@ -1232,6 +1226,18 @@ impl<'s> ModelRun<'_, 's> {
                 *d = self.decoder.decode(d.range.clone(), &self.done)?;
             }
         }
+    }
+
+    /// Opens the plugin's session again, before a batch the plugin resolved
+    /// but nobody wrote (a lost race, stale answers) is resolved again: the
+    /// old session would count the names it gave out to those records as
+    /// taken and rename them. What committed batches gave out is in the
+    /// database, where the new session's questions find it, as a resumed
+    /// import's do.
+    async fn fresh_session(&mut self) -> Result<()> {
+        let (plugins, id, config) = &self.opener;
+        self.session = plugins.spawn_session(*id, config.clone()).await?;
+        Ok(())
     }
 
     /// The stages of one prepared batch, each its own function: the
@@ -1276,10 +1282,8 @@ impl<'s> ModelRun<'_, 's> {
                 if !holds? {
                     drop(tx);
                     self.state.contended = true;
-                    if let Some(f) = r.following.take()
-                        && f.settle().await
-                    {
-                        self.session.resolve(Vec::new()).await?;
+                    if let Some(f) = r.following.take() {
+                        f.settle().await;
                     }
                     return Ok(Step::Stale);
                 }
@@ -1317,8 +1321,7 @@ impl<'s> ModelRun<'_, 's> {
         let ahead = match ahead {
             Some(Ahead::Prepared(p)) if answering_ahead => match self.answer_ahead(&mut tx, &staged, p, after).await {
                 Ok(a) => Some(a),
-                // The plugin waits for the next batch's `resolve`.
-                Err(e) => return Err(Failed { error: write_err(e), flush: true, committed: false }),
+                Err(e) => return Err(Failed { error: write_err(e), committed: false }),
             },
             other => other,
         };
@@ -1341,7 +1344,7 @@ impl<'s> ModelRun<'_, 's> {
         }
         let (ahead, failed) = Ahead::prepared(ahead).await;
         match prepare_failed.or(failed) {
-            Some(error) => Err(Failed { error, flush: false, committed: true }),
+            Some(error) => Err(Failed { error, committed: true }),
             None => Ok(Step::Done(ahead)),
         }
     }

@@ -148,7 +148,7 @@ async fn run(plugins: &PluginHost, registry: &Registry, batch: Batch, spent: &mu
         seed: batch.seed,
         facts: pkmap.clone(),
     };
-    let session = plugins.spawn_session(*plugin_id, config).await?;
+    let session = plugins.spawn_session(*plugin_id, config.clone()).await?;
     let plugin_name = plugins.info(*plugin_id).map(|i| format!("{}@{}", i.name, i.version)).unwrap_or_default();
     let decoder = Decoder { export, desc: Arc::new(desc.clone()), pkmap: pkmap.clone(), filter: None };
     let mut stats = ModelSummary::default();
@@ -156,7 +156,8 @@ async fn run(plugins: &PluginHost, registry: &Registry, batch: Batch, spent: &mu
         state: &mut state,
         desc,
         plugin: &plugin_name,
-        session: &session,
+        session,
+        opener: (plugins, *plugin_id, config),
         decoder: decoder.clone(),
         done: Arc::new(BTreeMap::new()),
         stats: &mut stats,
@@ -164,8 +165,8 @@ async fn run(plugins: &PluginHost, registry: &Registry, batch: Batch, spent: &mu
     };
     let mut tables = Tables::new(batch.existing);
     let result = decide(&mut run, &decoder, &ordinals, &mut tables, &mut spent.to_plugin).await;
-    spent.usage = session.usage().await.unwrap_or_default();
-    spent.host_calls = session.host_calls().await.unwrap_or_default();
+    spent.usage = run.session.usage().await.unwrap_or_default();
+    spent.host_calls = run.session.host_calls().await.unwrap_or_default();
     let (rows, derived) = result?;
     let mut records: Vec<Record> = std::mem::take(&mut run.fates)
         .into_iter()
