@@ -742,9 +742,12 @@ impl Decoder {
                 records.push((ordinal, at.pk, Read::Resumed));
                 continue;
             }
-            let raw = batch.read(at)?;
-            let mut values = record::values_from_fields(&self.desc, raw.fields).map_err(|errors| {
-                Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
+            let values = batch.read_with(at, |bytes| record::values_from_record(&self.desc, bytes))?;
+            let mut values = values.map_err(|errors| Error::Deserialization {
+                model: self.desc.name.clone(),
+                ordinal,
+                pk: at.pk,
+                errors,
             })?;
             let read = match self.filter.as_deref() {
                 Some(filter) if !filter.passes(&self.desc, at.pk, &values) => Read::Filtered(filter.reason),

@@ -124,15 +124,25 @@ impl Export {
 
     /// Reads and parses one record.
     pub fn read(&self, at: &RecordRef, buf: &mut Vec<u8>) -> Result<RawRecord> {
+        self.read_with(at, buf, |bytes| serde_json::from_slice(bytes))
+    }
+
+    /// Reads one record and parses it with `parse`.
+    fn read_with<T>(
+        &self,
+        at: &RecordRef,
+        buf: &mut Vec<u8>,
+        parse: impl FnOnce(&[u8]) -> serde_json::Result<T>,
+    ) -> Result<T> {
         use std::os::unix::fs::FileExt;
         buf.resize(at.len as usize, 0);
         self.data.read_exact_at(buf, at.offset).map_err(|error| Error::Io { path: self.path.clone(), error })?;
-        self.parse(at, buf)
+        self.parse(at, buf, parse)
     }
 
-    /// Parses the bytes of the record `at` points at.
-    fn parse(&self, at: &RecordRef, bytes: &[u8]) -> Result<RawRecord> {
-        serde_json::from_slice(bytes).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
+    /// Parses the bytes of the record `at` points at with `parse`.
+    fn parse<T>(&self, at: &RecordRef, bytes: &[u8], parse: impl FnOnce(&[u8]) -> serde_json::Result<T>) -> Result<T> {
+        parse(bytes).map_err(|e| self.record_error(at, format!("cannot parse: {e}")))
     }
 
     /// A reader of the records `refs` point at: it reads them in one go
@@ -186,13 +196,19 @@ pub struct Batch<'e> {
 impl Batch<'_> {
     /// Parses one of the batch's records.
     pub fn read(&mut self, at: &RecordRef) -> Result<RawRecord> {
+        self.read_with(at, |bytes| serde_json::from_slice(bytes))
+    }
+
+    /// Parses one of the batch's records with `parse`, given its bytes:
+    /// for a caller that wants something other than a [`RawRecord`] of it.
+    pub fn read_with<T>(&mut self, at: &RecordRef, parse: impl FnOnce(&[u8]) -> serde_json::Result<T>) -> Result<T> {
         let bytes = at
             .offset
             .checked_sub(self.start)
             .and_then(|from| self.span.get(from as usize..from as usize + at.len as usize));
         match bytes {
-            Some(bytes) => self.export.parse(at, bytes),
-            None => self.export.read(at, &mut self.buf),
+            Some(bytes) => self.export.parse(at, bytes, parse),
+            None => self.export.read_with(at, &mut self.buf, parse),
         }
     }
 }

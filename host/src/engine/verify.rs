@@ -189,15 +189,18 @@ impl ModelCheck<'_> {
 
     /// The records of `range` the import mapped, read and remapped.
     fn mapped(&self, range: std::ops::Range<usize>) -> Result<Vec<Mapped>> {
-        let mut buf = Vec::new();
         let mut out = Vec::new();
         let refs = &self.export.records(&self.desc.name)[range.clone()];
+        let mut batch = self.export.batch(refs)?;
         for (i, at) in refs.iter().enumerate() {
             let Some(mapping) = self.pkmap.get(&self.desc.name, at.pk) else { continue };
             let ordinal = (range.start + i) as u64 + 1;
-            let raw = self.export.read(at, &mut buf)?;
-            let mut values = record::values_from_fields(self.desc, raw.fields).map_err(|errors| {
-                Error::Deserialization { model: self.desc.name.clone(), ordinal, pk: at.pk, errors }
+            let values = batch.read_with(at, |bytes| record::values_from_record(self.desc, bytes))?;
+            let mut values = values.map_err(|errors| Error::Deserialization {
+                model: self.desc.name.clone(),
+                ordinal,
+                pk: at.pk,
+                errors,
             })?;
             // A required target that is not mapped: the import dropped the
             // record, so the mapping is the record's own from another run.
