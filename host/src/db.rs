@@ -512,8 +512,13 @@ impl Db {
     }
 
     /// Row count of a table (for summaries and tests).
-    pub async fn count(&mut self, table: &Ident) -> Result<i64> {
-        let sql = format!("SELECT COUNT(*) FROM {table}");
+    /// The rows of all of `tables` together, in one query.
+    pub async fn count(&mut self, tables: &[&Ident]) -> Result<i64> {
+        if tables.is_empty() {
+            return Ok(0);
+        }
+        let counts: Vec<String> = tables.iter().map(|t| format!("(SELECT COUNT(*) FROM {t})")).collect();
+        let sql = format!("SELECT {}", counts.join(" + "));
         match self {
             Db::Sqlite(c) => sqlite::scalar_i64(c, &sql).await,
             Db::Postgres(c) => postgres::scalar_i64(c, &sql).await,
@@ -709,28 +714,25 @@ impl Tx<'_> {
         }
     }
 
-    /// Deletes every row of `model`'s table and restarts its pk sequence.
-    pub async fn clear(&mut self, model: &ModelDesc, sequences: Sequences) -> Result<()> {
-        self.clear_table(model.table.as_str(), sequences).await
-    }
-
-    /// Deletes every import chunk (and replica) of every import: a Global
-    /// import empties all of Sentry's tables, these included, so that no
-    /// chunk maps pks to rows that are gone.
-    pub async fn clear_chunks(&mut self, sequences: Sequences) -> Result<()> {
-        for table in [CONTROL_CHUNK_REPLICAS, CONTROL_CHUNKS, REGION_CHUNKS] {
-            self.clear_table(table, sequences).await?;
+    /// Deletes every row of `models`' tables, in order, and then every
+    /// import chunk (and replica) of every import: a Global import empties
+    /// all of Sentry's tables, these included, so that no chunk maps pks to
+    /// rows that are gone. With [`Sequences::Use`], each table's pk sequence
+    /// restarts. One script, one round trip: a statement each for Sentry's
+    /// 250 tables had taken 50 ms on PostgreSQL.
+    pub async fn clear(&mut self, models: &[&ModelDesc], sequences: Sequences) -> Result<()> {
+        let tables =
+            models.iter().map(|m| m.table.as_str()).chain([CONTROL_CHUNK_REPLICAS, CONTROL_CHUNKS, REGION_CHUNKS]);
+        let restart = matches!((&*self, sequences), (Tx::Postgres(_), Sequences::Use));
+        let mut statements = Vec::new();
+        for table in tables {
+            statements.push(format!("DELETE FROM {table}"));
+            // SQLite hands out MAX(id) + 1: it has nothing to restart.
+            if restart {
+                statements.push(format!("SELECT setval(pg_get_serial_sequence('{table}', 'id'), 1, false)"));
+            }
         }
-        Ok(())
-    }
-
-    async fn clear_table(&mut self, table: &str, sequences: Sequences) -> Result<()> {
-        self.execute(&format!("DELETE FROM {table}")).await?;
-        match (self, sequences) {
-            (Tx::Sqlite(_), _) => Ok(()), // SQLite hands out MAX(id) + 1: nothing to reset.
-            (Tx::Postgres(_), Sequences::Leave) => Ok(()),
-            (Tx::Postgres(t), Sequences::Use) => postgres::reset_sequence(t, table).await,
-        }
+        self.execute_script(&statements, "clear the tables before a Global import").await
     }
 
     pub async fn insert_chunks(&mut self, chunks: &[Chunk]) -> Result<()> {

@@ -13,7 +13,7 @@ use chrono::SubsecRound as _;
 use uuid::Uuid;
 
 use crate::db::{self, Chunk, Db, NewRow};
-use crate::model::{ColumnKind, ImportKind, ImportScope, ModelDesc, ModelName, Pk, Scope, Value};
+use crate::model::{ColumnKind, Ident, ImportKind, ImportScope, ModelDesc, ModelName, Pk, Scope, Value};
 use crate::plugin::{
     self, Answer, Answered, Decision, FieldError, ImportFlags, InputRecord, MappedRef, Mapping, PluginHost, Prepared,
     Query, SessionThread,
@@ -402,13 +402,13 @@ pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &Uuid)
     if chunk_tables.len() == 2 && !db.load_chunks(import_uuid).await?.is_empty() {
         return Ok(0);
     }
-    let mut rows = 0;
-    for desc in order.iter().filter_map(|m| registry.desc(m)) {
-        if existing.iter().any(|t| t == desc.table.as_str()) {
-            rows += db.count(&desc.table).await?;
-        }
-    }
-    Ok(rows)
+    let tables: Vec<&Ident> = order
+        .iter()
+        .filter_map(|m| registry.desc(m))
+        .map(|d| &d.table)
+        .filter(|t| existing.iter().any(|e| e == t.as_str()))
+        .collect();
+    Ok(db.count(&tables).await?)
 }
 
 /// Deletes every described model's rows, dependents first, and every
@@ -416,10 +416,8 @@ pub async fn rows_to_clear(db: &mut Db, registry: &Registry, import_uuid: &Uuid)
 /// it knows, its import chunks included).
 async fn clear_tables(db: &mut Db, registry: &Registry, order: &[ModelName], seq: db::Sequences) -> Result<()> {
     let mut tx = db.begin().await?;
-    for desc in order.iter().rev().filter_map(|m| registry.desc(m)) {
-        tx.clear(desc, seq).await?;
-    }
-    tx.clear_chunks(seq).await?;
+    let models: Vec<&ModelDesc> = order.iter().rev().filter_map(|m| registry.desc(m)).collect();
+    tx.clear(&models, seq).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -270,6 +270,9 @@ db_test!(declining_the_global_prompt_changes_nothing, |t| {
     let run = t.relocate_with_input(&["import", "global", src.to_str().unwrap()], "n\n");
     run.failure(1);
     assert!(run.stderr.contains("irrecoverably delete") && run.stderr.contains("aborted"), "{}", run.stderr);
+    // The question counts every row it would delete, across all the tables.
+    let rows: i64 = FRESH_INSTALL_COUNTS.iter().chain(FRESH_INSTALL_SIGNAL_COUNTS).map(|(_, n)| n[1]).sum();
+    assert!(run.stderr.contains(&format!("({rows} rows)")), "expected {rows} rows in: {}", run.stderr);
     assert_eq!(t.counts(&tables()).await, before);
     // Saying yes goes ahead.
     t.relocate_with_input(&["import", "global", src.to_str().unwrap()], "y\n").success();

@@ -324,15 +324,6 @@ pub async fn sync_sequence(t: &mut Tx<'_>, model: &ModelDesc) -> Result<()> {
     Ok(())
 }
 
-pub async fn reset_sequence(t: &mut Tx<'_>, table: &str) -> Result<()> {
-    sqlx::query("SELECT setval(pg_get_serial_sequence($1, 'id'), 1, false)")
-        .bind(table)
-        .execute(&mut **t)
-        .await
-        .map_err(query_error(format!("reset the pk sequence of {table}")))?;
-    Ok(())
-}
-
 /// `COPY … FROM STDIN` in text format, PostgreSQL's own bulk-load path:
 /// a batch's rows go out as one buffer, with no array built per column.
 /// `meanwhile` runs once they are all sent, while the server loads them.
