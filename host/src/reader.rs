@@ -216,13 +216,56 @@ impl Batch<'_> {
 type Index = (Vec<(ModelName, Vec<RecordRef>)>, u64);
 
 /// Streams over the top-level array, recording each element's extent.
+///
+/// Two threads share the work: this one finds where each record starts and
+/// ends, a second one checks that each is a record (serde) and groups them
+/// by model. The first error in the file wins: the checker has seen every
+/// record before the scanner's error when it reports none of its own.
 pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
-    let mut s = Scanner { input, offset: 0, path };
-    let mut models: Vec<(ModelName, Vec<RecordRef>)> = Vec::new();
-    let mut slots: HashMap<ModelName, usize> = HashMap::new();
-    let mut element = Vec::new();
-    let mut position = 0u64;
+    std::thread::scope(|scope| {
+        let (send, receive) = std::sync::mpsc::sync_channel::<Scanned>(4);
+        let checker = std::thread::Builder::new()
+            .name("index".into())
+            .spawn_scoped(scope, move || check_records(path, receive))
+            .map_err(|error| Error::Io { path: path.to_path_buf(), error })?;
+        let scanned = scan(path, input, send);
+        let checked = checker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let (models, records) = checked?;
+        scanned?;
+        Ok((models, records))
+    })
+}
 
+/// Records found by [`scan`]: their bytes, one after the other, and where
+/// each one lies in the file.
+#[derive(Default)]
+struct Scanned {
+    bytes: Vec<u8>,
+    /// Offset in the file and length of each record, in file order.
+    records: Vec<(u64, u32)>,
+}
+
+/// How many bytes of records [`scan`] hands over at once.
+const SCANNED_BYTES: usize = 256 << 10;
+
+/// Finds the records of the array and sends them on to be checked.
+fn scan(path: &Path, input: impl BufRead, send: std::sync::mpsc::SyncSender<Scanned>) -> Result<()> {
+    let mut batch = Scanned::default();
+    let scanned = scan_array(&mut Scanner { input, offset: 0, path }, &mut batch, &send);
+    // The records before a syntax error are checked too: one of them may be
+    // bad, and it comes first in the file. A checker that stopped has its
+    // own error to report.
+    let _ = send.send(batch);
+    scanned
+}
+
+/// [`scan`]'s work, the records of each full batch sent as it fills; stops
+/// early, without an error, when the checker has stopped at a bad record.
+fn scan_array<R: BufRead>(
+    s: &mut Scanner<'_, R>,
+    batch: &mut Scanned,
+    send: &std::sync::mpsc::SyncSender<Scanned>,
+) -> Result<()> {
     s.skip_bom()?;
     match s.next_non_ws()? {
         Some(b'[') => {}
@@ -230,47 +273,18 @@ pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
         None => return Err(s.syntax(0, "the file is empty: expected a JSON array of records".into())),
     }
     let mut first = true;
-    let mut last: Option<usize> = None;
     loop {
         match s.next_non_ws()? {
             Some(b']') if first => break,
             Some(b'{') => {
-                position += 1;
                 let start = s.offset - 1;
-                element.clear();
-                element.push(b'{');
-                s.object_rest(&mut element)?;
-                let at = RecordRef { offset: start, len: element.len() as u32, position, pk: 0 };
-                let record_error =
-                    |message: String| Error::Record { path: path.to_path_buf(), position, offset: start, message };
-                let env: Envelope =
-                    serde_json::from_slice(&element).map_err(|e| record_error(format!("not a record: {e}")))?;
-                if env.fields.is_some_and(|f| !f.get().starts_with('{')) {
-                    return Err(record_error("`fields` must be an object of field names and values".into()));
+                let from = batch.bytes.len();
+                batch.bytes.push(b'{');
+                s.object_rest(&mut batch.bytes, from)?;
+                batch.records.push((start, (batch.bytes.len() - from) as u32));
+                if batch.bytes.len() >= SCANNED_BYTES && send.send(std::mem::take(batch)).is_err() {
+                    return Ok(());
                 }
-                let pk = match env.pk {
-                    Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
-                    Some(other) => {
-                        return Err(record_error(format!(
-                            "pk must be an integer, found {other} (natural keys are not supported)"
-                        )));
-                    }
-                    None => return Err(record_error("missing `pk`".into())),
-                };
-                // Records of one model usually come together: only a new
-                // model name is checked and looked up.
-                let slot = match last {
-                    Some(slot) if models[slot].0.as_str() == env.model => slot,
-                    _ => {
-                        let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
-                        *slots.entry(model.clone()).or_insert_with(|| {
-                            models.push((model, Vec::new()));
-                            models.len() - 1
-                        })
-                    }
-                };
-                last = Some(slot);
-                models[slot].1.push(RecordRef { pk, ..at });
             }
             Some(b) => return Err(s.syntax(1, format!("expected a record object, found `{}`", b as char))),
             None => return Err(s.syntax(0, "the array is not closed: the file may be truncated".into())),
@@ -285,6 +299,53 @@ pub(crate) fn index(path: &Path, input: impl BufRead) -> Result<Index> {
     }
     if let Some(b) = s.next_non_ws()? {
         return Err(s.syntax(1, format!("unexpected `{}` after the end of the array", b as char)));
+    }
+    Ok(())
+}
+
+/// Checks each record [`scan`] found and groups them by model, in file order.
+fn check_records(path: &Path, receive: std::sync::mpsc::Receiver<Scanned>) -> Result<Index> {
+    let mut models: Vec<(ModelName, Vec<RecordRef>)> = Vec::new();
+    let mut slots: HashMap<ModelName, usize> = HashMap::new();
+    let mut position = 0u64;
+    let mut last: Option<usize> = None;
+    for batch in receive {
+        let mut from = 0;
+        for &(start, len) in &batch.records {
+            position += 1;
+            let element = &batch.bytes[from..from + len as usize];
+            from += len as usize;
+            let record_error =
+                |message: String| Error::Record { path: path.to_path_buf(), position, offset: start, message };
+            let env: Envelope =
+                serde_json::from_slice(element).map_err(|e| record_error(format!("not a record: {e}")))?;
+            if env.fields.is_some_and(|f| !f.get().starts_with('{')) {
+                return Err(record_error("`fields` must be an object of field names and values".into()));
+            }
+            let pk = match env.pk {
+                Some(serde_json::Value::Number(n)) if n.is_i64() => n.as_i64().unwrap_or_default(),
+                Some(other) => {
+                    return Err(record_error(format!(
+                        "pk must be an integer, found {other} (natural keys are not supported)"
+                    )));
+                }
+                None => return Err(record_error("missing `pk`".into())),
+            };
+            // Records of one model usually come together: only a new
+            // model name is checked and looked up.
+            let slot = match last {
+                Some(slot) if models[slot].0.as_str() == env.model => slot,
+                _ => {
+                    let model = ModelName::new(&env.model).map_err(|e: ModelError| record_error(e.to_string()))?;
+                    *slots.entry(model.clone()).or_insert_with(|| {
+                        models.push((model, Vec::new()));
+                        models.len() - 1
+                    })
+                }
+            };
+            last = Some(slot);
+            models[slot].1.push(RecordRef { offset: start, len, position, pk });
+        }
     }
     Ok((models, position))
 }
@@ -366,9 +427,10 @@ impl<R: BufRead> Scanner<'_, R> {
         }
     }
 
-    /// Copies the rest of an object whose `{` was consumed, tracking strings
-    /// and nesting only; serde validates the element afterwards.
-    fn object_rest(&mut self, out: &mut Vec<u8>) -> Result<()> {
+    /// Copies the rest of an object whose `{` was consumed onto `out`, where
+    /// the object starts at `from`, tracking strings and nesting only; serde
+    /// validates the element afterwards.
+    fn object_rest(&mut self, out: &mut Vec<u8>, from: usize) -> Result<()> {
         let mut depth = 1usize;
         let mut in_string = false;
         loop {
@@ -425,7 +487,7 @@ impl<R: BufRead> Scanner<'_, R> {
                 self.input.consume(i);
                 self.offset += i as u64;
             }
-            if out.len() > MAX_RECORD_BYTES {
+            if out.len() - from > MAX_RECORD_BYTES {
                 return Err(self.syntax(0, format!("a record is larger than {} MiB", MAX_RECORD_BYTES >> 20)));
             }
             if done {
@@ -441,6 +503,26 @@ mod tests {
 
     fn index_str(s: &str) -> Result<Index> {
         index(Path::new("t.json"), s.as_bytes())
+    }
+
+    #[test]
+    fn the_first_error_in_the_file_wins_whichever_thread_finds_it() {
+        let good = r#"{"model":"sentry.email","pk":1,"fields":{"email":"someone@example.com"}}"#;
+        // Enough records before the errors to fill several of the scanner's batches.
+        let many = format!("{},", vec![good; 10_000].join(","));
+        for before in ["", many.as_str()] {
+            let n = before.matches("sentry.email").count();
+            // A record only the checker refuses, then a syntax error only the scanner finds.
+            let both = format!(r#"[{before}{{"model":"sentry.email","pk":"x"}},{good} x]"#);
+            let error = index_str(&both).unwrap_err().to_string();
+            assert!(error.contains(&format!("record #{} ", n + 1)) && error.contains("pk must be"), "{error}");
+            let syntax = format!("[{before}{good} x]");
+            let error = index_str(&syntax).unwrap_err().to_string();
+            assert!(error.contains("expected `,` or `]` after a record"), "{error}");
+            let (models, total) = index_str(&format!("[{before}{good}]")).unwrap();
+            assert_eq!(total, n as u64 + 1);
+            assert_eq!(models[0].1.last().map(|r| r.position), Some(n as u64 + 1));
+        }
     }
 
     #[test]
