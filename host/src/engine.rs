@@ -740,13 +740,7 @@ impl Decoder {
                 records.push((ordinal, at.pk, Read::Resumed));
                 continue;
             }
-            let values = batch.read_with(at, |bytes| record::values_from_record(&self.desc, bytes))?;
-            let mut values = values.map_err(|errors| Error::Deserialization {
-                model: self.desc.name.clone(),
-                ordinal,
-                pk: at.pk,
-                errors,
-            })?;
+            let mut values = read_values(&mut batch, &self.desc, at, ordinal)?;
             let read = match self.filter.as_deref() {
                 Some(filter) if !filter.passes(&self.desc, at.pk, &values) => Read::Filtered(filter.reason),
                 _ => match remap(&self.desc, &self.pkmap, &mut values) {
@@ -774,6 +768,17 @@ impl Filter {
         };
         self.values.contains(&value)
     }
+}
+
+/// The typed values of the record `at`, the `ordinal`th of `desc`'s model.
+fn read_values(
+    batch: &mut reader::Batch<'_>,
+    desc: &ModelDesc,
+    at: &reader::RecordRef,
+    ordinal: u64,
+) -> Result<Vec<Value>> {
+    let values = batch.read_with(at, |bytes| record::values_from_record(desc, bytes))?;
+    values.map_err(|errors| Error::Deserialization { model: desc.name.clone(), ordinal, pk: at.pk, errors })
 }
 
 /// Rewrites foreign keys to new pks. An error drops the record: the

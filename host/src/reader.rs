@@ -194,13 +194,7 @@ pub struct Batch<'e> {
 }
 
 impl Batch<'_> {
-    /// Parses one of the batch's records.
-    pub fn read(&mut self, at: &RecordRef) -> Result<RawRecord> {
-        self.read_with(at, |bytes| serde_json::from_slice(bytes))
-    }
-
-    /// Parses one of the batch's records with `parse`, given its bytes:
-    /// for a caller that wants something other than a [`RawRecord`] of it.
+    /// Parses one of the batch's records with `parse`, given its bytes.
     pub fn read_with<T>(&mut self, at: &RecordRef, parse: impl FnOnce(&[u8]) -> serde_json::Result<T>) -> Result<T> {
         let bytes = at
             .offset
@@ -611,12 +605,13 @@ mod tests {
             let mut batch = export.batch(refs).unwrap();
             for at in refs {
                 let one = export.read(at, &mut Vec::new()).unwrap();
-                let read = batch.read(at).unwrap();
+                let read: RawRecord = batch.read_with(at, |b| serde_json::from_slice(b)).unwrap();
                 assert_eq!((read.model, read.pk, read.fields), (one.model, one.pk, one.fields));
             }
         }
         let mut batch = export.batch(&far).unwrap();
-        assert!(batch.read(&far[0]).is_err(), "two bytes of a record are not a record");
+        let read = batch.read_with(&far[0], |b| serde_json::from_slice::<RawRecord>(b));
+        assert!(read.is_err(), "two bytes of a record are not a record");
         assert!(one_read(1000, 900) && one_read(80 << 10, 10 << 10));
         assert!(!one_read(10 << 20, 100), "records far apart are read one by one");
         assert!(!one_read(MAX_SPAN + 1, MAX_SPAN + 1), "a span is at most {MAX_SPAN} bytes");

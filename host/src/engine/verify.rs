@@ -21,7 +21,7 @@ use crate::reader::Export;
 
 use super::graph::Registry;
 use super::pkmap::PkMap;
-use super::{Error, Result, record, remap};
+use super::{Error, Result, read_values, remap};
 
 /// Records per plugin call and per database read.
 const BATCH: usize = 500;
@@ -195,13 +195,7 @@ impl ModelCheck<'_> {
         for (i, at) in refs.iter().enumerate() {
             let Some(mapping) = self.pkmap.get(&self.desc.name, at.pk) else { continue };
             let ordinal = (range.start + i) as u64 + 1;
-            let values = batch.read_with(at, |bytes| record::values_from_record(self.desc, bytes))?;
-            let mut values = values.map_err(|errors| Error::Deserialization {
-                model: self.desc.name.clone(),
-                ordinal,
-                pk: at.pk,
-                errors,
-            })?;
+            let mut values = read_values(&mut batch, self.desc, at, ordinal)?;
             // A required target that is not mapped: the import dropped the
             // record, so the mapping is the record's own from another run.
             if remap(self.desc, self.pkmap, &mut values).is_err() {
