@@ -631,7 +631,7 @@ pub struct Session {
     /// Why the session may not be used any more.
     poisoned: Option<String>,
     /// The lookups its queries asked for so far.
-    lookups: std::collections::HashSet<v2::Lookup>,
+    lookups: v2::Lookups,
     /// Per record of the last batch, per query: whether it was a find on
     /// this session's model, whose answers name rows `resolve` may reuse.
     own_finds: Vec<Vec<bool>>,

@@ -440,23 +440,33 @@ const MAX_LOOKUPS: usize = 32;
 
 /// A lookup: the model, whether it is a `taken` one, and its columns, sorted
 /// (an index on a set serves its every order).
-pub(super) type Lookup = (ModelName, bool, Vec<String>);
+#[derive(Debug, Default)]
+pub(super) struct Lookups(Vec<(ModelName, bool, Vec<String>)>);
+
+impl Lookups {
+    /// Whether a lookup of `columns` (in any order) is among these, without
+    /// building one: most queries ask what an earlier one did.
+    fn contains(&self, model: &ModelName, taken: bool, columns: &[String]) -> bool {
+        self.0.iter().any(|(m, t, cs)| {
+            *t == taken && m == model && cs.len() == columns.len() && columns.iter().all(|c| cs.contains(c))
+        })
+    }
+}
 
 /// Adds the lookups of a prepared batch to the session's `seen`, refusing
 /// the record that asks for one more than [`MAX_LOOKUPS`].
-pub(super) fn check_lookups(prepared: &[Prepared], seen: &mut HashSet<Lookup>) -> Result<(), Violation> {
+pub(super) fn check_lookups(prepared: &[Prepared], seen: &mut Lookups) -> Result<(), Violation> {
     for (index, prepared) in prepared.iter().enumerate() {
         let Prepared::Ready { queries, .. } = prepared else { continue };
         for query in queries {
-            let lookup = match query {
-                Query::Find { model, columns, .. } => {
-                    let mut columns = columns.clone();
-                    columns.sort();
-                    (model.clone(), false, columns)
-                }
-                Query::Taken { model, column, .. } => (model.clone(), true, vec![column.clone()]),
+            let (model, taken, columns) = match query {
+                Query::Find { model, columns, .. } => (model, false, columns.as_slice()),
+                Query::Taken { model, column, .. } => (model, true, std::slice::from_ref(column)),
             };
-            if seen.len() >= MAX_LOOKUPS && !seen.contains(&lookup) {
+            if seen.contains(model, taken, columns) {
+                continue;
+            }
+            if seen.0.len() >= MAX_LOOKUPS {
                 return Err(Violation::at(
                     index,
                     format!(
@@ -465,7 +475,9 @@ pub(super) fn check_lookups(prepared: &[Prepared], seen: &mut HashSet<Lookup>) -
                     ),
                 ));
             }
-            seen.insert(lookup);
+            let mut columns = columns.to_vec();
+            columns.sort();
+            seen.0.push((model.clone(), taken, columns));
         }
     }
     Ok(())

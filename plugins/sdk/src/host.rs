@@ -4,7 +4,7 @@
 //! the SDK and of plugins) they use a per-thread fake that [`crate::testing`]
 //! controls: a seeded generator, an in-memory pk map and captured logs.
 
-pub(crate) use imp::{at_record, log, mapping_of, random_bytes};
+pub(crate) use imp::{at_record, hash_key, log, mapping_of, random_bytes};
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
@@ -18,6 +18,16 @@ mod imp {
 
     pub(crate) fn random_bytes(len: u32) -> Vec<u8> {
         host::random_bytes(len)
+    }
+
+    /// Drawn like any random bytes: in `Model::new`, from the session's own
+    /// stream, which no record's draws come from.
+    pub(crate) fn hash_key() -> [u8; 16] {
+        let mut key = [0; 16];
+        let bytes = host::random_bytes(16);
+        let n = bytes.len().min(16);
+        key[..n].copy_from_slice(&bytes[..n]);
+        key
     }
 
     pub(crate) fn log(level: Level, message: &str) {
@@ -56,6 +66,16 @@ mod imp {
         fake::with(|f| (0..len).map(|_| f.next_byte()).collect())
     }
 
+    /// From the seed, without advancing the one stream the fake has: the
+    /// records' draws stay as they were, as the host's own do.
+    pub(crate) fn hash_key() -> [u8; 16] {
+        fake::with(|f| {
+            let mut key = [0; 16];
+            key[..8].copy_from_slice(&f.seed.to_le_bytes());
+            key
+        })
+    }
+
     pub(crate) fn log(level: Level, message: &str) {
         fake::with(|f| f.logs.push((level, message.to_string())));
     }
@@ -73,6 +93,7 @@ pub(crate) mod fake {
     use crate::session::{Level, Mapping};
 
     pub(crate) struct FakeHost {
+        pub(crate) seed: u64,
         state: u64,
         /// In the order they were made; the latest for a pk wins.
         pub(crate) mappings: Vec<(String, i64, Mapping)>,
@@ -82,7 +103,7 @@ pub(crate) mod fake {
 
     impl FakeHost {
         pub(crate) fn new(seed: u64) -> Self {
-            Self { state: seed, mappings: Vec::new(), logs: Vec::new(), at_records: Vec::new() }
+            Self { seed, state: seed, mappings: Vec::new(), logs: Vec::new(), at_records: Vec::new() }
         }
 
         /// SplitMix64: tiny, seedable, and good enough for suffixes in tests.

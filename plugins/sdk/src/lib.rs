@@ -27,6 +27,7 @@
 //! The same code builds natively, where [`testing`] stands in for the host, so
 //! a plugin's logic is unit-tested with plain `cargo test`.
 
+mod collections;
 mod derived;
 mod error;
 mod host;
@@ -46,6 +47,7 @@ pub mod testing;
 #[path = "wit.rs"]
 pub mod __wit;
 
+pub use collections::{HashMap, HashSet, Hasher};
 pub use derived::Derived;
 pub use error::{Fatal, FieldError, Result};
 pub use model::{Column, FkKind, ForeignKey, ModelDesc, OnMissing, Scope, Silo};

@@ -27,6 +27,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::rc::Rc;
 
 use crate::error::{Fatal, Result};
 use crate::value::Value;
@@ -225,15 +226,15 @@ pub struct Answers {
     items: Vec<(Query, Answer)>,
     names: Vec<(AskName, usize)>,
     /// The model and record, for errors.
-    model: String,
+    model: Rc<str>,
     ordinal: u64,
 }
 
 impl Answers {
     /// Pairs queries with answers; the runtime has checked that they match,
     /// and that the names fit the queries.
-    pub(crate) fn new(items: Vec<(Query, Answer)>, names: Vec<(AskName, usize)>, model: &str, ordinal: u64) -> Self {
-        Self { items, names, model: model.to_string(), ordinal }
+    pub(crate) fn new(items: Vec<(Query, Answer)>, names: Vec<(AskName, usize)>, model: Rc<str>, ordinal: u64) -> Self {
+        Self { items, names, model, ordinal }
     }
 
     /// The answer to the query `prepare` asked under `ask`'s name: for an

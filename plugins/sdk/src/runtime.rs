@@ -96,6 +96,8 @@ struct Pending {
 pub struct Runner {
     session: Session,
     desc: Rc<ModelDesc>,
+    /// `desc.name`, shared with every record's [`Answers`].
+    name: Rc<str>,
     model: Option<Box<dyn DynModel>>,
     /// Set by the first fatal error; every later call repeats it, because the
     /// model's state can no longer be trusted.
@@ -122,7 +124,8 @@ impl Runner {
                 (None, desc, Some(Fatal::UnsupportedModel(session.model().to_string())))
             }
         };
-        Self { session, desc: Rc::new(desc), model, failed, pending: Vec::new(), awaiting_resolve: false }
+        let name = Rc::from(desc.name.as_str());
+        Self { session, desc: Rc::new(desc), name, model, failed, pending: Vec::new(), awaiting_resolve: false }
     }
 
     #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
@@ -211,7 +214,8 @@ impl Runner {
             }
             host::at_record(index);
             let ordinal = record.ordinal();
-            let answers = Answers::new(queries.into_iter().zip(answers).collect(), names.0, &self.desc.name, ordinal);
+            let answers =
+                Answers::new(queries.into_iter().zip(answers).collect(), names.0, Rc::clone(&self.name), ordinal);
             self.session.take_derived();
             let decision = model.resolve(&self.session, record, &answers)?;
             let decision = check_decision(&self.desc, ordinal, decision, &answers)?;

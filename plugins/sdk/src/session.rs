@@ -1,6 +1,7 @@
 //! The context of one model's import: scope, flags, clock, and the host's
 //! facilities (seeded randomness, the pk map, logging).
 
+use crate::collections::Hasher;
 use crate::host;
 use crate::model::Scope;
 use crate::record::ImportKind;
@@ -48,12 +49,37 @@ pub struct Session {
     started_at: String,
     /// Rows derived while resolving the current record.
     derived: std::cell::RefCell<Vec<crate::Derived>>,
+    /// Drawn on the first [`Session::hasher`].
+    hasher: std::cell::Cell<Option<Hasher>>,
 }
 
 impl Session {
     /// A session for `model`; the runtime builds it from the host's config.
     pub fn new(model: &str, scope: Scope, flags: ImportFlags, started_at: &str) -> Self {
-        Self { model: model.to_string(), scope, flags, started_at: started_at.to_string(), derived: Default::default() }
+        Self {
+            model: model.to_string(),
+            scope,
+            flags,
+            started_at: started_at.to_string(),
+            derived: Default::default(),
+            hasher: Default::default(),
+        }
+    }
+
+    /// What this session's [`HashSet`](crate::HashSet)s and
+    /// [`HashMap`](crate::HashMap)s hash with:
+    /// `HashSet::with_hasher(session.hasher())`.
+    ///
+    /// Its key is drawn from the host's generator on the first call; make
+    /// that call in [`Model::new`](crate::Model::new), where it draws from the
+    /// session's own stream and leaves the records' draws as they were.
+    pub fn hasher(&self) -> Hasher {
+        if let Some(hasher) = self.hasher.get() {
+            return hasher;
+        }
+        let hasher = Hasher::with_key(host::hash_key());
+        self.hasher.set(Some(hasher));
+        hasher
     }
 
     /// Writes `row` along with the record being resolved (only from
@@ -99,11 +125,14 @@ impl Session {
     /// A character listed twice is twice as likely, as in Python. Bytes that
     /// would bias the draw are thrown away.
     pub fn random_string(&self, alphabet: &str, len: usize) -> String {
-        let chars: Vec<char> = alphabet.chars().collect();
-        let n = chars.len();
+        // Indexing bytes spares a `Vec<char>` per call for the usual ASCII alphabet.
+        let ascii = alphabet.is_ascii();
+        let chars: Vec<char> = if ascii { Vec::new() } else { alphabet.chars().collect() };
+        let n = if ascii { alphabet.len() } else { chars.len() };
         if n == 0 || n > 256 {
             return String::new();
         }
+        let pick = |i: usize| if ascii { char::from(alphabet.as_bytes()[i]) } else { chars[i] };
         // The largest multiple of n that fits a byte: bytes at or above it are biased.
         let limit = 256 - 256 % n;
         let mut out = String::with_capacity(len);
@@ -120,7 +149,7 @@ impl Session {
                     break;
                 }
                 if usize::from(b) < limit {
-                    out.push(chars[usize::from(b) % n]);
+                    out.push(pick(usize::from(b) % n));
                     picked += 1;
                 }
             }

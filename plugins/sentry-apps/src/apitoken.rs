@@ -10,10 +10,8 @@
 //! set. As Sentry's `save()` does for every token, the digests and the last
 //! characters are then computed from the token the row ends up with.
 
-use std::collections::BTreeSet;
-
 use relocate_plugin_sdk::{
-    Answer, Answers, Decision, Fatal, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session, Value,
+    Answer, Answers, Decision, Fatal, HashSet, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session, Value,
 };
 use sentry_models::{datetime, tokens};
 
@@ -26,7 +24,7 @@ const SECRETS: [&str; 2] = ["token", "refresh_token"];
 pub struct ApiToken {
     /// Tokens and refresh tokens this import wrote: a later record of the
     /// same import collides with them as with a row that was already there.
-    given: BTreeSet<String>,
+    given: HashSet<String>,
 }
 
 impl Model for ApiToken {
@@ -34,8 +32,8 @@ impl Model for ApiToken {
         sentry_models::sentry::APITOKEN.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { given: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { given: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

@@ -2,11 +2,10 @@
 //! existing one on its unique key is either kept or overwritten, never
 //! duplicated (spec §5.1).
 
-use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
 use relocate_plugin_sdk::{
-    Answers, Decision, Fatal, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value,
+    Answers, Decision, Fatal, HashSet, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value,
 };
 use sentry_models::StaticModel;
 
@@ -27,7 +26,7 @@ pub trait ConfigModel: 'static {
 /// is (`reuse`). Not found: inserted.
 pub struct Overwritable<C> {
     /// The keys this import inserted, to catch a repeated key in one batch.
-    inserted: BTreeSet<Vec<String>>,
+    inserted: HashSet<Vec<String>>,
     _model: PhantomData<C>,
 }
 
@@ -48,7 +47,7 @@ impl<C: ConfigModel> Model for Overwritable<C> {
                 desc.scopes
             )));
         }
-        Ok(Self { inserted: BTreeSet::new(), _model: PhantomData })
+        Ok(Self { inserted: HashSet::with_hasher(session.hasher()), _model: PhantomData })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

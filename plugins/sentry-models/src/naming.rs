@@ -9,9 +9,7 @@
 //! the names this import already gave out (two records of one batch may want
 //! the same name, and neither is in the database yet).
 
-use std::collections::BTreeSet;
-
-use relocate_plugin_sdk::Session;
+use relocate_plugin_sdk::{HashSet, Session};
 
 /// Sentry's suffix alphabet, as it is: `9` is missing and `0` appears twice.
 pub const SUFFIX_ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456790";
@@ -20,21 +18,18 @@ pub const SUFFIX_ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456790";
 const SIZES: [(usize, usize); 4] = [(1, 2), (5, 3), (20, 5), (1, 12)];
 
 /// The names one import has given out for one column, and how long they may be.
-///
-/// Ordered sets rather than hash sets, here and in the plugins: std's hash
-/// seed would make every guest import `wasi:random` for nothing.
 #[derive(Debug)]
 pub struct UniqueNames {
     max_length: usize,
     /// Lower-cased: collisions are checked ignoring case, as Sentry's `iexact`.
-    given: BTreeSet<String>,
+    given: HashSet<String>,
 }
 
 impl UniqueNames {
     /// Names of at most `max_length` characters (128 for usernames, 30 for
-    /// organization slugs).
-    pub fn new(max_length: usize) -> Self {
-        Self { max_length, given: BTreeSet::new() }
+    /// organization slugs), for `session` (call it in `Model::new`).
+    pub fn new(session: &Session, max_length: usize) -> Self {
+        Self { max_length, given: HashSet::with_hasher(session.hasher()) }
     }
 
     /// The bases to ask `taken` about so that [`UniqueNames::pick`] can check
@@ -44,8 +39,8 @@ impl UniqueNames {
         let mut out = vec![base.to_string()];
         for (_, size) in SIZES {
             let prefix = truncate(base, self.max_length.saturating_sub(size + 1));
-            if !out.contains(&prefix) {
-                out.push(prefix);
+            if !out.iter().any(|b| b == prefix) {
+                out.push(prefix.to_string());
             }
         }
         out
@@ -64,7 +59,9 @@ impl UniqueNames {
         base: &str,
         taken: impl IntoIterator<Item = &'a str>,
     ) -> Option<String> {
-        let taken: BTreeSet<String> = taken.into_iter().map(str::to_lowercase).collect();
+        let mut set = HashSet::with_hasher(session.hasher());
+        set.extend(taken.into_iter().map(str::to_lowercase));
+        let taken = set;
         let mut base = base.trim().to_string();
         if base.is_empty() {
             base = session.uuid4_hex().chars().take(12).collect();
@@ -107,8 +104,12 @@ fn is_decimal(s: &str) -> bool {
 }
 
 /// The first `n` characters (not bytes), like a Python slice.
-fn truncate(s: &str, n: usize) -> String {
-    s.chars().take(n).collect()
+fn truncate(s: &str, n: usize) -> &str {
+    // No more bytes than `n`: no more characters either.
+    if s.len() <= n {
+        return s;
+    }
+    s.char_indices().nth(n).map_or(s, |(end, _)| &s[..end])
 }
 
 /// Django's `slugify`: ASCII letters, digits, `_` and `-`; whitespace and runs
@@ -184,7 +185,7 @@ mod tests {
     #[test]
     fn free_names_are_kept_and_taken_ones_get_a_suffix() {
         let _host = TestHost::new(3);
-        let mut names = UniqueNames::new(30);
+        let mut names = UniqueNames::new(&session(), 30);
         assert_eq!(names.pick(&session(), " testing ", ["other"]).as_deref(), Some("testing"));
         let second = names.pick(&session(), "testing", []).expect("a name");
         assert!(second.starts_with("testing-") && second.len() == "testing-".len() + 2, "{second}");
@@ -195,14 +196,14 @@ mod tests {
     #[test]
     fn decimal_names_always_get_a_suffix() {
         let _host = TestHost::new(3);
-        let mut names = UniqueNames::new(30);
+        let mut names = UniqueNames::new(&session(), 30);
         assert!(names.pick(&session(), "1234", []).is_some_and(|n| n.starts_with("1234-")));
     }
 
     #[test]
     fn long_names_are_truncated_before_the_suffix() {
         let _host = TestHost::new(3);
-        let mut names = UniqueNames::new(30);
+        let mut names = UniqueNames::new(&session(), 30);
         let base = "a".repeat(30);
         assert_eq!(
             names.bases(&base),
@@ -216,7 +217,7 @@ mod tests {
     #[test]
     fn names_given_earlier_count_as_taken() {
         let _host = TestHost::new(3);
-        let mut names = UniqueNames::new(128);
+        let mut names = UniqueNames::new(&session(), 128);
         names.give("Owner");
         assert!(names.is_given("OWNER"));
         assert!(names.pick(&session(), "owner", []).is_some_and(|n| n.starts_with("owner-")));
@@ -226,7 +227,7 @@ mod tests {
     fn suffixes_repeat_for_a_seed() {
         let pick = |seed| {
             let _host = TestHost::new(seed);
-            UniqueNames::new(30).pick(&session(), "x", ["x"])
+            UniqueNames::new(&session(), 30).pick(&session(), "x", ["x"])
         };
         assert_eq!(pick(9), pick(9));
     }

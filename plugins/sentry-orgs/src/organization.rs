@@ -1,10 +1,8 @@
 //! `sentry.organization` and `sentry.organizationmember`: slugs made unique
 //! across the instance (spec §5.4), member tokens that collide dropped (§5.5).
 
-use std::collections::BTreeSet;
-
 use relocate_plugin_sdk::{
-    Answers, Decision, Derived, FieldError, Model, ModelDesc, Prepared, Query, Record, Result, Session, Value,
+    Answers, Decision, Derived, FieldError, HashSet, Model, ModelDesc, Prepared, Query, Record, Result, Session, Value,
 };
 use sentry_models::naming::{UniqueNames, slugify};
 use sentry_models::sentry;
@@ -29,8 +27,8 @@ impl Model for Organization {
         sentry::ORGANIZATION.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { slugs: UniqueNames::new(MAX_SLUG) })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { slugs: UniqueNames::new(session, MAX_SLUG) })
     }
 
     fn prepare(&mut self, session: &Session, record: &mut Record) -> Result<Prepared> {
@@ -90,7 +88,7 @@ pub fn base_slug(slug: &str) -> String {
 /// dropped, so that the existing invitation keeps working.
 pub struct OrganizationMember {
     /// Tokens this import inserted, for a repeat within one batch.
-    tokens: BTreeSet<String>,
+    tokens: HashSet<String>,
 }
 
 impl Model for OrganizationMember {
@@ -98,8 +96,8 @@ impl Model for OrganizationMember {
         sentry::ORGANIZATIONMEMBER.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { tokens: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { tokens: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

@@ -8,14 +8,12 @@
 //! organization whose slug is unknown gets no token and the record is
 //! skipped, as Sentry drops it when the slug lookup fails.
 
-use std::collections::BTreeSet;
-
-use relocate_plugin_sdk::{Answers, Decision, Model, ModelDesc, Prepared, Record, Result, Session};
+use relocate_plugin_sdk::{Answers, Decision, HashSet, Model, ModelDesc, Prepared, Record, Result, Session};
 use sentry_models::{sentry, tokens};
 
 pub struct OrgAuthToken {
     /// Digests this import wrote, which later records collide with too.
-    given: BTreeSet<String>,
+    given: HashSet<String>,
 }
 
 impl Model for OrgAuthToken {
@@ -23,8 +21,8 @@ impl Model for OrgAuthToken {
         sentry::ORGAUTHTOKEN.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { given: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { given: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

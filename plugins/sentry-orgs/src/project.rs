@@ -2,10 +2,8 @@
 //! ids kept in the global scope (spec §5.7), DSN keys made unique and options
 //! merged into existing ones (§5.6).
 
-use std::collections::BTreeSet;
-
 use relocate_plugin_sdk::{
-    Answer, Answers, Decision, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session,
+    Answer, Answers, Decision, HashSet, Model, ModelDesc, Prepared, Query, Record, Result, Scope, Session,
 };
 use sentry_models::sentry;
 
@@ -39,7 +37,7 @@ const KEY_FIELDS: [&str; 2] = ["public_key", "secret_key"];
 /// is replaced by a new random one (`uuid4().hex`).
 pub struct ProjectKey {
     /// Keys this import gave out, for a repeat within one batch.
-    given: BTreeSet<String>,
+    given: HashSet<String>,
 }
 
 impl Model for ProjectKey {
@@ -47,8 +45,8 @@ impl Model for ProjectKey {
         sentry::PROJECTKEY.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { given: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { given: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

@@ -4,13 +4,11 @@
 //! same form (spec §5.6, scenario 40). Most exports hold none: Sentry
 //! creates the Snuba side after the import.
 
-use std::collections::BTreeSet;
-
-use relocate_plugin_sdk::{Answers, Decision, Model, ModelDesc, Prepared, Record, Result, Session};
+use relocate_plugin_sdk::{Answers, Decision, HashSet, Model, ModelDesc, Prepared, Record, Result, Session};
 
 pub struct QuerySubscription {
     /// Subscription ids this import wrote.
-    given: BTreeSet<String>,
+    given: HashSet<String>,
 }
 
 impl Model for QuerySubscription {
@@ -18,8 +16,8 @@ impl Model for QuerySubscription {
         sentry_models::sentry::QUERYSUBSCRIPTION.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { given: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { given: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

@@ -1,9 +1,7 @@
 //! `sentry.email` and `sentry.useremail`: addresses, shared or per user
 //! (spec §5.3).
 
-use std::collections::BTreeSet;
-
-use relocate_plugin_sdk::{Answers, Decision, Model, ModelDesc, Prepared, Record, Result, Scope, Session};
+use relocate_plugin_sdk::{Answers, Decision, HashSet, Model, ModelDesc, Prepared, Record, Result, Scope, Session};
 
 use crate::skip_if_user_merged;
 
@@ -15,7 +13,7 @@ const HASH_CHARS: &str = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ01
 pub struct Email {
     /// Addresses this import inserted, lower-cased as Sentry's `CIEmailField`
     /// compares them.
-    inserted: BTreeSet<String>,
+    inserted: HashSet<String>,
 }
 
 impl Model for Email {
@@ -23,8 +21,8 @@ impl Model for Email {
         sentry_models::sentry::EMAIL.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { inserted: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { inserted: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, _: &Session, record: &mut Record) -> Result<Prepared> {

@@ -1,10 +1,8 @@
 //! What hangs off a user: authenticators, options, IP addresses and
 //! permissions. Each is dropped when its user was merged into an existing one.
 
-use std::collections::BTreeSet;
-
 use relocate_plugin_sdk::{
-    Answers, Decision, FieldError, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value,
+    Answers, Decision, FieldError, HashSet, Model, ModelDesc, Prepared, Record, Result, Scope, Session, Value,
 };
 
 use crate::skip_if_user_merged;
@@ -76,7 +74,7 @@ pub struct UserIp {
     /// (user, address) pairs this import inserted: a repeat in the same
     /// batch is not in the database yet, so it cannot be overwritten, and
     /// is left out instead.
-    inserted: BTreeSet<(i64, String)>,
+    inserted: HashSet<(i64, String)>,
 }
 
 impl Model for UserIp {
@@ -84,8 +82,8 @@ impl Model for UserIp {
         sentry_models::sentry::USERIP.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { inserted: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self { inserted: HashSet::with_hasher(session.hasher()) })
     }
 
     fn prepare(&mut self, session: &Session, record: &mut Record) -> Result<Prepared> {

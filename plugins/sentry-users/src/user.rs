@@ -1,11 +1,9 @@
 //! `sentry.user`: sanitized for the import's scope, then inserted, merged into
 //! an existing user, or renamed on a username collision (spec §5.2).
 
-use std::collections::BTreeSet;
-
 use relocate_plugin_sdk::{
-    Answers, Ask, Decision, Derived, FieldError, Found, Model, ModelDesc, Prepared, Query, Record, Result, Scope,
-    Session,
+    Answers, Ask, Decision, Derived, FieldError, Found, HashSet, Model, ModelDesc, Prepared, Query, Record, Result,
+    Scope, Session,
 };
 use sentry_models::naming::UniqueNames;
 
@@ -29,9 +27,9 @@ pub struct User {
     /// Usernames given out by this import, for suffixes ignoring case.
     names: UniqueNames,
     /// The same, exactly: what a later record of the same batch collides with.
-    exact: BTreeSet<String>,
+    exact: HashSet<String>,
     /// Emails this import created an `Email` row for.
-    emails: BTreeSet<String>,
+    emails: HashSet<String>,
 }
 
 impl Model for User {
@@ -39,8 +37,12 @@ impl Model for User {
         sentry_models::sentry::USER.desc()
     }
 
-    fn new(_: &Session) -> Result<Self> {
-        Ok(Self { names: UniqueNames::new(MAX_USERNAME), exact: BTreeSet::new(), emails: BTreeSet::new() })
+    fn new(session: &Session) -> Result<Self> {
+        Ok(Self {
+            names: UniqueNames::new(session, MAX_USERNAME),
+            exact: HashSet::with_hasher(session.hasher()),
+            emails: HashSet::with_hasher(session.hasher()),
+        })
     }
 
     fn prepare(&mut self, session: &Session, record: &mut Record) -> Result<Prepared> {
