@@ -681,6 +681,29 @@ pub(super) fn fatal_message(fatal: WitFatal) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_lookup_counts_once_whatever_the_order_of_its_columns() {
+        let model = ModelName::new("sentry.user").unwrap();
+        let find = |columns: &[&str]| Query::Find {
+            model: model.clone(),
+            columns: columns.iter().map(|c| c.to_string()).collect(),
+            values: vec![Value::Null; columns.len()],
+        };
+        let taken = Query::Taken { model: model.clone(), column: "username".into(), base: "x".into() };
+        let ready = |queries| Prepared::Ready { scope: None, queries };
+        let batch = vec![
+            ready(vec![find(&["a", "b"]), taken.clone()]),
+            ready(vec![find(&["b", "a"]), find(&["username"]), taken]),
+        ];
+        let mut seen = Lookups::default();
+        check_lookups(&batch, &mut seen).unwrap();
+        // (a, b), `taken` on username and a find on it: three, not five.
+        assert_eq!(seen.0.len(), 3);
+        let many: Vec<Prepared> = (0..MAX_LOOKUPS).map(|i| ready(vec![find(&[&format!("c{i}")])])).collect();
+        let error = check_lookups(&many, &mut seen).unwrap_err();
+        assert_eq!(error.index, Some(MAX_LOOKUPS - 3));
+    }
+
     fn column(name: &str, kind: wit::ColumnKind, nullable: bool) -> wit::Column {
         wit::Column { name: name.into(), kind, nullable, default: None }
     }
