@@ -511,8 +511,8 @@ impl Db {
         }
     }
 
-    /// Row count of a table (for summaries and tests).
-    /// The rows of all of `tables` together, in one query.
+    /// The rows of all of `tables` together, in one query (for the Global
+    /// import's prompt, summaries and tests).
     pub async fn count(&mut self, tables: &[&Ident]) -> Result<i64> {
         if tables.is_empty() {
             return Ok(0);

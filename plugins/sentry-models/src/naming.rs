@@ -59,16 +59,15 @@ impl UniqueNames {
         base: &str,
         taken: impl IntoIterator<Item = &'a str>,
     ) -> Option<String> {
-        let mut set = HashSet::with_hasher(session.hasher());
-        set.extend(taken.into_iter().map(str::to_lowercase));
-        let taken = set;
+        let mut lowered = HashSet::with_hasher(session.hasher());
+        lowered.extend(taken.into_iter().map(str::to_lowercase));
         let mut base = base.trim().to_string();
         if base.is_empty() {
             base = session.uuid4_hex().chars().take(12).collect();
         }
         let free = |v: &str| {
             let v = v.to_lowercase();
-            !taken.contains(&v) && !self.given.contains(&v)
+            !lowered.contains(&v) && !self.given.contains(&v)
         };
         if free(&base) && !is_decimal(&base) {
             self.give(&base);
